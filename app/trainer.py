@@ -1,0 +1,96 @@
+"""One training loop for base models and Memory Decoders: accelerate, checkpoints that resume, a progress bar
+and a loss log. Batches are a pure function of the step, so a resumed run sees exactly the data it would have."""
+import csv
+import json
+import math
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    lr: float = 1e-3
+    warmup: int = 50
+    weight_decay: float = 0.01
+    checkpoint_every: int = 100
+    seed: int = 0
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to a tenth of the peak."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str = "train", stop_after: int | None = None):
+    """batch_at(step) -> dict of tensors; loss_fn(model, batch) -> (loss, {name: float}).
+
+    State lives in work_dir/checkpoint (written to a temporary folder, then renamed, so an interruption never
+    leaves a broken checkpoint); the loss log is work_dir/loss.csv. stop_after ends the run early, as an
+    interruption would (used by tests). Returns the unwrapped model.
+    """
+    work_dir.mkdir(parents=True, exist_ok=True)
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    model, optimizer = accelerator.prepare(model, optimizer)
+    ckpt, log_path = work_dir / "checkpoint", work_dir / "loss.csv"
+    start = 0
+    if ckpt.exists():
+        accelerator.load_state(str(ckpt))
+        start = json.loads((ckpt / "progress.json").read_text())["step"]
+    rows = _read_log(log_path, start)
+    bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, disable=not accelerator.is_main_process)
+    model.train()
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        batch = {k: v.to(accelerator.device) for k, v in batch_at(step).items()}
+        loss, metrics = loss_fn(model, batch)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        rows.append({"step": step + 1, "loss": round(loss.item(), 5), **{k: round(v, 5) for k, v in metrics.items()}})
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        done = step + 1
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
+            _save_checkpoint(accelerator, ckpt, done, cfg)
+            _write_log(log_path, rows)
+        if done == stop_after:
+            break
+    model.eval()
+    return accelerator.unwrap_model(model)
+
+
+def _save_checkpoint(accelerator, ckpt: Path, step: int, cfg: TrainConfig):
+    if not accelerator.is_main_process:
+        return
+    tmp = ckpt.with_name("checkpoint.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.save_state(str(tmp))
+    (tmp / "progress.json").write_text(json.dumps({"step": step, "config": asdict(cfg)}))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    tmp.rename(ckpt)
+
+
+def _read_log(path: Path, upto: int) -> list:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f) if float(row["step"]) <= upto]
+
+
+def _write_log(path: Path, rows: list):
+    with open(path.with_suffix(".tmp"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
+        writer.writeheader()
+        writer.writerows(rows)
+    path.with_suffix(".tmp").replace(path)
