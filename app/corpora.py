@@ -19,7 +19,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .paths import CACHE, CORPORA, DOMAINS, SPLITS
+from .paths import CACHE, CORPORA, SPLITS
 
 SOURCES = CACHE / "sources"
 GENERAL = CACHE / "corpora" / "general.txt"

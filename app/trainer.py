@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 
@@ -43,6 +44,7 @@ def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str 
     model, optimizer = accelerator.prepare(model, optimizer)
     ckpt, log_path = work_dir / "checkpoint", work_dir / "loss.csv"
     start = 0
+    set_seed(cfg.seed)  # dropout draws; a resumed run restores the RNG state saved with its checkpoint
     if ckpt.exists():
         accelerator.load_state(str(ckpt))
         start = json.loads((ckpt / "progress.json").read_text())["step"]

@@ -1,0 +1,142 @@
+"""One next-token comparison: p_base, p_mem and p_kNN for a prompt, timed per component, and everything derived
+from them (mixtures for any alpha, the shared token axis, the neighbours, how well the decoder imitates kNN)."""
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from .datastore import KeyCapture
+from .distributions import knn_probs, knn_weights, mix, model_probs
+from .engine import Engine, check
+
+
+@dataclass
+class NextToken:
+    """The three distributions are kept so that a new alpha re-mixes them without running a model."""
+    prompt: str
+    base: str
+    domain: str
+    k: int
+    temperature: float
+    p_base: torch.Tensor  # (vocab,)
+    p_mem: torch.Tensor
+    p_knn: torch.Tensor
+    distances: torch.Tensor  # (k,) squared L2, nearest first
+    ids: torch.Tensor  # (k,) datastore entry ids = corpus stream positions
+    values: torch.Tensor  # (k,) next-token ids
+    tokens: list = field(default_factory=list)  # the decoded vocabulary, for labels
+    latency_ms: dict = field(default_factory=dict)
+    cut: int = 0  # prompt tokens dropped to fit the context
+
+
+def _timed(latency: dict, name: str, fn):
+    start = time.perf_counter()
+    out = fn()
+    latency[name] = round((time.perf_counter() - start) * 1000, 3)
+    return out
+
+
+def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temperature=None, progress=None) -> NextToken:
+    base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
+    k = check("k", memory.knn_k if k is None else k, int)
+    temperature = check("temperature", memory.knn_temperature if temperature is None else temperature)
+    ids, cut = engine.encode(tokenizer, prompt, engine.context(lm, decoder), truncate=True)
+    store = engine.datastore(base, domain, progress)  # built (with progress) before anything is timed
+    vocab, latency = len(tokenizer), {}
+    with engine.lock, torch.no_grad():
+        with KeyCapture(lm) as capture:
+            p_base = _timed(latency, "base forward", lambda: model_probs(lm(input_ids=ids.to(lm.device)).logits[0, -1], vocab))
+        query = capture.keys[0, -1:].float().cpu().numpy()
+        p_mem = _timed(latency, "decoder forward", lambda: model_probs(decoder(input_ids=ids.to(decoder.device)).logits[0, -1], vocab))
+        distances, entry_ids, values = _timed(latency, "kNN search", lambda: store.neighbours(query, k))
+        p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, temperature, vocab)[0])
+        latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN distribution"), 3)
+        # the alpha picked later only changes the numbers, not the cost, of the two mixtures
+        _timed(latency, "mixing", lambda: (mix(p_base.cpu(), p_mem.cpu(), memory.alpha), mix(p_base.cpu(), p_knn, memory.alpha)))
+    return NextToken(prompt, base, domain, k, temperature, p_base.cpu(), p_mem.cpu(), p_knn, distances[0], entry_ids[0],
+                     values[0], engine.vocab_text(base), latency, cut)
+
+
+def mixtures(nt: NextToken, alpha: float) -> dict:
+    """All five distributions for this alpha; the mixtures are the only thing a new alpha changes."""
+    alpha = check("alpha", alpha)
+    return {"base": nt.p_base, "memdec": nt.p_mem, "knn": nt.p_knn,
+            "mix_memdec": mix(nt.p_base, nt.p_mem, alpha), "mix_knn": mix(nt.p_base, nt.p_knn, alpha)}
+
+
+def shared_axis(dists: dict, n: int) -> torch.Tensor:
+    """The n token ids with the highest probability under any of the distributions, most likely first."""
+    best = torch.stack(list(dists.values())).max(0).values
+    return best.topk(n).indices
+
+
+def rows(nt: NextToken, alpha: float, n: int = 10) -> list[dict]:
+    """One row per token of the shared axis, with its probability under every predictor."""
+    dists = mixtures(nt, alpha)
+    return [{"id": int(i), "token": nt.tokens[i], **{name: float(p[i]) for name, p in dists.items()}}
+            for i in shared_axis(dists, check("top_n", n, int)).tolist()]
+
+
+def kl(p: torch.Tensor, q: torch.Tensor) -> float:
+    """KL(p || q) in nats over p's support; q is floored at the smallest float so a zero never gives infinity."""
+    support = p > 0
+    return float((p[support] * (p[support].log() - q[support].clamp_min(torch.finfo(q.dtype).tiny).log())).sum())
+
+
+def imitation(nt: NextToken, top: int = 10) -> dict:
+    """How close the decoder is to the retriever for this context, next to the same numbers for the base."""
+    knn_top = set(nt.p_knn.topk(min(top, int((nt.p_knn > 0).sum()))).indices.tolist())
+
+    def overlap(p):
+        return len(knn_top & set(p.topk(top).indices.tolist())) / max(1, len(knn_top))
+
+    return {"kl_knn_mem": kl(nt.p_knn, nt.p_mem), "kl_knn_base": kl(nt.p_knn, nt.p_base),
+            "top_k": top, "overlap_mem": overlap(nt.p_mem), "overlap_base": overlap(nt.p_base)}
+
+
+def neighbours(engine: Engine, nt: NextToken, window: int = 16) -> list[dict]:
+    """The retrieved entries: the text its key saw (from its block start, at most window tokens), its next token,
+    its distance and its weight softmax(-d / T)."""
+    stream, tokens = engine.stream(nt.base, nt.domain), nt.tokens
+    block = engine.datastore(nt.base, nt.domain).meta["block"]  # a key sees only its own block
+    weights = knn_weights(nt.distances, nt.temperature)
+    out = []
+    for rank, (d, p, v, w) in enumerate(zip(nt.distances.tolist(), nt.ids.tolist(), nt.values.tolist(), weights.tolist())):
+        start = max(p - window + 1, p - p % block)
+        out.append({"rank": rank + 1, "context": "".join(tokens[t] for t in stream[start: p + 1]),
+                    "next": tokens[v], "after": "".join(tokens[t] for t in stream[p + 2: p + 6]),
+                    "distance": d, "weight": w, "entry": p})
+    return out
+
+
+def per_token(nt: NextToken) -> list[dict]:
+    """p_kNN by token: the summed weight of the neighbours that continue with it, and how many do."""
+    weights = knn_weights(nt.distances, nt.temperature)
+    totals = {}
+    for v, w in zip(nt.values.tolist(), weights.tolist()):
+        count, total = totals.get(v, (0, 0.0))
+        totals[v] = (count + 1, total + w)
+    ranked = sorted(totals.items(), key=lambda item: -item[1][1])
+    return [{"token": nt.tokens[v], "id": v, "neighbours": c, "p_knn": t} for v, (c, t) in ranked]
+
+
+def to_dict(nt: NextToken, alpha: float, n: int = 10) -> dict:
+    """The plain-JSON comparison the API returns and the export writes."""
+    dists = mixtures(nt, alpha)
+    n = check("top_n", n, int)
+    top = {name: [{"token": nt.tokens[i], "id": int(i), "p": float(p[i])} for i in p.topk(n).indices.tolist()]
+           for name, p in dists.items()}
+    return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "alpha": float(alpha), "k": nt.k,
+            "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, alpha, n),
+            "latency_ms": nt.latency_ms, "imitation": imitation(nt)}
+
+
+def to_csv(nt: NextToken, alpha: float, n: int = 10) -> str:
+    out = io.StringIO()
+    table = rows(nt, alpha, n)
+    writer = csv.DictWriter(out, fieldnames=list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+    return out.getvalue()

@@ -1,0 +1,59 @@
+"""Perplexity of base, base + kNN-LM and base + Memory Decoder on a domain split.
+
+Each predictor is run once per split and reduced to p(next token) at every position; every mixture on the
+alpha / temperature grids is then exact arithmetic on those vectors (p = a * p_other + (1 - a) * p_base).
+Settings are tuned on validation and reported on test.
+"""
+import math
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .datastore import compute_keys
+from .distributions import knn_target_probs
+
+ALPHAS = tuple(round(a, 2) for a in np.arange(0.1, 0.95, 0.1))
+TEMPERATURES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+
+
+@torch.no_grad()
+def label_probs(model, inputs: torch.Tensor, labels: torch.Tensor, vocab_size: int, batch_size: int = 16) -> np.ndarray:
+    """p_model(label) at every position of the (blocks, length) inputs, flattened in stream order."""
+    dev = next(model.parameters()).device
+    out = []
+    for start in tqdm(range(0, len(inputs), batch_size), desc="label probs", leave=False):
+        logits = model(input_ids=inputs[start: start + batch_size].to(dev)).logits[..., :vocab_size].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, labels[start: start + batch_size, :, None].to(dev))
+        out.append(logp.exp().flatten().cpu().double().numpy())
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def knn_label_probs(model, store, inputs: torch.Tensor, labels: torch.Tensor, k: int, temperatures=TEMPERATURES) -> dict:
+    """{T: p_kNN(label)} at every position; the search runs once, the temperatures reuse it."""
+    keys = compute_keys(model, inputs, desc="query keys")
+    flat = labels.flatten()
+    out = {t: [] for t in temperatures}
+    for start in tqdm(range(0, len(keys), 4096), desc="knn search", leave=False):
+        distances, _, values = store.neighbours(keys[start: start + 4096].astype(np.float32), k)
+        for t in temperatures:
+            out[t].append(knn_target_probs(distances, values, t, flat[start: start + 4096]).double().numpy())
+    return {t: np.concatenate(v) for t, v in out.items()}
+
+
+def perplexity(p: np.ndarray) -> float:
+    return float(math.exp(-np.mean(np.log(np.maximum(p, 1e-30)))))
+
+
+def mixture_perplexity(p_base: np.ndarray, p_other: np.ndarray, alpha: float) -> float:
+    return perplexity(alpha * p_other + (1 - alpha) * p_base)
+
+
+def tune_alpha(p_base: np.ndarray, p_other: np.ndarray, alphas=ALPHAS) -> float:
+    return min(alphas, key=lambda a: mixture_perplexity(p_base, p_other, a))
+
+
+def tune_knn(p_base: np.ndarray, p_knn: dict, alphas=ALPHAS) -> tuple[float, float]:
+    """(temperature, lambda) with the lowest validation perplexity."""
+    return min(((t, a) for t in p_knn for a in alphas), key=lambda ta: mixture_perplexity(p_base, p_knn[ta[0]], ta[1]))

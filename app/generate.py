@@ -1,0 +1,72 @@
+"""Side-by-side continuations of base, base + MemDec and base + kNN-LM. Each model keeps its own KV cache, so
+every step reads one new token; the kNN-LM takes its query key from the base's pass over that token."""
+import time
+
+import torch
+
+from .datastore import KeyCapture
+from .distributions import knn_probs, mix, model_probs
+from .engine import Engine, check
+
+
+class Incremental:
+    """One model reading a sequence chunk by chunk with its own KV cache; returns p(next) over the tokenizer."""
+
+    def __init__(self, model, vocab: int):
+        self.model, self.vocab, self.past = model, vocab, None
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=ids.to(self.model.device), past_key_values=self.past, use_cache=True)
+        self.past = out.past_key_values
+        return model_probs(out.logits[0, -1], self.vocab).cpu()
+
+
+def predictors(lm, decoder, store, vocab: int, alpha: float, k: int, temperature: float) -> dict:
+    """name -> a fresh stateful function: new token ids (1, n) -> next-token distribution."""
+
+    def memdec():
+        step_base, step_mem = Incremental(lm, vocab), Incremental(decoder, vocab)
+        return lambda ids: mix(step_base(ids), step_mem(ids), alpha)
+
+    def knn():
+        step_base = Incremental(lm, vocab)
+
+        def step(ids):
+            with KeyCapture(lm) as capture:
+                p_base = step_base(ids)
+            distances, _, values = store.neighbours(capture.keys[0, -1:].float().cpu().numpy(), k)
+            return mix(p_base, knn_probs(distances, values, temperature, vocab)[0], alpha)
+        return step
+
+    return {"base": lambda: Incremental(lm, vocab), "mix_memdec": memdec, "mix_knn": knn}
+
+
+def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens=24, sample=False, seed=0,
+             alpha=None, k=None, temperature=None, progress=None) -> dict:
+    """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor."""
+    base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
+    alpha = check("alpha", memory.alpha if alpha is None else alpha)
+    k = check("k", memory.knn_k if k is None else k, int)
+    temperature = check("temperature", memory.knn_temperature if temperature is None else temperature)
+    steps = check("max_new_tokens", max_new_tokens, int)
+    seed = check("seed", seed, int)
+    ids, cut = engine.encode(tokenizer, prompt, engine.context(lm, decoder) - steps, truncate=True)
+    store = engine.datastore(base, domain, progress)
+    out = {}
+    with engine.lock, torch.no_grad():
+        for name, make in predictors(lm, decoder, store, len(tokenizer), alpha, k, temperature).items():
+            step, chunk, new, times = make(), ids, [], []
+            generator = torch.Generator().manual_seed(seed)
+            for _ in range(steps):
+                start = time.perf_counter()
+                p = step(chunk)
+                token = int(torch.multinomial(p, 1, generator=generator)) if sample else int(p.argmax())
+                times.append((time.perf_counter() - start) * 1000)
+                if token == tokenizer.eos_token_id:
+                    break
+                new.append(token)
+                chunk = torch.tensor([[token]])
+            out[name] = {"text": tokenizer.decode(new), "tokens": [tokenizer.decode([t]) for t in new],
+                         "ms_per_token": round(sum(times) / max(1, len(times)), 3)}
+    return {"prompt": prompt, "base": base, "domain": domain, "alpha": alpha, "k": k, "temperature": temperature,
+            "sample": bool(sample), "seed": seed, "prompt_tokens_dropped": cut, "continuations": out}

@@ -1,0 +1,183 @@
+"""The Memory Decoder pipeline on small slices: each test checks a number against an independent computation."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from app import datastore, targets
+from app.corpora import write_text
+from app.distributions import knn_probs, mix_log
+from app.evaluate import knn_label_probs, label_probs, mixture_perplexity, perplexity
+from app.models import load_lm, save_model, tokenizer_fingerprint
+from app.tokenizer import train_tokenizer
+from app.tokens import blocks, encode_file
+from app.train_memdec import make_batches, memdec_loss
+from app.trainer import TrainConfig, train
+
+TEXT = [
+    "The licensee may copy and distribute the software provided that this notice is retained.",
+    "Interest rates rose as the treasury issued new bonds to cover the budget deficit.",
+    "The enzyme catalyses the transfer of a phosphate group to the substrate protein.",
+    "Permission is hereby granted, free of charge, to any person obtaining a copy.",
+] * 6
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tokenizer, two different tiny models and two corpora, all on disk."""
+    root = tmp_path_factory.mktemp("pipeline")
+    tokenizer = train_tokenizer(TEXT, vocab_size=300)
+    folders = {}
+    for name, seed in (("a", 0), ("b", 1)):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=32, n_head=2, n_positions=64))
+        folders[name] = root / name
+        save_model(model, tokenizer, folders[name])
+    corpus, other = root / "corpus.txt.gz", root / "other.txt.gz"
+    write_text(corpus, TEXT)
+    write_text(other, TEXT[::-1][:10])
+    return {"root": root, "tokenizer": tokenizer, "folders": folders, "corpus": corpus, "other": other}
+
+
+def build_store(world, name="a", corpus=None):
+    model = load_lm(world["folders"][name], torch.device("cpu"))
+    folder = world["root"] / f"store-{name}"
+    return datastore.load_or_build(model, world["tokenizer"], world["folders"][name], corpus or world["corpus"], folder, block=16)
+
+
+def brute_force_knn(keys, values, query, k, temperature, vocab):
+    d = ((keys.astype(np.float64) - query.astype(np.float64)) ** 2).sum(1)
+    nearest = np.argsort(d, kind="stable")[:k]
+    w = np.exp(-(d[nearest] - d[nearest].min()) / temperature)
+    w /= w.sum()
+    p = np.zeros(vocab)
+    np.add.at(p, values[nearest], w)
+    return p, nearest
+
+
+def test_knn_distribution_equals_brute_force(world):
+    store = build_store(world)
+    keys = np.asarray(store.keys, dtype=np.float32)
+    queries = keys[[3, 40, 100]] + np.random.default_rng(0).normal(0, 0.05, (3, keys.shape[1])).astype(np.float32)
+    distances, ids, values = store.neighbours(queries, 8)
+    ours = knn_probs(distances, values, 2.0, len(world["tokenizer"])).numpy()
+    for q, row in zip(queries, ours):
+        expected, _ = brute_force_knn(keys, store.values, q, 8, 2.0, len(world["tokenizer"]))
+        np.testing.assert_allclose(row, expected, atol=1e-5)
+        assert row.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_sparse_targets_round_trip_and_exclude_self(world, tmp_path):
+    store = build_store(world)
+    built = targets.build_targets(store, k=6, temperature=3.0, batch_size=50)
+    targets.save(built, tmp_path)
+    loaded = targets.load(tmp_path)
+    assert len(loaded) == len(store) and loaded.meta["k"] == 6
+    np.testing.assert_array_equal(loaded.ids, built.ids)
+    np.testing.assert_array_equal(loaded.probs, built.probs)
+    keys = np.asarray(store.keys, dtype=np.float32)
+    vocab = len(world["tokenizer"])
+    for p in (0, 17, len(store) - 1):
+        # Brute force over every key but the position itself.
+        others = np.delete(np.arange(len(store)), p)
+        expected, _ = brute_force_knn(keys[others], store.values[others], keys[p], 6, 3.0, vocab)
+        row = loaded.row(p)
+        dense = np.zeros(vocab)
+        dense[list(row)] = list(row.values())
+        np.testing.assert_allclose(dense, expected, atol=2e-3)  # fp16 storage
+        assert list(row.values()) == sorted(row.values(), reverse=True)
+    ids, probs = loaded.padded(np.array([0, 17]))
+    assert probs.sum(-1).numpy() == pytest.approx([1.0, 1.0], abs=1e-6)
+    assert dict(zip(ids[1].tolist(), probs[1].tolist())).keys() >= loaded.row(17).keys()
+
+
+def test_loss_equals_hand_computation():
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5], [0.0, 1.0, 0.0, 3.0]])
+    labels = torch.tensor([0, 3])
+    target_ids = torch.tensor([[0, 3], [3, 1]])
+    target_probs = torch.tensor([[0.75, 0.25], [1.0, 0.0]])
+    loss, parts = memdec_loss(logits, labels, target_ids, target_probs, beta=0.5, vocab_size=4)
+    q = np.exp(logits.numpy()) / np.exp(logits.numpy()).sum(1, keepdims=True)
+    kl = (0.75 * math.log(0.75 / q[0, 0]) + 0.25 * math.log(0.25 / q[0, 3]) + 1.0 * math.log(1.0 / q[1, 3])) / 2
+    ce = -(math.log(q[0, 0]) + math.log(q[1, 3])) / 2
+    assert parts["kl"] == pytest.approx(kl, rel=1e-5)
+    assert parts["ce"] == pytest.approx(ce, rel=1e-5)
+    assert loss.item() == pytest.approx(0.5 * kl + 0.5 * ce, rel=1e-5)
+
+
+def test_interrupted_training_resumes_and_matches_uninterrupted(world, tmp_path):
+    store = build_store(world)
+    knn = targets.build_targets(store, k=4, temperature=3.0)
+    stream = np.concatenate([world["tokenizer"](t)["input_ids"] + [world["tokenizer"].eos_token_id] for t in TEXT]).astype(np.int32)
+    inputs, labels = blocks(stream, 16)
+    batch_at = make_batches(inputs, labels, knn, batch_size=4)
+    vocab = len(world["tokenizer"])
+
+    def loss_fn(m, b):
+        logits = m(input_ids=b["input_ids"]).logits.flatten(0, 1)
+        return memdec_loss(logits, b["labels"].flatten(), b["target_ids"], b["target_probs"], 0.5, vocab)
+
+    def fresh():
+        return load_lm(world["folders"]["a"], torch.device("cpu")).float().requires_grad_(True)
+
+    cfg = TrainConfig(steps=6, lr=1e-2, warmup=2, checkpoint_every=100)
+    straight = train(fresh(), batch_at, loss_fn, cfg, tmp_path / "straight")
+    partial = train(fresh(), batch_at, loss_fn, cfg, tmp_path / "resumed", stop_after=3)
+    assert (tmp_path / "resumed" / "checkpoint" / "progress.json").read_text().count('"step": 3')
+    resumed = train(fresh(), batch_at, loss_fn, cfg, tmp_path / "resumed")
+    log = (tmp_path / "resumed" / "loss.csv").read_text().splitlines()
+    assert len(log) == 1 + 6 and log[0].startswith("step,loss,kl,ce")
+    for p, q, r in zip(straight.parameters(), resumed.parameters(), partial.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    assert any(not torch.equal(p, r) for p, r in zip(straight.parameters(), partial.parameters()))
+
+
+def test_evaluator_perplexity_equals_direct_computation(world):
+    model = load_lm(world["folders"]["a"], torch.device("cpu"))
+    stream = np.array(world["tokenizer"](" ".join(TEXT))["input_ids"], dtype=np.int32)
+    inputs, labels = blocks(stream, 16)
+    p = label_probs(model, inputs, labels, len(world["tokenizer"]), batch_size=3)
+    with torch.no_grad():
+        logits = model(input_ids=inputs).logits
+        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+    assert perplexity(p) == pytest.approx(math.exp(nll.item()), rel=1e-5)
+    # A mixture's perplexity equals the logaddexp form applied to full log-distributions.
+    other = load_lm(world["folders"]["b"], torch.device("cpu"))
+    q = label_probs(other, inputs, labels, len(world["tokenizer"]))
+    with torch.no_grad():
+        mixed = mix_log(torch.log_softmax(logits, -1), torch.log_softmax(other(input_ids=inputs).logits, -1), 0.3)
+    direct_mix = math.exp(-mixed.gather(-1, labels[..., None]).mean().item())
+    assert mixture_perplexity(p, q, 0.3) == pytest.approx(direct_mix, rel=1e-5)
+
+
+def test_knn_label_probs_match_full_distribution(world):
+    store = build_store(world)
+    model = load_lm(world["folders"]["a"], torch.device("cpu"))
+    inputs, labels = blocks(np.array(world["tokenizer"](TEXT[1] + TEXT[2])["input_ids"], dtype=np.int32), 8)
+    probs = knn_label_probs(model, store, inputs, labels, k=5, temperatures=(1.0, 4.0))
+    with datastore.KeyCapture(model) as capture:
+        model(input_ids=inputs)
+    distances, _, values = store.neighbours(capture.keys.flatten(0, 1).numpy(), 5)
+    full = knn_probs(distances, values, 4.0, len(world["tokenizer"]))
+    np.testing.assert_allclose(probs[4.0], full.gather(1, labels.flatten()[:, None]).squeeze(1).numpy(), atol=1e-3)
+
+
+def test_stale_datastore_is_refused_and_rebuilt(world):
+    store = build_store(world, "a")
+    folder = world["root"] / "store-a"
+    model_b = load_lm(world["folders"]["b"], torch.device("cpu"))
+    with pytest.raises(datastore.StaleDatastore):
+        datastore.load(folder, datastore.expected_meta(world["folders"]["b"], world["tokenizer"], world["corpus"], 16))
+    with pytest.raises(datastore.StaleDatastore):
+        datastore.load(folder, datastore.expected_meta(world["folders"]["a"], world["tokenizer"], world["other"], 16))
+    rebuilt = datastore.load_or_build(model_b, world["tokenizer"], world["folders"]["b"], world["corpus"], folder, block=16)
+    assert rebuilt.meta["model"] != store.meta["model"]
+    assert not np.array_equal(np.asarray(rebuilt.keys), np.asarray(store.keys))
+    stream = encode_file(world["tokenizer"], world["corpus"], tokenizer_fingerprint(world["tokenizer"]))
+    with datastore.KeyCapture(model_b) as capture:
+        model_b(input_ids=blocks(stream, 16)[0][:1])
+    np.testing.assert_allclose(np.asarray(rebuilt.keys[:16], dtype=np.float32), capture.keys[0].numpy(), atol=1e-2)
+    again = datastore.load(folder, datastore.expected_meta(world["folders"]["b"], world["tokenizer"], world["corpus"], 16))
+    assert again.meta == rebuilt.meta
