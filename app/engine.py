@@ -87,6 +87,9 @@ class Engine:
             meta_path = folder / "memdec.json"
             domain = json.loads(meta_path.read_text()).get("domain", name) if meta_path.exists() else name
             memories[domain] = Memory.from_folder(folder, domain_path(domain, "train"))
+        if not found or not memories:
+            raise InputError("no embedded models in models/ yet: run the pipeline, or serve other models with "
+                             "python -m app.cli serve --base NAME=PATH --memory DOMAIN=DECODER,CORPUS")
         return cls({s: found[s] for s in order}, memories)
 
     @property

@@ -1,0 +1,63 @@
+"""The engine from the command line, printing the same JSON as the API; or the app on any set of models.
+
+    python -m app.cli compare "The protein binds to" --domain biomed
+    python -m app.cli generate "The licence grants" --domain law --max-new-tokens 20
+    python -m app.cli score "Gross domestic product fell." --domain finance --alpha 0.6
+    python -m app.cli serve --base gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
+"""
+import argparse
+import json
+
+from .engine import Engine, Memory
+
+
+def engine_from(args) -> Engine:
+    if not args.base and not args.memory:
+        return Engine.embedded()
+    bases = dict(item.split("=", 1) for item in args.base)
+    memories = {}
+    for item in args.memory:
+        domain, spec = item.split("=", 1)
+        decoder, corpus = spec.split(",", 1)
+        memories[domain] = Memory.from_folder(decoder, corpus)
+    return Engine(bases, memories)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["compare", "generate", "score", "serve"])
+    parser.add_argument("text", nargs="?", default="")
+    parser.add_argument("--base", action="append", default=[], help="NAME=FOLDER_OR_HUB_ID (repeat); a name when not serving")
+    parser.add_argument("--memory", action="append", default=[], help="DOMAIN=DECODER,CORPUS (repeat)")
+    parser.add_argument("--domain")
+    parser.add_argument("--alpha", type=float)
+    parser.add_argument("--k", type=int)
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--sample", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args()
+    from . import compare, generate, score
+
+    serving = args.command == "serve"
+    engine = engine_from(argparse.Namespace(base=args.base if serving else [], memory=args.memory))
+    if serving:
+        from .ui import CSS, THEME, build
+
+        build(engine).launch(theme=THEME, css=CSS, server_port=args.port)
+        return
+    base = args.base[0] if args.base else None
+    alpha = engine.memory(args.domain)[1].alpha if args.alpha is None else args.alpha
+    if args.command == "compare":
+        out = compare.to_dict(compare.next_token(engine, args.text, base, args.domain, args.k, args.temperature), alpha)
+    elif args.command == "generate":
+        out = generate.generate(engine, args.text, base, args.domain, args.max_new_tokens, args.sample, args.seed,
+                                args.alpha, args.k, args.temperature)
+    else:
+        out = score.summary(score.score(engine, args.text, base, args.domain, args.k, args.temperature), alpha)
+    print(json.dumps(out, indent=1, ensure_ascii=False))
+
+
+if __name__ == "__main__":
+    main()

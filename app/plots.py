@@ -1,0 +1,79 @@
+"""Plotly figures for the app. Each has an explicit height (an autosized gr.Plot can render at zero height)."""
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+COLOURS = {"base": "#7f7f7f", "memdec": "#1f77b4", "knn": "#ff7f0e"}
+NAMES = {"base": "base", "memdec": "Memory Decoder", "knn": "kNN-LM", "mix_memdec": "base + MemDec", "mix_knn": "base + kNN-LM"}
+
+
+def label(token: str) -> str:
+    """Visible token text: spaces and newlines shown, so that ' the' and 'the' differ on the axis."""
+    return token.replace(" ", "␣").replace("\n", "⏎") or "∅"
+
+
+def distributions(rows: list[dict], alpha: float) -> go.Figure:
+    """Top: the three predictors. Bottom: each mixture as a stack of its two parts, (1-alpha) p_base below and
+    alpha p_other above, so the height is the mixture and the split shows where it comes from."""
+    x = [f"{label(r['token'])}<br><sub>{r['id']}</sub>" for r in rows]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("the three predictors", f"the two mixtures, alpha = {alpha:.2f}"))
+    for name in ("base", "memdec", "knn"):
+        fig.add_bar(x=x, y=[r[name] for r in rows], name=f"p {NAMES[name]}", marker_color=COLOURS[name],
+                    offsetgroup=name, row=1, col=1)
+    for mixture, other in (("mix_memdec", "memdec"), ("mix_knn", "knn")):
+        low = [(1 - alpha) * r["base"] for r in rows]
+        fig.add_bar(x=x, y=low, name=f"{NAMES[mixture]}: (1-α)·p base", marker_color=COLOURS["base"], opacity=0.55,
+                    offsetgroup=mixture, legendgroup=mixture, row=2, col=1)
+        fig.add_bar(x=x, y=[alpha * r[other] for r in rows], base=low, name=f"{NAMES[mixture]}: α·p {NAMES[other]}",
+                    marker_color=COLOURS[other], offsetgroup=mixture, legendgroup=mixture, row=2, col=1,
+                    customdata=[r[mixture] for r in rows], hovertemplate="%{x}: part %{y:.4f}, mixture %{customdata:.4f}")
+    fig.update_layout(height=620, barmode="group", margin=dict(l=50, r=20, t=60, b=40),
+                      legend=dict(orientation="h", y=-0.15), title="next-token probabilities on one shared token axis")
+    fig.update_yaxes(title_text="probability")
+    return fig
+
+
+def latency(latency_ms: dict) -> go.Figure:
+    names = list(latency_ms)
+    fig = go.Figure(go.Bar(x=[latency_ms[n] for n in names], y=names, orientation="h",
+                           marker_color=["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c"][: len(names)],
+                           text=[f"{latency_ms[n]:.2f} ms" for n in names], textposition="auto"))
+    fig.update_layout(height=280, margin=dict(l=120, r=20, t=50, b=40), yaxis=dict(autorange="reversed"),
+                      title="latency per component (warm, wall-clock, this machine)", xaxis_title="milliseconds")
+    return fig
+
+
+def token_probabilities(summary: dict) -> go.Figure:
+    """p(actual next token) along the passage for the base and the two mixtures."""
+    tokens = summary["tokens"]
+    x = list(range(len(tokens)))
+    fig = go.Figure()
+    for name, colour in (("base", COLOURS["base"]), ("mix_memdec", COLOURS["memdec"]), ("mix_knn", COLOURS["knn"])):
+        fig.add_scatter(x=x, y=[t[name] for t in tokens], mode="lines+markers", name=NAMES[name], line_color=colour,
+                        text=[label(t["token"]) for t in tokens], hovertemplate="%{text}: %{y:.4f}")
+    fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log", xaxis_title="token position",
+                      yaxis_title="p(actual token)", title="probability of each actual token", legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def perplexity_vs_alpha(summary: dict) -> go.Figure:
+    curve = summary["perplexity_vs_alpha"]
+    fig = go.Figure()
+    fig.add_scatter(x=curve["alpha"], y=[summary["perplexity"]["base"]] * len(curve["alpha"]), mode="lines",
+                    name="base alone", line=dict(color=COLOURS["base"], dash="dash"))
+    for name, colour in (("mix_memdec", COLOURS["memdec"]), ("mix_knn", COLOURS["knn"])):
+        fig.add_scatter(x=curve["alpha"], y=curve[name], mode="lines+markers", name=NAMES[name], line_color=colour)
+    fig.add_vline(x=summary["alpha"], line_dash="dot", annotation_text=f"α = {summary['alpha']:.2f}")
+    fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log", xaxis_title="alpha",
+                      yaxis_title="perplexity", title="perplexity of the passage against alpha", legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def generation_speed(result: dict) -> go.Figure:
+    names = list(result["continuations"])
+    ms = [result["continuations"][n]["ms_per_token"] for n in names]
+    fig = go.Figure(go.Bar(x=[NAMES[n] for n in names], y=ms, marker_color=[COLOURS["base"], COLOURS["memdec"], COLOURS["knn"]],
+                           text=[f"{m:.1f} ms" for m in ms], textposition="auto"))
+    fig.update_layout(height=280, margin=dict(l=50, r=20, t=50, b=40), yaxis_title="ms per token",
+                      title="time per generated token (wall-clock, this machine)")
+    return fig
