@@ -3,18 +3,20 @@
     python -m app.cli compare "The protein binds to" --domain biomed
     python -m app.cli generate "The licence grants" --domain law --max-new-tokens 20
     python -m app.cli score "Gross domestic product fell." --domain finance --alpha 0.6
-    python -m app.cli serve --base gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
+    python -m app.cli serve --model gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
+
+Without --model and --memory the engine uses the embedded models.
 """
 import argparse
 import json
 
-from .engine import Engine, Memory
+from .engine import Engine, InputError, Memory
 
 
 def engine_from(args) -> Engine:
-    if not args.base and not args.memory:
+    if not args.model and not args.memory:
         return Engine.embedded()
-    bases = dict(item.split("=", 1) for item in args.base)
+    bases = dict(item.split("=", 1) for item in args.model)
     memories = {}
     for item in args.memory:
         domain, spec = item.split("=", 1)
@@ -24,10 +26,18 @@ def engine_from(args) -> Engine:
 
 
 def main():
+    try:
+        run()
+    except InputError as error:
+        raise SystemExit(f"error: {error}")
+
+
+def run():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["compare", "generate", "score", "serve"])
     parser.add_argument("text", nargs="?", default="")
-    parser.add_argument("--base", action="append", default=[], help="NAME=FOLDER_OR_HUB_ID (repeat); a name when not serving")
+    parser.add_argument("--model", action="append", default=[], help="a base model NAME=FOLDER_OR_HUB_ID (repeat)")
+    parser.add_argument("--base", help="which base to use (default: the first)")
     parser.add_argument("--memory", action="append", default=[], help="DOMAIN=DECODER,CORPUS (repeat)")
     parser.add_argument("--domain")
     parser.add_argument("--alpha", type=float)
@@ -40,14 +50,13 @@ def main():
     args = parser.parse_args()
     from . import compare, generate, score
 
-    serving = args.command == "serve"
-    engine = engine_from(argparse.Namespace(base=args.base if serving else [], memory=args.memory))
-    if serving:
+    engine = engine_from(args)
+    if args.command == "serve":
         from .ui import CSS, THEME, build
 
         build(engine).launch(theme=THEME, css=CSS, server_port=args.port)
         return
-    base = args.base[0] if args.base else None
+    base = args.base
     alpha = engine.memory(args.domain)[1].alpha if args.alpha is None else args.alpha
     if args.command == "compare":
         out = compare.to_dict(compare.next_token(engine, args.text, base, args.domain, args.k, args.temperature), alpha)

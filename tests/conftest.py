@@ -81,3 +81,8 @@ def server(engine):
     demo.queue(max_size=16).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
+
+
+def pytest_configure(config):
+    # gradio's queue still calls pandas options that pandas 3 deprecates; not ours to fix
+    config.addinivalue_line("filterwarnings", "ignore:.*(no_silent_downcasting|copy keyword).*")
