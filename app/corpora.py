@@ -210,7 +210,9 @@ def read_documents(path: Path):
 
 
 def domain_path(domain: str, split: str) -> Path:
-    return CORPORA / domain / f"{split}.txt.gz"
+    """assets/corpora/<domain>/<split>.txt.gz, or a plain .txt that a user dropped there for a domain of their own."""
+    plain = CORPORA / domain / f"{split}.txt"
+    return plain if plain.exists() else CORPORA / domain / f"{split}.txt.gz"
 
 
 def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> dict:

@@ -27,14 +27,27 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def resolve(path_or_id) -> Path:
+    """A local folder as is; a hub id (e.g. "gpt2", "Clover-Hill/MemoryDecoder-gpt2-small") through the hub cache,
+    so that fingerprints and datastores always refer to files on disk."""
+    if Path(path_or_id).exists():
+        return Path(path_or_id)
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(str(path_or_id), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
+    except Exception as error:  # offline, unknown id, gated repo: one clear message
+        raise FileNotFoundError(f"model '{path_or_id}' is neither a local folder nor reachable on the hub: {error}") from error
+
+
 def load_tokenizer(path):
-    return AutoTokenizer.from_pretrained(str(path))
+    return AutoTokenizer.from_pretrained(str(resolve(path)))
 
 
 def load_lm(path, dev=None):
-    """A frozen causal LM in float32 (the embedded models are stored in fp16 to stay small)."""
+    """A frozen causal LM in float32 on CPU (the embedded models are stored in fp16 to stay small), bf16 on GPU."""
     dtype = torch.float32 if (dev or device()).type == "cpu" else torch.bfloat16
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(dev or device())
+    model = AutoModelForCausalLM.from_pretrained(str(resolve(path)), dtype=dtype).to(dev or device())
     return model.eval().requires_grad_(False)
 
 
@@ -67,6 +80,7 @@ def _folder_fingerprint(folder: str, stamp: tuple) -> str:
 
 def model_fingerprint(folder) -> str:
     """Hash of the weight files; cached per (size, mtime) so repeated checks stay cheap."""
+    folder = resolve(folder)
     files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin"))
     if not files:
         raise FileNotFoundError(f"no weights in {folder}")

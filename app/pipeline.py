@@ -7,6 +7,7 @@ Every step is skipped when its output is current (its recorded inputs match) and
 when it was cut off. A GPU is used when present. Results go to assets/results/ and the README table.
 """
 import argparse
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,14 +21,22 @@ from .paths import CACHE, DOMAINS, MODELS, ROOT
 from .tokens import blocks, encode_file
 
 RESULTS = ROOT / "assets" / "results"
-KEY_SIZE = "large"  # the largest base is the key model, as in the paper
-INIT_SIZE = "small"  # decoders start from the smallest base
+
+
+def embedded_bases() -> dict:
+    return {size: MODELS / f"base-{size}" for size in BASE_SIZES}
 
 
 @dataclass
 class Settings:
+    domains: tuple = DOMAINS
+    bases: dict = field(default_factory=embedded_bases)  # name -> folder or hub id, smallest to largest
+    key: str = "large"  # the base whose hidden states are the datastore keys: the largest, as in the paper
+    init: str = "small"  # the base each decoder starts from: the smallest, as in the paper
     base_steps: dict = field(default_factory=lambda: {"small": 400, "medium": 300, "large": 300})
     memdec_steps: int = 300
+    memdec_lr: float = 1e-3  # the paper's rate for GPT-2 decoders
+    batch_size: int = 32
     k: int = 128
     beta: float = 0.5
     block: int = 128
@@ -71,7 +80,11 @@ def tokenizer_step():
 
 
 def base_step(size: str, s: Settings):
+    """Trains an embedded base; bases the user named (hub ids, folders) are used as they are."""
     from .train_base import base_recipe, train_base
+
+    if s.bases.get(size) != MODELS / f"base-{size}":
+        return say(f"{size}: {s.bases[size]} (given)")
 
     recipe = base_recipe(size, s.base_steps[size], 32, 2e-3)
     if read_json(MODELS / f"base-{size}" / "pipeline.json") == recipe:
@@ -85,7 +98,7 @@ def store_folder(model_folder: Path, domain: str) -> Path:
 
 
 def domain_store(size: str, domain: str, s: Settings):
-    folder = MODELS / f"base-{size}"
+    folder = s.bases[size]
     model, tokenizer = load_lm(folder), load_tokenizer(folder)
     store = datastore.load_or_build(model, tokenizer, folder, corpora.domain_path(domain, "train"),
                                     store_folder(folder, domain), s.block)
@@ -115,8 +128,8 @@ def predictions(size: str, domain: str, split: str, s: Settings) -> dict:
 
 def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
     """kNN targets from the key model's store, at the temperature that makes its kNN-LM best on validation."""
-    _, _, store = domain_store(KEY_SIZE, domain, s)
-    val = predictions(KEY_SIZE, domain, "validation", s)
+    _, _, store = domain_store(s.key, domain, s)
+    val = predictions(s.key, domain, "validation", s)
     temperature, lam = tune_knn(val["base"], val["knn"])
     folder = CACHE / "targets" / domain
     meta = read_json(folder / "targets.json")
@@ -137,17 +150,19 @@ def memdec_step(domain: str, s: Settings | None = None, beta: float | None = Non
     steps = steps or s.memdec_steps
     out = out or MODELS / f"memdec-{domain}"
     knn = targets_step(domain, s)
-    init = MODELS / f"base-{INIT_SIZE}"
+    init = s.bases[s.init]
     tokenizer = load_tokenizer(init)
     recipe = {"kind": "memdec", "domain": domain, "init": model_fingerprint(init), "beta": beta, "steps": steps,
-              "lr": 1e-3, "batch_size": 32, "block": s.block, "targets": {k: knn.meta[k] for k in ("k", "temperature")},
-              "datastore": knn.meta["datastore"]["model"], "corpus": knn.meta["datastore"]["corpus"]}
+              "lr": s.memdec_lr, "batch_size": s.batch_size, "block": s.block, "targets": {k: knn.meta[k] for k in ("k", "temperature")},
+                "datastore": knn.meta["datastore"]["model"], "corpus": knn.meta["datastore"]["corpus"]}
     if read_json(out / "pipeline.json") == recipe:
         return say(f"{out.name}: current")
     say(f"{out.name}: training {steps} steps, beta={beta}")
     stream = encode_file(tokenizer, corpora.domain_path(domain, "train"), tokenizer_fingerprint(tokenizer))
-    run_dir = CACHE / "runs" / f"{out.name}-{model_fingerprint(init)}-{beta}-{steps}-{knn.meta['temperature']}"
-    train_memdec(init, stream, knn, out, recipe, steps, beta=beta, block=s.block, run_dir=run_dir)
+    # A checkpoint resumes only the run with this exact recipe.
+    run_dir = CACHE / "runs" / f"{out.name}-{hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]}"
+    train_memdec(init, stream, knn, out, recipe, steps, beta=beta, lr=s.memdec_lr, batch_size=s.batch_size,
+                 block=s.block, run_dir=run_dir)
 
 
 def memdec_probs(folder: Path, domain: str, split: str, s: Settings) -> np.ndarray:
@@ -159,11 +174,11 @@ def memdec_probs(folder: Path, domain: str, split: str, s: Settings) -> np.ndarr
 def evaluate_step(s: Settings) -> list:
     """The results table: for every domain and base size, base, +kNN-LM and +MemDec, tuned on validation."""
     rows = []
-    for domain in DOMAINS:
+    for domain in s.domains:
         mem_folder = MODELS / f"memdec-{domain}"
         mem = {split: memdec_probs(mem_folder, domain, split, s) for split in ("validation", "test")}
         alpha_by_base, lambda_by_base = {}, {}
-        for size in BASE_SIZES:
+        for size in s.bases:
             val, test = (predictions(size, domain, split, s) for split in ("validation", "test"))
             t, lam = tune_knn(val["base"], val["knn"])
             alpha = tune_alpha(val["base"], mem["validation"])
@@ -175,13 +190,13 @@ def evaluate_step(s: Settings) -> list:
                          "memdec_alone_ppl": round(perplexity(mem["test"]), 3)})
             say(f"{domain} base-{size}: base {rows[-1]['base_ppl']}, +kNN-LM {rows[-1]['knn_ppl']}, +MemDec {rows[-1]['memdec_ppl']}")
         # One alpha for the decoder: the one best on validation averaged (in log perplexity) over the bases.
-        vals = {size: predictions(size, domain, "validation", s)["base"] for size in BASE_SIZES}
-        alpha = min(ALPHAS, key=lambda a: sum(np.log(mixture_perplexity(vals[z], mem["validation"], a)) for z in BASE_SIZES))
+        vals = {size: predictions(size, domain, "validation", s)["base"] for size in s.bases}
+        alpha = min(ALPHAS, key=lambda a: sum(np.log(mixture_perplexity(vals[z], mem["validation"], a)) for z in s.bases))
         knn_meta = read_json(CACHE / "targets" / domain / "targets.json")
         write_json(mem_folder / "memdec.json", {"domain": domain, "alpha": alpha, "alpha_by_base": alpha_by_base,
                                                 "knn_temperature": knn_meta["temperature"], "knn_k": s.k,
                                                 "knn_by_base": lambda_by_base, "beta": s.beta,
-                                                "tuned_on": "validation split", "key_model": f"base-{KEY_SIZE}"})
+                                                "tuned_on": "validation split", "key_model": str(s.bases[s.key])})
     write_results("evaluation", rows)
     return rows
 
@@ -194,9 +209,9 @@ def ablation_step(s: Settings) -> list:
         memdec_step(domain, s, beta=beta, steps=s.ablation_steps, out=folder)
         mem = {split: memdec_probs(folder, domain, split, s) for split in ("validation", "test")}
         row = {"domain": domain, "loss": name, "beta": beta, "steps": s.ablation_steps, "memdec_alone_ppl": round(perplexity(mem["test"]), 3)}
-        for size in BASE_SIZES:
+        for size in s.bases:
             val, test = (predictions(size, domain, split, s)["base"] for split in ("validation", "test"))
-            row[f"base-{size}+memdec_ppl"] = round(mixture_perplexity(test, mem["test"], tune_alpha(val, mem["validation"])), 3)
+            row[f"{size}+memdec_ppl"] = round(mixture_perplexity(test, mem["test"], tune_alpha(val, mem["validation"])), 3)
         rows.append(row)
         say(f"ablation {name}: {row}")
     write_results("ablation", rows)
@@ -222,17 +237,30 @@ def markdown_table(rows: list) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--skip-ablation", action="store_true")
+    parser.add_argument("--domains", default=",".join(DOMAINS),
+                        help="comma-separated; a new domain needs assets/corpora/<name>/{train,validation,test}.txt")
+    parser.add_argument("--base", action="append", metavar="NAME=PATH_OR_HUB_ID",
+                        help="bases to use instead of the embedded family, smallest first (repeat the option)")
+    parser.add_argument("--key", help="name of the base whose states are the datastore keys (default: the last)")
+    parser.add_argument("--init", help="name of the base each decoder starts from (default: the first)")
     parser.add_argument("--memdec-steps", type=int, default=Settings.memdec_steps)
     parser.add_argument("--k", type=int, default=Settings.k)
     parser.add_argument("--beta", type=float, default=Settings.beta)
+    parser.add_argument("--skip-ablation", action="store_true")
     args = parser.parse_args()
-    s = Settings(memdec_steps=args.memdec_steps, k=args.k, beta=args.beta)
-    corpora_step(s)
-    tokenizer_step()
-    for size in BASE_SIZES:
+    s = Settings(domains=tuple(args.domains.split(",")), memdec_steps=args.memdec_steps, k=args.k, beta=args.beta)
+    if args.base:
+        s.bases = dict(item.split("=", 1) for item in args.base)
+        s.key, s.init = args.key or list(s.bases)[-1], args.init or list(s.bases)[0]
+    missing = [f"{d}/{sp}" for d in s.domains for sp in ("train", "validation", "test") if d not in DOMAINS and not corpora.domain_path(d, sp).exists()]
+    if missing:
+        parser.error(f"no corpus for {', '.join(missing)} under {corpora.CORPORA}")
+    if not args.base:  # the embedded family: its corpora, tokenizer and bases are made here too
+        corpora_step(s)
+        tokenizer_step()
+    for size in s.bases:
         base_step(size, s)
-    for domain in DOMAINS:
+    for domain in s.domains:
         memdec_step(domain, s)
     evaluate_step(s)
     if not args.skip_ablation:
