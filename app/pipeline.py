@@ -33,7 +33,7 @@ class Settings:
     bases: dict = field(default_factory=embedded_bases)  # name -> folder or hub id, smallest to largest
     key: str = "large"  # the base whose hidden states are the datastore keys: the largest, as in the paper
     init: str = "small"  # the base each decoder starts from: the smallest, as in the paper
-    base_steps: dict = field(default_factory=lambda: {"small": 400, "medium": 300, "large": 300})
+    base_steps: dict = field(default_factory=lambda: {"small": 400, "medium": 300, "large": 200})
     memdec_steps: int = 300
     memdec_lr: float = 1e-3  # the paper's rate for GPT-2 decoders
     batch_size: int = 32
@@ -44,7 +44,7 @@ class Settings:
     eval_chars: int = 60_000
     general_chars: int = 30_000_000
     ablation_domain: str = "finance"
-    ablation_steps: int = 150
+    ablation_steps: int = 100
 
 
 def say(msg: str):
@@ -77,6 +77,17 @@ def tokenizer_step():
     say("tokenizer: training")
     build_tokenizer(corpora.read_documents(corpora.GENERAL),
                     [doc for d in DOMAINS for doc in corpora.read_documents(corpora.domain_path(d, "train"))], folder)
+
+
+def token_counts_step():
+    """Token counts of every corpus under the shared tokenizer, recorded next to the corpora."""
+    tokenizer = load_tokenizer(MODELS / "tokenizer")
+    fp = tokenizer_fingerprint(tokenizer)
+    counts = {"general": int(len(encode_file(tokenizer, corpora.GENERAL, fp)))}
+    counts.update({f"{d}/{sp}": int(len(encode_file(tokenizer, corpora.domain_path(d, sp), fp)))
+                   for d in DOMAINS for sp in ("train", "validation", "test")})
+    write_json(corpora.CORPORA / "token_counts.json", {"tokenizer": fp, "tokens": counts})
+    say(f"token counts: {counts}")
 
 
 def base_step(size: str, s: Settings):
@@ -258,6 +269,7 @@ def main():
     if not args.base:  # the embedded family: its corpora, tokenizer and bases are made here too
         corpora_step(s)
         tokenizer_step()
+        token_counts_step()
     for size in s.bases:
         base_step(size, s)
     for domain in s.domains:
