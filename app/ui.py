@@ -131,15 +131,14 @@ def build(engine: Engine) -> gr.Blocks:
         with gr.Row():
             prompt = gr.Textbox(label="Prompt", lines=3, scale=3, elem_id="prompt",
                                 value="The protein binds to the receptor and")
-            with gr.Column(scale=2):
-                with gr.Row():
-                    base = gr.Dropdown(list(engine.bases), value=engine.default_base, label="Base model")
-                    domain = gr.Dropdown(list(engine.memories), value=engine.default_domain, label="Memory (domain)")
-                alpha = gr.Slider(0, 1, value=memory.alpha, step=0.01, label="alpha (weight of the memory)")
-                with gr.Row():
-                    k = gr.Slider(1, LIMITS["k"][1], value=memory.knn_k, step=1, label="kNN k")
-                    temperature = gr.Number(value=memory.knn_temperature, label="kNN temperature T", minimum=0.01)
-                    top_n = gr.Slider(3, 30, value=12, step=1, label="tokens shown")
+            with gr.Column(scale=1, min_width=220):
+                base = gr.Dropdown(list(engine.bases), value=engine.default_base, label="Base model")
+                domain = gr.Dropdown(list(engine.memories), value=engine.default_domain, label="Memory (domain)")
+        with gr.Row():
+            alpha = gr.Slider(0, 1, value=memory.alpha, step=0.01, label="alpha (weight of the memory)", elem_id="alpha")
+            k = gr.Slider(1, LIMITS["k"][1], value=memory.knn_k, step=1, label="kNN k (neighbours)")
+            temperature = gr.Number(value=memory.knn_temperature, label="kNN temperature T", minimum=0.01)
+            top_n = gr.Slider(3, 30, value=12, step=1, label="tokens shown")
         run = gr.Button("Compare next token", variant="primary", elem_id="compare-button")
         cmp_state, score_state = gr.State(), gr.State()
         with gr.Tabs():

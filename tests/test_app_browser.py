@@ -1,0 +1,68 @@
+"""Drives the real page in headless Chromium: a comparison renders its Plotly plots, alpha re-mixes, a bad prompt
+shows a clear error and the page keeps working."""
+import shutil
+
+import pytest
+
+pytest.importorskip("selenium")
+if not (shutil.which("chromium") and shutil.which("chromedriver")):
+    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)", allow_module_level=True)
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from browser import chromium  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    driver = chromium()
+    driver.get(server)
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
+    yield driver
+    driver.quit()
+
+
+def bars(driver, plot_id):
+    return driver.execute_script(
+        f"return document.querySelectorAll('#{plot_id} .js-plotly-plot .barlayer .point path').length")
+
+
+def set_prompt(driver, text):
+    box = driver.find_element(By.CSS_SELECTOR, "#prompt textarea")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)  # as a user would: clear() fires no input event, so the page would keep the old text
+    box.send_keys(text)
+
+
+def test_comparison_renders_plots(page):
+    set_prompt(page, "cell protein gene")
+    page.find_element(By.ID, "compare-button").click()
+    WebDriverWait(page, 90).until(lambda d: bars(d, "dist-plot") > 0 and bars(d, "latency-plot") == 4)
+    assert page.find_elements(By.CSS_SELECTOR, "#dist-plot svg.main-svg")
+    # 3 predictors + 2 mixtures of 2 stacked parts, 12 tokens each (the page's default)
+    assert bars(page, "dist-plot") == 7 * 12
+    assert "latency per component" in page.find_element(By.ID, "latency-plot").text
+
+
+def test_alpha_release_remixes(page):
+    title = lambda d: d.execute_script(  # noqa: E731
+        "return [...document.querySelectorAll('#dist-plot .annotation-text')].map(e => e.textContent).join('|')")
+    assert "alpha = 0.50" in title(page)
+    page.execute_script("""
+        const r = document.querySelector('#alpha input[type=range]');
+        const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+        set.call(r, '0.9'); r.dispatchEvent(new Event('input', {bubbles: true}));
+        r.dispatchEvent(new Event('change', {bubbles: true}));
+        r.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));""")
+    WebDriverWait(page, 30).until(lambda d: "alpha = 0.90" in title(d))
+
+
+def test_empty_prompt_shows_error_and_page_keeps_working(page):
+    set_prompt(page, "")
+    page.find_element(By.ID, "compare-button").click()
+    WebDriverWait(page, 30).until(lambda d: "the text is empty" in d.find_element(By.TAG_NAME, "body").text)
+    set_prompt(page, "licence software")
+    page.find_element(By.ID, "compare-button").click()
+    WebDriverWait(page, 60).until(lambda d: bars(d, "dist-plot") > 0 and "the text is empty" not in d.find_element(By.ID, "dist-plot").text)
