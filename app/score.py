@@ -1,6 +1,7 @@
 """Score a passage: the probability each predictor gives to every actual next token, the perplexities, the
 gain from base to mixture per token, and perplexity against alpha. Mixing target probabilities is exact:
 p_mix(y) = alpha * p_other(y) + (1 - alpha) * p_base(y), so a new alpha needs no model call."""
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,8 +45,11 @@ def score(engine: Engine, text: str, base=None, domain=None, k=None, temperature
     return Scored(text, base, domain, k, temperature, tokenizer.batch_decode(targets[:, None].tolist()), p_base, p_mem, p_knn)
 
 
-def perplexity(p: torch.Tensor) -> float:
-    return float(torch.exp(-p.double().clamp_min(1e-300).log().mean()))
+def perplexity(p: torch.Tensor) -> float | None:
+    """exp of the mean negative log-probability; None (JSON null) when some token has probability 0, as the
+    kNN-LM alone gives to a token that no neighbour predicts."""
+    value = float(torch.exp(-p.double().log().mean()))
+    return value if math.isfinite(value) else None
 
 
 def summary(s: Scored, alpha: float) -> dict:

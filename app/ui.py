@@ -67,31 +67,31 @@ retriever's knowledge without the datastore. Overlap: the share of p_kNN's top t
 
 
 def teach_text(nt: compare.NextToken, alpha: float) -> str:
-    """The two formulas with this comparison's numbers substituted, for the mixture's most likely token."""
+    """The two formulas with this comparison's numbers substituted, for each mixture's most likely token."""
     dists = compare.mixtures(nt, alpha)
-    y = int(dists["mix_memdec"].argmax())
-    z = int(dists["mix_knn"].argmax())
+    y, z = int(dists["mix_memdec"].argmax()), int(dists["mix_knn"].argmax())
     pb, pm = float(dists["base"][y]), float(dists["memdec"][y])
     log_form = float(mix_log(torch.tensor(pb).log(), torch.tensor(pm).log(), alpha))
-    nearest = {"d": float(nt.distances[0]), "w": float(knn_weights(nt.distances, nt.temperature)[0]), "v": int(nt.values[0])}
-    kz = [t for t in compare.per_token(nt) if t["id"] == z]
-    return f"""### Base + Memory Decoder, for the token `{label(nt.tokens[y])}`
-p(y) = α · p_mem(y) + (1 − α) · p_base(y)
-= {alpha:.2f} × {pm:.4f} + {1 - alpha:.2f} × {pb:.4f} = **{float(dists['mix_memdec'][y]):.4f}**
+    w1 = float(knn_weights(nt.distances, nt.temperature)[0])
+    kz = next(t for t in compare.per_token(nt) if t["id"] == z) if float(dists["knn"][z]) > 0 else {"p_knn": 0.0, "neighbours": 0}
+    return rf"""### Base + Memory Decoder
+$$p(y) = \alpha\,p_{{\mathrm{{mem}}}}(y) + (1-\alpha)\,p_{{\mathrm{{base}}}}(y)$$
+For the mixture's most likely next token, y = `{label(nt.tokens[y])}`:
+$$p(y) = {alpha:.2f} \times {pm:.4g} + {1 - alpha:.2f} \times {pb:.4g} = \mathbf{{{float(dists['mix_memdec'][y]):.4g}}}$$
+The same number in log space, as a stable implementation computes it:
+$$\log p(y) = \mathrm{{logaddexp}}\big(\log p_{{\mathrm{{base}}}}(y) + \log(1-\alpha),\ \log p_{{\mathrm{{mem}}}}(y) + \log\alpha\big) = {log_form:.4f} = \ln {math.exp(log_form):.4g}$$
+Mixing logits instead would give a different (and wrong) model.
 
-Same number in log space: logaddexp(log p_base + log(1−α), log p_mem + log α) = {log_form:.4f} = ln {math.exp(log_form):.4f}.
-(Mixing logits instead would be a different model.)
-
-### kNN-LM, for the token `{label(nt.tokens[z])}`
-weights w_i = softmax(−d_i / T) over the k = {nt.k} nearest keys, T = {nt.temperature:g};
-nearest: d_1 = {nearest['d']:.3f} → w_1 = {nearest['w']:.4f} (next token `{label(nt.tokens[nearest['v']])}`).
-p_kNN(v) = Σ of w_i over neighbours whose next token is v: p_kNN(`{label(nt.tokens[z])}`) = {kz[0]['p_knn'] if kz else 0.0:.4f}
-from {kz[0]['neighbours'] if kz else 0} of {nt.k} neighbours.
-p(z) = α · p_kNN(z) + (1 − α) · p_base(z) = {alpha:.2f} × {float(dists['knn'][z]):.4f} + {1 - alpha:.2f} × {float(dists['base'][z]):.4f} = **{float(dists['mix_knn'][z]):.4f}**
+### kNN-LM
+$$w_i = \frac{{\exp(-d_i/T)}}{{\sum_{{j=1}}^{{k}} \exp(-d_j/T)}}, \qquad p_{{\mathrm{{kNN}}}}(v) = \sum_{{i:\,v_i = v}} w_i$$
+Here k = {nt.k}, T = {nt.temperature:g}; the nearest key is at squared distance d₁ = {float(nt.distances[0]):.4g}, weight
+w₁ = {w1:.4g}, and was followed by `{label(nt.tokens[int(nt.values[0])])}`. For z = `{label(nt.tokens[z])}`,
+{kz['neighbours']} of the {nt.k} neighbours continue with it:
+$$p_{{\mathrm{{kNN}}}}(z) = {kz['p_knn']:.4g}, \qquad p(z) = {alpha:.2f} \times {float(dists['knn'][z]):.4g} + {1 - alpha:.2f} \times {float(dists['base'][z]):.4g} = \mathbf{{{float(dists['mix_knn'][z]):.4g}}}$$
 
 ### The difference
-The kNN-LM searches {nt.k} neighbours in a datastore at every token; the Memory Decoder reads only tokens,
-one small forward pass. See the latency chart on the Compare tab."""
+The kNN-LM searches {nt.k} neighbours in a datastore at every token; the Memory Decoder reads only tokens, one small
+forward pass, and was trained so that p_mem imitates p_kNN. The latency chart on the Compare tab shows the cost of each."""
 
 
 def gain_html(summary: dict) -> str:
@@ -111,7 +111,7 @@ def gain_html(summary: dict) -> str:
 
 def perplexity_text(summary: dict) -> str:
     p = summary["perplexity"]
-    rows = "".join(f"| {plots.NAMES[n]} | {p[n]:.2f} |\n" for n in ("base", "memdec", "mix_memdec", "mix_knn"))
+    rows = "".join(f"| {plots.NAMES[n]} | {'∞' if p[n] is None else f'{p[n]:.2f}'} |\n" for n in ("base", "memdec", "mix_memdec", "mix_knn"))
     return (f"| predictor | perplexity |\n|---|---|\n{rows}\n{len(summary['tokens'])} tokens, α = {summary['alpha']:.2f}; "
             f"some neighbour predicts the actual token for {summary['knn_coverage']:.0%} of them. A passage taken from the "
             "domain's training text is in the datastore itself, so the kNN-LM will look better on it than on new text.")

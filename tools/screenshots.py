@@ -1,0 +1,89 @@
+"""Screenshots of the real page in headless Chromium, for the README: one per tab, after a real run.
+
+    python tools/screenshots.py            # serves the embedded models and writes assets/screenshots/*.png
+"""
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from browser import chromium  # noqa: E402
+
+PROMPTS = {"biomed": "The enzyme catalyses the", "law": "Permission is hereby granted, free of charge, to any",
+           "finance": "The Treasury reported that the public debt"}
+
+
+def fill(driver, elem_id, text):
+    box = driver.find_element(By.CSS_SELECTOR, f"#{elem_id} textarea")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    box.send_keys(text)
+
+
+def tab(driver, name):
+    next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == name).click()
+    time.sleep(1)
+
+
+def shoot(driver, path: Path, height: int):
+    driver.set_window_size(1400, height)
+    time.sleep(1.5)
+    driver.save_screenshot(str(path))
+    print("wrote", path)
+
+
+def take(url: str, out: Path, prompt: str, passage: str):
+    out.mkdir(parents=True, exist_ok=True)
+    driver = chromium()
+    try:
+        driver.get(url)
+        wait = WebDriverWait(driver, 600)
+        wait.until(lambda d: d.find_elements(By.ID, "compare-button"))
+        fill(driver, "prompt", prompt)
+        driver.find_element(By.ID, "compare-button").click()
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll('#latency-plot .barlayer .point').length") > 0)
+        shoot(driver, out / "compare.png", 1900)
+        for name, file, height in (("Neighbours", "neighbours.png", 1400), ("Imitation", "imitation.png", 1000),
+                                   ("Teach", "teach.png", 1250)):
+            tab(driver, name)
+            shoot(driver, out / file, height)
+        tab(driver, "Generate")
+        driver.find_element(By.ID, "generate-button").click()
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll('.barlayer .point').length") > 0
+                   and "ms" in d.find_element(By.TAG_NAME, "body").text)
+        time.sleep(2)
+        shoot(driver, out / "generate.png", 1150)
+        tab(driver, "Score")
+        fill(driver, "passage", passage)
+        driver.find_element(By.ID, "score-button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".gain .tok"))
+        time.sleep(2)
+        shoot(driver, out / "score.png", 1600)
+    finally:
+        driver.quit()
+
+
+def main():
+    from app.engine import Engine
+    from app.ui import CSS, THEME, build
+    from conftest import free_port
+
+    engine = Engine.embedded()
+    demo = build(engine)
+    port = free_port()
+    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, theme=THEME, css=CSS)
+    from app.corpora import domain_path, read_documents
+
+    passage = read_documents(domain_path(engine.default_domain, "test"))[0][:400]
+    take(f"http://127.0.0.1:{port}/", ROOT / "assets" / "screenshots", PROMPTS.get(engine.default_domain, "The"), passage)
+    demo.close()
+
+
+if __name__ == "__main__":
+    main()
