@@ -2,6 +2,7 @@
 from them (mixtures for any alpha, the shared token axis, the neighbours, how well the decoder imitates kNN)."""
 import csv
 import io
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -31,10 +32,17 @@ class NextToken:
     cut: int = 0  # prompt tokens dropped to fit the context
 
 
+REPEATS = 3  # each component is timed as the median of this many warm runs: the CPU may be shared
+
+
 def _timed(latency: dict, name: str, fn):
-    start = time.perf_counter()
-    out = fn()
-    latency[name] = round((time.perf_counter() - start) * 1000, 3)
+    """fn's result, with its median wall-clock time in ms stored under latency[name]."""
+    times = []
+    for _ in range(REPEATS):
+        start = time.perf_counter()
+        out = fn()
+        times.append((time.perf_counter() - start) * 1000)
+    latency[name] = round(statistics.median(times), 3)
     return out
 
 

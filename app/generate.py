@@ -1,5 +1,6 @@
 """Side-by-side continuations of base, base + MemDec and base + kNN-LM. Each model keeps its own KV cache, so
 every step reads one new token; the kNN-LM takes its query key from the base's pass over that token."""
+import statistics
 import time
 
 import torch
@@ -43,7 +44,8 @@ def predictors(lm, decoder, store, vocab: int, alpha: float, k: int, temperature
 
 def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens=24, sample=False, seed=0,
              alpha=None, k=None, temperature=None, progress=None) -> dict:
-    """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor."""
+    """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
+    ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""
     base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
     alpha = check("alpha", memory.alpha if alpha is None else alpha)
     k = check("k", memory.knn_k if k is None else k, int)
@@ -67,6 +69,6 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
                 new.append(token)
                 chunk = torch.tensor([[token]])
             out[name] = {"text": tokenizer.decode(new), "tokens": [tokenizer.decode([t]) for t in new],
-                         "ms_per_token": round(sum(times) / max(1, len(times)), 3)}
+                         "ms_per_token": round(statistics.median(times), 3) if times else 0.0}
     return {"prompt": prompt, "base": base, "domain": domain, "alpha": alpha, "k": k, "temperature": temperature,
             "sample": bool(sample), "seed": seed, "prompt_tokens_dropped": cut, "continuations": out}

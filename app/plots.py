@@ -39,7 +39,7 @@ def latency(latency_ms: dict) -> go.Figure:
                            marker_color=["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c"][: len(names)],
                            text=[f"{latency_ms[n]:.2f} ms" for n in names], textposition="auto"))
     fig.update_layout(height=280, margin=dict(l=120, r=20, t=50, b=40), yaxis=dict(autorange="reversed"),
-                      title="latency per component (warm, wall-clock, this machine)", xaxis_title="milliseconds")
+                      title="latency per component (warm, median of 3, wall-clock, this machine)", xaxis_title="milliseconds")
     return fig
 
 
@@ -75,5 +75,5 @@ def generation_speed(result: dict) -> go.Figure:
     fig = go.Figure(go.Bar(x=[NAMES[n] for n in names], y=ms, marker_color=[COLOURS["base"], COLOURS["memdec"], COLOURS["knn"]],
                            text=[f"{m:.1f} ms" for m in ms], textposition="auto"))
     fig.update_layout(height=280, margin=dict(l=50, r=20, t=50, b=40), yaxis_title="ms per token",
-                      title="time per generated token (wall-clock, this machine)")
+                      title="median time per generated token (wall-clock, this machine)")
     return fig

@@ -19,7 +19,7 @@ from .plots import label
 INTRO = """# Memory Decoder Explorer
 A **base** language model, a **Memory Decoder** (a small LM trained to imitate a retriever over a domain corpus) and
 the **live kNN-LM** retriever it imitates, side by side on the same next token. Mixtures are taken in probability
-space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine, measured warm."""
+space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine: warm models, the median of 3 runs per component (the CPU may be shared)."""
 
 
 def shown(fn):
