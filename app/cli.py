@@ -57,7 +57,7 @@ def run():
         build(engine).launch(theme=THEME, css=CSS, server_port=args.port)
         return
     base = args.base
-    alpha = engine.memory(args.domain)[1].alpha if args.alpha is None else args.alpha
+    alpha = engine.alpha(args.domain, args.alpha)
     if args.command == "compare":
         out = compare.to_dict(compare.next_token(engine, args.text, base, args.domain, args.k, args.temperature), alpha)
     elif args.command == "generate":

@@ -113,6 +113,10 @@ class Engine:
             raise InputError(f"unknown memory {domain!r}; choose one of {', '.join(self.memories)}")
         return domain, self.memories[domain]
 
+    def alpha(self, domain, alpha=None) -> float:
+        """The mixing weight asked for, or the memory's own (from its memdec.json), checked."""
+        return check("alpha", self.memory(domain)[1].alpha if alpha is None else alpha)
+
     # --- loading (cached) ---------------------------------------------------------------------------
     def model(self, name_or_path: str):
         """A frozen LM, warmed with one forward pass so that the first timed call is not a cold one."""

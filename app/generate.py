@@ -47,7 +47,7 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
     """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
     ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""
     base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
-    alpha = check("alpha", memory.alpha if alpha is None else alpha)
+    alpha = engine.alpha(domain, alpha)
     k = check("k", memory.knn_k if k is None else k, int)
     temperature = check("temperature", memory.knn_temperature if temperature is None else temperature)
     steps = check("max_new_tokens", max_new_tokens, int)

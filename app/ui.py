@@ -238,8 +238,8 @@ def add_api(engine: Engine):
     def api_compare(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
                     k: int | None = None, temperature: float | None = None, top_n: int = 10) -> dict:
         """Next-token distributions of base, memdec, knn and the two mixtures; latency_ms per component."""
-        nt = compare.next_token(engine, text, base, domain, k, temperature)
-        return compare.to_dict(nt, engine.memory(domain)[1].alpha if alpha is None else alpha, top_n)
+        alpha = engine.alpha(domain, alpha)  # checked before any model runs
+        return compare.to_dict(compare.next_token(engine, text, base, domain, k, temperature), alpha, top_n)
 
     @shown
     def api_generate(text: str, base: str = default_base, domain: str = default_domain, max_new_tokens: int = 24,
@@ -252,8 +252,8 @@ def add_api(engine: Engine):
     def api_score(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
                   k: int | None = None, temperature: float | None = None) -> dict:
         """Per-token probabilities, perplexities and perplexity against alpha for a passage."""
-        s = score.score(engine, text, base, domain, k, temperature)
-        return score.summary(s, engine.memory(domain)[1].alpha if alpha is None else alpha)
+        alpha = engine.alpha(domain, alpha)
+        return score.summary(score.score(engine, text, base, domain, k, temperature), alpha)
 
     gr.api(api_compare, api_name="compare", concurrency_id="models")
     gr.api(api_generate, api_name="generate", concurrency_id="models")
