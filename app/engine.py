@@ -89,7 +89,7 @@ class Engine:
             memories[domain] = Memory.from_folder(folder, domain_path(domain, "train"))
         if not found or not memories:
             raise InputError("no embedded models in models/ yet: run the pipeline, or serve other models with "
-                             "python -m app.cli serve --base NAME=PATH --memory DOMAIN=DECODER,CORPUS")
+                             "python -m app.cli serve --model NAME=PATH --memory DOMAIN=DECODER,CORPUS")
         return cls({s: found[s] for s in order}, memories)
 
     @property

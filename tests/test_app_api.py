@@ -99,3 +99,39 @@ def test_bad_input_gets_a_clear_error_and_the_app_keeps_serving(client, endpoint
 def test_garbage_text_is_answered(client):
     out = client.predict("\x00\x1b[31m ☃ }{ \ufffd\ufffd ;;;", api_name="/compare")
     assert len(out["top"]["mix_knn"]) == 10
+
+
+def test_python_app_py_serves_the_embedded_models():
+    """`python app.py` as Spaces runs it, with the real cache (datastores shared with the pipeline)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from app import models
+    from app.paths import ROOT
+    from conftest import free_port
+
+    if not models.embedded("base") or not models.embedded("memdec"):
+        pytest.skip("the embedded models are not in models/ yet")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MEMDEC_CACHE"}
+    env.update(GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        start, url = time.perf_counter(), f"http://127.0.0.1:{port}/"
+        while time.perf_counter() - start < 60:
+            try:
+                urllib.request.urlopen(url, timeout=2)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                time.sleep(0.5)
+        assert time.perf_counter() - start < 20, "the app should answer within about 20 s"
+        out = Client(url, verbose=False).predict("The", api_name="/compare")
+        assert sum(t["p"] for t in out["top"]["mix_knn"]) <= 1 + 1e-6
+        assert set(out["latency_ms"]) == {"base forward", "decoder forward", "kNN search", "mixing"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
