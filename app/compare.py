@@ -63,6 +63,7 @@ def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temp
         latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN distribution"), 3)
         # the alpha picked later only changes the numbers, not the cost, of the two mixtures
         _timed(latency, "mixing", lambda: (mix(p_base.cpu(), p_mem.cpu(), memory.alpha), mix(p_base.cpu(), p_knn, memory.alpha)))
+    k = distances.shape[1]  # fewer when the datastore is smaller than k
     return NextToken(prompt, base, domain, k, temperature, p_base.cpu(), p_mem.cpu(), p_knn, distances[0], entry_ids[0],
                      values[0], engine.vocab_text(base), latency, cut)
 

@@ -74,7 +74,7 @@ class Engine:
             raise InputError("the engine needs at least one base model and one memory")
         self.bases = {name: str(path) for name, path in bases.items()}
         self.memories = dict(memories)
-        self._models, self._tokenizers, self._stores, self._streams, self._vocab = {}, {}, {}, {}, {}
+        self._models, self._tokenizers, self._fingerprints, self._stores, self._streams, self._vocab = {}, {}, {}, {}, {}, {}
         self.lock = threading.RLock()  # one model call at a time: KeyCapture hooks are shared state
 
     @classmethod
@@ -133,11 +133,18 @@ class Engine:
                 self._tokenizers[name_or_path] = models.load_tokenizer(local_folder(name_or_path))
             return self._tokenizers[name_or_path]
 
+    def fingerprint(self, name_or_path: str) -> str:
+        """The tokenizer's vocabulary hash, computed once per model (a large vocabulary takes a while)."""
+        with self.lock:
+            if name_or_path not in self._fingerprints:
+                self._fingerprints[name_or_path] = models.tokenizer_fingerprint(self.tokenizer(name_or_path))
+            return self._fingerprints[name_or_path]
+
     def pair(self, base, domain):
         """(base name, domain, base model, decoder, tokenizer, memory); refuses a decoder with another tokenizer."""
         base, (domain, memory) = self.base_name(base), self.memory(domain)
         tokenizer = self.tokenizer(self.bases[base])
-        if models.tokenizer_fingerprint(self.tokenizer(memory.decoder)) != models.tokenizer_fingerprint(tokenizer):
+        if self.fingerprint(memory.decoder) != self.fingerprint(self.bases[base]):
             raise InputError(f"the {domain} decoder does not share the tokenizer of base {base!r}")
         return base, domain, self.model(self.bases[base]), self.model(memory.decoder), tokenizer, memory
 
@@ -154,11 +161,10 @@ class Engine:
 
     def stream(self, base: str, domain: str) -> np.ndarray:
         """The tokenized domain corpus: entry p of the datastore is position p of this stream."""
-        tokenizer = self.tokenizer(self.bases[base])
-        fingerprint = models.tokenizer_fingerprint(tokenizer)
+        fingerprint = self.fingerprint(self.bases[base])
         key = (fingerprint, str(self.memories[domain].corpus))
         if key not in self._streams:
-            self._streams[key] = encode_file(tokenizer, self.memories[domain].corpus, fingerprint)
+            self._streams[key] = encode_file(self.tokenizer(self.bases[base]), self.memories[domain].corpus, fingerprint)
         return self._streams[key]
 
     def vocab_text(self, base: str) -> list:
