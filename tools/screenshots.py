@@ -58,13 +58,13 @@ def take(url: str, out: Path, prompt: str, passage: str):
         wait.until(lambda d: d.execute_script("return document.querySelectorAll('.barlayer .point').length") > 0
                    and "ms" in d.find_element(By.TAG_NAME, "body").text)
         time.sleep(2)
-        shoot(driver, out / "generate.png", 1150)
+        shoot(driver, out / "generate.png", 1400)
         tab(driver, "Score")
         fill(driver, "passage", passage)
         driver.find_element(By.ID, "score-button").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".gain .tok"))
         time.sleep(2)
-        shoot(driver, out / "score.png", 1600)
+        shoot(driver, out / "score.png", 1950)
     finally:
         driver.quit()
 
