@@ -234,12 +234,3 @@ def test_cli_prints_the_api_json(tiny_models):
                           "--memory", f"bio={memory.decoder},{memory.corpus}"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "empty" in bad.stderr
 
-
-def test_embedded_default_when_present():
-    try:
-        engine = Engine.embedded()
-    except InputError:
-        pytest.skip("the embedded models are not in models/ yet")
-    nt = compare.next_token(engine, "The")
-    assert float(nt.p_mem.sum()) == pytest.approx(1.0, abs=1e-4)
-    assert float(nt.p_knn.sum()) == pytest.approx(1.0, abs=1e-4)
