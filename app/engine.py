@@ -44,15 +44,6 @@ class Memory:
         return cls(str(decoder), Path(corpus), **keep)
 
 
-def local_folder(name_or_path) -> Path:
-    """A folder of weights: a local path as is, a hub id through the local hub cache (datastores fingerprint files)."""
-    if Path(name_or_path).exists():
-        return Path(name_or_path)
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(str(name_or_path), allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model"]))
-
-
 def check(name: str, value, cast=float):
     """value as a number inside LIMITS[name], or an InputError that says what is allowed."""
     low, high = LIMITS[name]
@@ -122,7 +113,7 @@ class Engine:
         """A frozen LM, warmed with one forward pass so that the first timed call is not a cold one."""
         with self.lock:
             if name_or_path not in self._models:
-                model = models.load_lm(local_folder(name_or_path))
+                model = models.load_lm(name_or_path)
                 model(input_ids=torch.zeros(1, 8, dtype=torch.long, device=model.device))
                 self._models[name_or_path] = model
             return self._models[name_or_path]
@@ -130,7 +121,7 @@ class Engine:
     def tokenizer(self, name_or_path: str):
         with self.lock:
             if name_or_path not in self._tokenizers:
-                self._tokenizers[name_or_path] = models.load_tokenizer(local_folder(name_or_path))
+                self._tokenizers[name_or_path] = models.load_tokenizer(name_or_path)
             return self._tokenizers[name_or_path]
 
     def fingerprint(self, name_or_path: str) -> str:
@@ -153,7 +144,7 @@ class Engine:
         with self.lock:
             key = (base, domain)
             if key not in self._stores:
-                folder = local_folder(self.bases[base])
+                folder = models.resolve(self.bases[base])
                 self._stores[key] = datastore.load_or_build(
                     self.model(self.bases[base]), self.tokenizer(self.bases[base]), folder, self.memories[domain].corpus,
                     CACHE / "datastores" / f"{folder.name}__{domain}", progress=progress)

@@ -51,6 +51,12 @@ def say(msg: str):
     print(f"[pipeline] {msg}", flush=True)
 
 
+def display(path_or_id) -> str:
+    """A model as a person would name it: relative to the repository when it lives there."""
+    path = Path(path_or_id).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path_or_id)
+
+
 def write_json(path: Path, data):
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".tmp").write_text(json.dumps(data, indent=1))
@@ -207,7 +213,7 @@ def evaluate_step(s: Settings) -> list:
         write_json(mem_folder / "memdec.json", {"domain": domain, "alpha": alpha, "alpha_by_base": alpha_by_base,
                                                 "knn_temperature": knn_meta["temperature"], "knn_k": s.k,
                                                 "knn_by_base": lambda_by_base, "beta": s.beta,
-                                                "tuned_on": "validation split", "key_model": str(s.bases[s.key])})
+                                                "tuned_on": "validation split", "key_model": display(s.bases[s.key])})
     write_results("evaluation", rows)
     return rows
 
