@@ -15,6 +15,7 @@ import faiss  # after torch (faiss issue 2126)
 from tqdm.auto import tqdm
 
 from .models import file_digest, last_mlp, model_fingerprint, tokenizer_fingerprint
+from .paths import CACHE
 from .tokens import blocks, encode_file
 
 FORMAT = 1
@@ -37,6 +38,12 @@ class KeyCapture:
 
     def __exit__(self, *exc):
         self.handle.remove()
+
+
+def store_folder(model, domain: str) -> Path:
+    """Where the store of (model, domain) lives, one place for the app and the pipeline so each reuses the other's."""
+    name = Path(model).name if Path(model).exists() else str(model).replace("/", "--")
+    return CACHE / "datastores" / f"{name}__{domain}"
 
 
 def expected_meta(model_folder, tokenizer, corpus_path, block: int) -> dict:

@@ -13,7 +13,6 @@ import torch
 
 from . import datastore, models
 from .corpora import domain_path
-from .paths import CACHE
 from .tokens import encode_file
 
 MAX_CHARS = 4000  # longer text is refused: the embedded models read 256 tokens, and the CPU is shared
@@ -144,10 +143,10 @@ class Engine:
         with self.lock:
             key = (base, domain)
             if key not in self._stores:
-                folder = models.resolve(self.bases[base])
+                name = self.bases[base]
                 self._stores[key] = datastore.load_or_build(
-                    self.model(self.bases[base]), self.tokenizer(self.bases[base]), folder, self.memories[domain].corpus,
-                    CACHE / "datastores" / f"{folder.name}__{domain}", progress=progress)
+                    self.model(name), self.tokenizer(name), name, self.memories[domain].corpus,
+                    datastore.store_folder(name, domain), progress=progress)
             return self._stores[key]
 
     def stream(self, base: str, domain: str) -> np.ndarray:

@@ -110,15 +110,11 @@ def base_step(size: str, s: Settings):
     train_base(size, s.base_steps[size])
 
 
-def store_folder(model_folder: Path, domain: str) -> Path:
-    return CACHE / "datastores" / f"{model_folder.name}__{domain}"
-
-
 def domain_store(size: str, domain: str, s: Settings):
     folder = s.bases[size]
     model, tokenizer = load_lm(folder), load_tokenizer(folder)
     store = datastore.load_or_build(model, tokenizer, folder, corpora.domain_path(domain, "train"),
-                                    store_folder(folder, domain), s.block)
+                                    datastore.store_folder(folder, domain), s.block)
     return model, tokenizer, store
 
 

@@ -13,7 +13,7 @@ import torch
 from app import compare, generate, score
 from app.distributions import mix, mix_log, model_probs
 from app.engine import Engine, InputError, Memory
-from app.paths import CACHE
+from app.datastore import store_folder
 
 PROMPT = "cell protein gene membrane"
 
@@ -203,7 +203,7 @@ def test_garbage_text_still_works(engine):
 
 def test_datastore_is_cached_on_disk_and_reused(engine, tiny_models):
     engine.datastore(engine.default_base, engine.default_domain)
-    folder = CACHE / "datastores" / f"{tiny_models['bases'][engine.default_base].name}__{engine.default_domain}"
+    folder = store_folder(tiny_models["bases"][engine.default_base], engine.default_domain)
     stamp = (folder / "keys.npy").stat().st_mtime_ns
     fresh = Engine(tiny_models["bases"], tiny_models["memories"])  # as on the next start
     store = fresh.datastore(fresh.default_base, fresh.default_domain)
