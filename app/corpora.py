@@ -194,12 +194,13 @@ def split_documents(docs, train_chars: int, eval_chars: int, seed: int = 0):
 
 
 def write_text(path: Path, docs):
-    """Documents are separated by a blank line; written to a temporary file first so a cut-off run leaves nothing half-written."""
+    """Documents are separated by two blank lines; written to a temporary file first so a cut-off run leaves nothing half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(tmp, "wt", encoding="utf-8") as f:
-        f.write("\n\n\n".join(d.replace("\n\n\n", "\n\n") for d in docs) + "\n")
+    text = "\n\n\n".join(d.replace("\n\n\n", "\n\n") for d in docs) + "\n"
+    data = text.encode()
+    # mtime=0: the same documents give the same bytes, so fingerprints of a rebuilt corpus do not change.
+    tmp.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
     tmp.replace(path)
 
 
@@ -216,6 +217,8 @@ def domain_path(domain: str, split: str) -> Path:
 
 
 def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> dict:
+    """Writes the general corpus; writes the domain splits only where they are missing, since models were
+    trained on the committed ones (delete a domain's folder to rebuild it)."""
     src = fetch_sources()
     sotu = list(sotu_paragraphs(src))
     fact = list(factbook(src))
@@ -238,6 +241,8 @@ def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) 
     write_text(GENERAL, kept)
     stats = {"general": {"documents": len(kept), "chars": size}}
     for domain, docs in domains.items():
+        if all(domain_path(domain, split).exists() for split in SPLITS):
+            continue
         for split, part in split_documents(docs, train_chars, eval_chars, seed).items():
             write_text(domain_path(domain, split), part)
             stats[f"{domain}/{split}"] = {"documents": len(part), "chars": sum(map(len, part))}

@@ -7,7 +7,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from app import datastore, targets
-from app.corpora import write_text
+from app.corpora import read_documents, write_text
 from app.distributions import knn_probs, mix_log
 from app.evaluate import knn_label_probs, label_probs, mixture_perplexity, perplexity
 from app.models import load_lm, save_model, tokenizer_fingerprint
@@ -181,3 +181,12 @@ def test_stale_datastore_is_refused_and_rebuilt(world):
     np.testing.assert_allclose(np.asarray(rebuilt.keys[:16], dtype=np.float32), capture.keys[0].numpy(), atol=1e-2)
     again = datastore.load(folder, datastore.expected_meta(world["folders"]["b"], world["tokenizer"], world["corpus"], 16))
     assert again.meta == rebuilt.meta
+
+
+def test_corpus_files_round_trip_and_are_byte_stable(tmp_path):
+    """A rebuilt corpus must keep its fingerprint, or every model trained on it would look stale."""
+    first, second = tmp_path / "a.txt.gz", tmp_path / "b.txt.gz"
+    write_text(first, TEXT[:4])
+    write_text(second, TEXT[:4])
+    assert first.read_bytes() == second.read_bytes() and first.read_bytes()[4:8] == b"\0\0\0\0"
+    assert read_documents(first) == TEXT[:4]
