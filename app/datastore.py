@@ -85,9 +85,10 @@ def make_index(keys: np.ndarray) -> faiss.Index:
     if n < IVF_THRESHOLD:
         index = faiss.IndexFlatL2(d)
     else:
-        subquantizers = max(m for m in range(1, 65) if d % m == 0)
-        index = faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, 4096, subquantizers, 8)
-        sample = keys[np.random.default_rng(0).choice(n, size=min(n, 256 * 4096), replace=False)]
+        subquantizers = max(m for m in range(1, 65) if d % m == 0)  # up to 64-byte codes, as in the paper
+        lists = min(4096, n // 64)  # FAISS wants dozens of training points per list
+        index = faiss.IndexIVFPQ(faiss.IndexFlatL2(d), d, lists, subquantizers, 8)
+        sample = keys[np.random.default_rng(0).choice(n, size=min(n, 256 * lists), replace=False)]
         index.train(sample.astype(np.float32))
         index.nprobe = 32
     for start in range(0, n, 65536):

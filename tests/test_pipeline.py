@@ -190,3 +190,28 @@ def test_corpus_files_round_trip_and_are_byte_stable(tmp_path):
     write_text(second, TEXT[:4])
     assert first.read_bytes() == second.read_bytes() and first.read_bytes()[4:8] == b"\0\0\0\0"
     assert read_documents(first) == TEXT[:4]
+
+
+def test_large_stores_use_ivf_pq_that_finds_the_exact_neighbours(world, tmp_path, monkeypatch):
+    """Above the threshold the store is IVF-PQ (saved with the store); its hits match exact search closely."""
+    monkeypatch.setattr(datastore, "IVF_THRESHOLD", 1000)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 4, (64, 8))  # small enough that PQ training takes a second
+    keys = (centres[rng.integers(0, 64, 4000)] + rng.normal(0, 1, (4000, 8))).astype(np.float16)
+    index = datastore.make_index(keys)
+    assert isinstance(index, datastore.faiss.IndexIVFPQ)
+    store = datastore.Datastore(keys, rng.integers(0, 50, 4000).astype(np.int32), index, {})
+    exact = datastore.faiss.IndexFlatL2(8)
+    exact.add(keys.astype(np.float32))
+    queries = keys[:200].astype(np.float32) + rng.normal(0, 0.1, (200, 8)).astype(np.float32)
+    _, approx_ids = store.search(queries, 10)
+    _, exact_ids = exact.search(queries, 10)
+    recall = np.mean([len(set(a) & set(e)) / 10 for a, e in zip(approx_ids, exact_ids)])
+    assert recall > 0.5
+    # The real builder writes the IVF-PQ index next to the keys, and loading reads it back.
+    folder = tmp_path / "ivf-store"
+    model = load_lm(world["folders"]["a"], torch.device("cpu"))
+    built = datastore.build(model, world["tokenizer"], world["folders"]["a"], world["corpus"], folder, block=16)
+    assert len(built) > 1000 and (folder / "index.faiss").exists() and built.meta["index"] == "IndexIVFPQ"
+    meta = datastore.expected_meta(world["folders"]["a"], world["tokenizer"], world["corpus"], 16)
+    assert isinstance(datastore.load(folder, meta).index, datastore.faiss.IndexIVFPQ)
