@@ -33,7 +33,7 @@ class Settings:
     bases: dict = field(default_factory=embedded_bases)  # name -> folder or hub id, smallest to largest
     key: str = "large"  # the base whose hidden states are the datastore keys: the largest, as in the paper
     init: str = "small"  # the base each decoder starts from: the smallest, as in the paper
-    base_steps: dict = field(default_factory=lambda: {"small": 400, "medium": 300, "large": 200})
+    base_steps: dict = field(default_factory=lambda: {"small": 400, "medium": 300, "large": 400})
     memdec_steps: int = 300
     memdec_lr: float = 1e-3  # the paper's rate for GPT-2 decoders
     batch_size: int = 32

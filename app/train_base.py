@@ -1,5 +1,7 @@
 """Pretrain one size of the embedded base family on the general corpus (nanoGPT-style, through app.trainer)."""
 import argparse
+import hashlib
+import json
 
 import numpy as np
 import torch
@@ -40,9 +42,11 @@ def train_base(size: str, steps: int, batch_size: int = 32, lr: float = 2e-3):
     torch.manual_seed(0)
     model = GPT2LMHeadModel(base_config(size, len(tokenizer), tokenizer.eos_token_id))
     cfg = TrainConfig(steps=steps, lr=lr, warmup=min(100, steps // 10), checkpoint_every=200)
-    model = train(model, lambda step: random_blocks(stream, step, batch_size), causal_lm_loss, cfg,
-                  CACHE / "runs" / f"base-{size}", desc=f"base-{size}")
-    save_model(model, tokenizer, MODELS / f"base-{size}", base_recipe(size, steps, batch_size, lr))
+    recipe = base_recipe(size, steps, batch_size, lr)
+    # A checkpoint resumes only the run with this exact recipe.
+    run_dir = CACHE / "runs" / f"base-{size}-{hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]}"
+    model = train(model, lambda step: random_blocks(stream, step, batch_size), causal_lm_loss, cfg, run_dir, desc=f"base-{size}")
+    save_model(model, tokenizer, MODELS / f"base-{size}", recipe)
 
 
 def main():
