@@ -7,7 +7,6 @@ Every step is skipped when its output is current (its recorded inputs match) and
 when it was cut off. A GPU is used when present. Results go to assets/results/ and the README table.
 """
 import argparse
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from .evaluate import ALPHAS, knn_label_probs, label_probs, mixture_perplexity, 
 from .models import BASE_SIZES, file_digest, load_lm, load_tokenizer, model_fingerprint, tokenizer_fingerprint
 from .paths import CACHE, DOMAINS, MODELS, ROOT
 from .tokens import blocks, encode_file
+from .trainer import run_folder
 
 RESULTS = ROOT / "assets" / "results"
 
@@ -172,10 +172,8 @@ def memdec_step(domain: str, s: Settings | None = None, beta: float | None = Non
         return say(f"{out.name}: current")
     say(f"{out.name}: training {steps} steps, beta={beta}")
     stream = encode_file(tokenizer, corpora.domain_path(domain, "train"), tokenizer_fingerprint(tokenizer))
-    # A checkpoint resumes only the run with this exact recipe.
-    run_dir = CACHE / "runs" / f"{out.name}-{hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]}"
     train_memdec(init, stream, knn, out, recipe, steps, beta=beta, lr=s.memdec_lr, batch_size=s.batch_size,
-                 block=s.block, run_dir=run_dir)
+                 block=s.block, run_dir=run_folder(out.name, recipe))
 
 
 def memdec_probs(folder: Path, domain: str, split: str, s: Settings) -> np.ndarray:

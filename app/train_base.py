@@ -1,7 +1,5 @@
 """Pretrain one size of the embedded base family on the general corpus (nanoGPT-style, through app.trainer)."""
 import argparse
-import hashlib
-import json
 
 import numpy as np
 import torch
@@ -9,9 +7,9 @@ from transformers import GPT2LMHeadModel
 
 from .corpora import GENERAL
 from .models import BASE_SIZES, base_config, file_digest, load_tokenizer, save_model, tokenizer_fingerprint
-from .paths import CACHE, MODELS
+from .paths import MODELS
 from .tokens import encode_file
-from .trainer import TrainConfig, train
+from .trainer import TrainConfig, run_folder, train
 
 BLOCK = 128
 
@@ -43,9 +41,8 @@ def train_base(size: str, steps: int, batch_size: int = 32, lr: float = 2e-3):
     model = GPT2LMHeadModel(base_config(size, len(tokenizer), tokenizer.eos_token_id))
     cfg = TrainConfig(steps=steps, lr=lr, warmup=min(100, steps // 10), checkpoint_every=200)
     recipe = base_recipe(size, steps, batch_size, lr)
-    # A checkpoint resumes only the run with this exact recipe.
-    run_dir = CACHE / "runs" / f"base-{size}-{hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]}"
-    model = train(model, lambda step: random_blocks(stream, step, batch_size), causal_lm_loss, cfg, run_dir, desc=f"base-{size}")
+    model = train(model, lambda step: random_blocks(stream, step, batch_size), causal_lm_loss, cfg,
+                  run_folder(f"base-{size}", recipe), desc=f"base-{size}")
     save_model(model, tokenizer, MODELS / f"base-{size}", recipe)
 
 

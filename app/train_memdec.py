@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from .models import load_lm, load_tokenizer, save_model
-from .paths import CACHE, MODELS
+from .paths import MODELS
 from .tokens import blocks
-from .trainer import TrainConfig, train
+from .trainer import TrainConfig, run_folder, train
 
 
 def memdec_loss(logits: torch.Tensor, labels: torch.Tensor, target_ids: torch.Tensor, target_probs: torch.Tensor,
@@ -55,7 +55,7 @@ def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, r
         return memdec_loss(logits, batch["labels"].flatten(), batch["target_ids"], batch["target_probs"], beta, vocab)
 
     cfg = TrainConfig(steps=steps, lr=lr, warmup=min(50, steps // 10), checkpoint_every=100)
-    run_dir = run_dir or CACHE / "runs" / out_folder.name
+    run_dir = run_dir or run_folder(out_folder.name, recipe)
     model = train(model, make_batches(inputs, labels, knn, batch_size), loss_fn, cfg, run_dir,
                   desc=out_folder.name, stop_after=stop_after)
     if stop_after is None or stop_after >= steps:
