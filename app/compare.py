@@ -48,8 +48,7 @@ def _timed(latency: dict, name: str, fn):
 
 def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temperature=None, progress=None) -> NextToken:
     base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
-    k = check("k", memory.knn_k if k is None else k, int)
-    temperature = check("temperature", memory.knn_temperature if temperature is None else temperature)
+    k, temperature = engine.knn_settings(domain, k, temperature)
     ids, cut = engine.encode(tokenizer, prompt, engine.context(lm, decoder), truncate=True)
     store = engine.datastore(base, domain, progress)  # built (with progress) before anything is timed
     vocab, latency = len(tokenizer), {}

@@ -107,6 +107,12 @@ class Engine:
         """The mixing weight asked for, or the memory's own (from its memdec.json), checked."""
         return check("alpha", self.memory(domain)[1].alpha if alpha is None else alpha)
 
+    def knn_settings(self, domain, k=None, temperature=None) -> tuple[int, float]:
+        """The kNN-LM's k and temperature asked for, or the memory's own, checked."""
+        memory = self.memory(domain)[1]
+        return (check("k", memory.knn_k if k is None else k, int),
+                check("temperature", memory.knn_temperature if temperature is None else temperature))
+
     # --- loading (cached) ---------------------------------------------------------------------------
     def model(self, name_or_path: str):
         """A frozen LM, warmed with one forward pass so that the first timed call is not a cold one."""

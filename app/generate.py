@@ -48,8 +48,7 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
     ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""
     base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
     alpha = engine.alpha(domain, alpha)
-    k = check("k", memory.knn_k if k is None else k, int)
-    temperature = check("temperature", memory.knn_temperature if temperature is None else temperature)
+    k, temperature = engine.knn_settings(domain, k, temperature)
     steps = check("max_new_tokens", max_new_tokens, int)
     seed = check("seed", seed, int)
     ids, cut = engine.encode(tokenizer, prompt, engine.context(lm, decoder) - steps, truncate=True)

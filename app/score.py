@@ -28,8 +28,7 @@ class Scored:
 
 def score(engine: Engine, text: str, base=None, domain=None, k=None, temperature=None, progress=None) -> Scored:
     base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
-    k = check("k", memory.knn_k if k is None else k, int)
-    temperature = check("temperature", memory.knn_temperature if temperature is None else temperature)
+    k, temperature = engine.knn_settings(domain, k, temperature)
     ids, _ = engine.encode(tokenizer, text, engine.context(lm, decoder), truncate=False)
     if ids.shape[1] < 2:
         raise InputError("the passage has no token to score")
