@@ -188,9 +188,10 @@ def evaluate_step(s: Settings) -> list:
     for domain in s.domains:
         mem_folder = MODELS / f"memdec-{domain}"
         mem = {split: memdec_probs(mem_folder, domain, split, s) for split in ("validation", "test")}
-        alpha_by_base, lambda_by_base = {}, {}
+        alpha_by_base, lambda_by_base, vals = {}, {}, {}
         for size in s.bases:
             val, test = (predictions(size, domain, split, s) for split in ("validation", "test"))
+            vals[size] = val["base"]
             t, lam = tune_knn(val["base"], val["knn"])
             alpha = tune_alpha(val["base"], mem["validation"])
             alpha_by_base[size], lambda_by_base[size] = alpha, {"lambda": lam, "temperature": t}
@@ -201,7 +202,6 @@ def evaluate_step(s: Settings) -> list:
                          "memdec_alone_ppl": round(perplexity(mem["test"]), 3)})
             say(f"{domain} base-{size}: base {rows[-1]['base_ppl']}, +kNN-LM {rows[-1]['knn_ppl']}, +MemDec {rows[-1]['memdec_ppl']}")
         # One alpha for the decoder: the one best on validation averaged (in log perplexity) over the bases.
-        vals = {size: predictions(size, domain, "validation", s)["base"] for size in s.bases}
         alpha = min(ALPHAS, key=lambda a: sum(np.log(mixture_perplexity(vals[z], mem["validation"], a)) for z in s.bases))
         knn_meta = read_json(CACHE / "targets" / domain / "targets.json")
         write_json(mem_folder / "memdec.json", {"domain": domain, "alpha": alpha, "alpha_by_base": alpha_by_base,
