@@ -6,8 +6,8 @@ import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app runs without network
 
-from app.engine import Engine  # noqa: E402
-from app.ui import CSS, THEME, build  # noqa: E402
+from app.serve.engine import Engine  # noqa: E402
+from app.serve.ui import CSS, THEME, build  # noqa: E402
 
 demo = build(Engine.embedded())
 

@@ -1,13 +1,12 @@
-"""Shared fixtures: tiny GPT-2 models, a tokenizer and two tiny domain corpora, built once per session in a
-temporary folder, so the suite is fast and never needs the embedded models or the network."""
-import gzip
+"""Shared fixtures: tiny GPT-2 models, tokenizers, corpora and hub caches, built in temporary folders, so the suite
+is fast and never needs the embedded models or the network. Builders are fixtures that return functions, so each
+test file makes the small world it needs the same way."""
 import json
 import os
 import random
-import socket
 import tempfile
 
-os.environ.setdefault("MEMDEC_CACHE", tempfile.mkdtemp(prefix="memdec-cache-"))  # before app.paths is imported
+os.environ.setdefault("MEMDEC_CACHE", tempfile.mkdtemp(prefix="memdec-cache-"))  # before app.core.paths is imported
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -15,9 +14,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
 
-from app.engine import Engine, Memory  # noqa: E402
-from app.models import save_model  # noqa: E402
-from app.tokenizer import train_tokenizer  # noqa: E402
+from app.core.documents import write_documents  # noqa: E402
+from app.core.models import save_model  # noqa: E402
+from app.make.tokenizer import train_tokenizer  # noqa: E402
+from app.serve.engine import Engine, Memory  # noqa: E402
+from tools.serving import serve_in_background  # noqa: E402
 
 WORDS = {
     "bio": "cell protein gene membrane enzyme binding receptor kinase tissue neuron signal pathway".split(),
@@ -25,36 +26,71 @@ WORDS = {
 }
 
 
-def corpus(words, seed, documents=60):
+def word_documents(words, seed, documents=60):
     rng = random.Random(seed)
     return ["\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(6, 14))) + "." for _ in range(4))
             for _ in range(documents)]
 
 
-def tiny_lm(tokenizer, seed, layers=2, width=32):
-    torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_layer=layers, n_embd=width, n_head=2,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
-    return GPT2LMHeadModel(config)
+@pytest.fixture(scope="session")
+def tiny_lm():
+    """tiny_lm(tokenizer, seed, layers, width, positions) -> a random GPT-2 over the tokenizer's ids."""
+    def make(tokenizer, seed=0, layers=1, width=32, positions=64):
+        torch.manual_seed(seed)
+        return GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_layer=layers, n_embd=width,
+                                          n_head=2, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id))
+    return make
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    """{"bases": {name: folder}, "memories": {domain: Memory}, "tokenizer": ...} on disk."""
+def tiny_family(tiny_lm):
+    """tiny_family(folder, texts, {name: (layers, width)}, vocab, positions) -> (tokenizer, {name: saved folder})."""
+    def make(folder, texts, sizes, vocab=300, positions=64):
+        tokenizer = train_tokenizer(texts, vocab_size=vocab)
+        saved = {}
+        for seed, (name, (layers, width)) in enumerate(sizes.items()):
+            saved[name] = folder / name
+            save_model(tiny_lm(tokenizer, seed, layers, width, positions), tokenizer, saved[name])
+        return tokenizer, saved
+    return make
+
+
+@pytest.fixture()
+def hub_cache(tmp_path, monkeypatch):
+    """An empty offline hub cache; hub_cache.add(repo, save) lays a snapshot out as huggingface_hub does after a
+    download, where save(folder) writes the model files."""
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+
+    class Cache:
+        root = tmp_path / "hub"
+
+        def add(self, repo: str, save, commit: str = "0123456789abcdef0123456789abcdef01234567"):
+            entry = self.root / ("models--" + repo.replace("/", "--"))
+            save(entry / "snapshots" / commit)
+            (entry / "refs").mkdir(parents=True, exist_ok=True)
+            (entry / "refs" / "main").write_text(commit)
+            return entry / "snapshots" / commit
+
+    return Cache()
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory, tiny_family, tiny_lm):
+    """{"bases": {name: folder}, "memories": {domain: Memory}, "tokenizer": ...} on disk: two bases and two domains."""
     root = tmp_path_factory.mktemp("tiny")
-    docs = {domain: corpus(words, seed) for seed, (domain, words) in enumerate(WORDS.items())}
-    tokenizer = train_tokenizer([d for ds in docs.values() for d in ds] + ["The quick brown fox."], vocab_size=400)
-    bases = {}
-    for name, layers in (("tiny-a", 2), ("tiny-b", 3)):
-        bases[name] = root / f"base-{name}"
-        save_model(tiny_lm(tokenizer, seed=len(bases), layers=layers), tokenizer, bases[name])
+    docs = {domain: word_documents(words, seed) for seed, (domain, words) in enumerate(WORDS.items())}
+    texts = [d for ds in docs.values() for d in ds] + ["The quick brown fox."]
+    tokenizer, folders = tiny_family(root, texts, {"base-tiny-a": (2, 32), "base-tiny-b": (3, 32)}, vocab=400, positions=128)
+    bases = {name[len("base-"):]: folder for name, folder in folders.items()}
     memories = {}
-    for domain, texts in docs.items():
+    for seed, (domain, texts) in enumerate(docs.items()):
         path = root / f"{domain}.txt.gz"
-        with gzip.open(path, "wt") as f:
-            f.write("\n\n\n".join(texts))
+        write_documents(path, texts)
         folder = root / f"memdec-{domain}"
-        save_model(tiny_lm(tokenizer, seed=10 + len(memories)), tokenizer, folder)
+        save_model(tiny_lm(tokenizer, 10 + seed, 2, 32, 128), tokenizer, folder)
         (folder / "memdec.json").write_text(json.dumps({"alpha": 0.5, "knn_temperature": 5.0, "knn_k": 16, "domain": domain}))
         memories[domain] = Memory.from_folder(folder, path)
     return {"bases": bases, "memories": memories, "tokenizer": tokenizer}
@@ -65,21 +101,11 @@ def engine(tiny_models):
     return Engine(tiny_models["bases"], tiny_models["memories"])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def server(engine):
     """The real app on a free port, shared by the API and browser tests."""
-    from app.ui import build
-
-    demo = build(engine)
-    port = free_port()
-    demo.queue(max_size=16).launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
-    yield f"http://127.0.0.1:{port}/"
+    url, demo = serve_in_background(engine)
+    yield url
     demo.close()
 
 

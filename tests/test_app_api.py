@@ -6,7 +6,7 @@ import pytest
 import torch
 from gradio_client import Client
 
-from app import compare, generate, score
+from app.serve import compare, generate, score
 
 PROMPT = "cell protein gene membrane"
 
@@ -70,7 +70,7 @@ def test_score_endpoint(client, engine):
 def test_page_endpoint_exports_json_and_csv(client, engine):
     """The Compare button's endpoint: figures, tables and the two export files."""
     result = client.predict(PROMPT, engine.default_base, engine.default_domain, 0.5, 16, 5.0, 6, api_name="/compare_view")
-    *_, exported = result
+    exported = next(r for r in result if isinstance(r, (list, tuple)) and len(r) == 2)
     paths = [f if isinstance(f, str) else f.get("path", f.get("name")) for f in exported]
     data = json.loads(open(next(p for p in paths if p.endswith(".json"))).read())
     rows = list(csv.DictReader(open(next(p for p in paths if p.endswith(".csv")))))
@@ -109,9 +109,9 @@ def test_python_app_py_serves_the_embedded_models():
     import time
     import urllib.request
 
-    from app import models
-    from app.paths import ROOT
-    from conftest import free_port
+    from app.core import models
+    from app.core.paths import ROOT
+    from tools.serving import free_port
 
     if not models.embedded("base") or not models.embedded("memdec"):
         pytest.skip("the embedded models are not in models/ yet")

@@ -12,7 +12,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from browser import chromium  # noqa: E402
+from tools.browser import chromium  # noqa: E402
 
 
 @pytest.fixture(scope="module")

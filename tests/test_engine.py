@@ -1,6 +1,7 @@
 """The engine's numbers against independent computations: sums, the log-space mixture, a direct FAISS search,
 re-mixing, scoring, cached generation, the datastore cache and input checks."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -10,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from app import compare, generate, score
-from app.distributions import mix, mix_log, model_probs
-from app.engine import Engine, InputError, Memory
-from app.datastore import store_folder
+from app.core.distributions import mix, mix_log, model_probs
+from app.core.paths import store_folder
+from app.serve import compare, endpoints, generate, score
+from app.serve.engine import Engine, InputError, Memory
 
 PROMPT = "cell protein gene membrane"
 
@@ -104,7 +105,7 @@ def test_rows_and_json_are_consistent(nt):
 
 def test_neighbours_show_their_corpus_text(engine, nt):
     stream = engine.stream(nt.base, nt.domain)
-    found = compare.neighbours(engine, nt)
+    found = nt.neighbours
     assert len(found) == nt.k
     assert sum(n["weight"] for n in found) == pytest.approx(1.0, abs=1e-5)
     for n, value in zip(found, nt.values.tolist()):
@@ -115,6 +116,36 @@ def test_neighbours_show_their_corpus_text(engine, nt):
     assert sum(t["neighbours"] for t in totals) == nt.k
     for t in totals:
         assert t["p_knn"] == pytest.approx(float(nt.p_knn[t["id"]]), abs=1e-6)
+
+
+def test_teach_numbers_are_the_formulas(nt):
+    """The Teach tab's numbers come from the engine: each is the formula applied to the comparison's distributions."""
+    for alpha in (0.2, 0.7):
+        t = compare.teach(nt, alpha)
+        dists = compare.mixtures(nt, alpha)
+        m, k = t["memdec"], t["knn"]
+        assert m["id"] == int(dists["mix_memdec"].argmax()) and k["id"] == int(dists["mix_knn"].argmax())
+        assert m["p_mix"] == pytest.approx(alpha * m["p_mem"] + (1 - alpha) * m["p_base"], rel=1e-6)
+        assert math.exp(m["log_p_mix"]) == pytest.approx(m["p_mix"], rel=1e-5)
+        assert k["p_mix"] == pytest.approx(alpha * k["p_knn"] + (1 - alpha) * k["p_base"], rel=1e-6)
+        weights = torch.softmax(-nt.distances.double() / nt.temperature, -1)
+        assert k["nearest_weight"] == pytest.approx(float(weights[0]), rel=1e-5)
+        assert k["neighbours"] == int((nt.values == k["id"]).sum())
+
+
+def test_endpoint_json_carries_every_number_the_tabs_show(engine, nt):
+    out = endpoints.compare_json(engine, PROMPT, alpha=0.3, top_n=5)
+    direct = compare.teach(nt, 0.3)
+    for part in ("memdec", "knn"):
+        for key, value in direct[part].items():
+            assert out["teach"][part][key] == (value if isinstance(value, str) else pytest.approx(value, rel=1e-5)), key
+    assert [n["entry"] for n in out["neighbours"]] == nt.ids.tolist()
+    assert sum(t["neighbours"] for t in out["knn_by_token"]) == nt.k
+    assert out["imitation"]["kl_knn_mem"] == pytest.approx(compare.imitation(nt)["kl_knn_mem"], rel=1e-5)
+    scored = endpoints.score_json(engine, "licence software copyright", alpha=0.4)
+    for t in scored["tokens"]:
+        assert 2 ** t["gain_bits"]["mix_memdec"] == pytest.approx(t["mix_memdec"] / t["base"], rel=1e-6)
+        assert 2 ** t["gain_bits"]["mix_knn"] == pytest.approx(t["mix_knn"] / t["base"], rel=1e-6)
 
 
 def test_imitation_numbers(nt):
@@ -146,7 +177,8 @@ def test_score_matches_next_token_on_each_prefix(engine):
 
 def test_generation_with_kv_caches_equals_full_recompute(engine):
     result = generate.generate(engine, PROMPT, max_new_tokens=6)
-    _, _, lm, decoder, tokenizer, memory = engine.pair(None, None)
+    pair = engine.pair(None, None)
+    lm, decoder, tokenizer, memory = pair.lm, pair.decoder, pair.tokenizer, pair.memory
     ids = [tokenizer.eos_token_id] + tokenizer(PROMPT)["input_ids"]
     with torch.no_grad():
         reference = lm.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.eos_token_id)
@@ -225,12 +257,12 @@ def test_models_by_path_string_and_memory_defaults(tiny_models):
 
 def test_cli_prints_the_api_json(tiny_models):
     memory = tiny_models["memories"]["bio"]
-    out = subprocess.run([sys.executable, "-m", "app.cli", "compare", PROMPT, "--model", f"a={tiny_models['bases']['tiny-a']}",
+    out = subprocess.run([sys.executable, "-m", "app.serve.cli", "compare", PROMPT, "--model", f"a={tiny_models['bases']['tiny-a']}",
                           "--memory", f"bio={memory.decoder},{memory.corpus}", "--alpha", "0.3"],
                          capture_output=True, text=True, env=os.environ, check=True, timeout=120)
     data = json.loads(out.stdout)
     assert data["alpha"] == 0.3 and len(data["top"]["mix_knn"]) == 10
-    bad = subprocess.run([sys.executable, "-m", "app.cli", "compare", "", "--model", f"a={tiny_models['bases']['tiny-a']}",
+    bad = subprocess.run([sys.executable, "-m", "app.serve.cli", "compare", "", "--model", f"a={tiny_models['bases']['tiny-a']}",
                           "--memory", f"bio={memory.decoder},{memory.corpus}"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "empty" in bad.stderr
 

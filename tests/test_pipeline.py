@@ -4,17 +4,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
-from app import datastore, targets
-from app.corpora import read_documents, write_text
-from app.distributions import knn_probs, mix_log
-from app.evaluate import knn_label_probs, label_probs, mixture_perplexity, perplexity
-from app.models import load_lm, save_model, tokenizer_fingerprint
-from app.tokenizer import train_tokenizer
-from app.tokens import blocks, encode_file
-from app.train_memdec import make_batches, memdec_loss
-from app.trainer import TrainConfig, train
+from app.core import datastore
+from app.core.distributions import knn_probs, mix_log, perplexity
+from app.core.documents import read_documents, write_documents
+from app.core.keys import KeyCapture
+from app.core.models import load_lm, tokenizer_fingerprint
+from app.core.tokens import blocks, encode_file
+from app.make import targets
+from app.make.evaluate import knn_label_probs, label_probs, mixture_perplexity
+from app.make.train_memdec import make_batches, memdec_loss
+from app.make.trainer import TrainConfig, train
 
 TEXT = [
     "The licensee may copy and distribute the software provided that this notice is retained.",
@@ -25,19 +25,13 @@ TEXT = [
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_family):
     """A tokenizer, two different tiny models and two corpora, all on disk."""
     root = tmp_path_factory.mktemp("pipeline")
-    tokenizer = train_tokenizer(TEXT, vocab_size=300)
-    folders = {}
-    for name, seed in (("a", 0), ("b", 1)):
-        torch.manual_seed(seed)
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=32, n_head=2, n_positions=64))
-        folders[name] = root / name
-        save_model(model, tokenizer, folders[name])
+    tokenizer, folders = tiny_family(root, TEXT, {"a": (1, 32), "b": (1, 32)})
     corpus, other = root / "corpus.txt.gz", root / "other.txt.gz"
-    write_text(corpus, TEXT)
-    write_text(other, TEXT[::-1][:10])
+    write_documents(corpus, TEXT)
+    write_documents(other, TEXT[::-1][:10])
     return {"root": root, "tokenizer": tokenizer, "folders": folders, "corpus": corpus, "other": other}
 
 
@@ -74,7 +68,7 @@ def test_sparse_targets_round_trip_and_exclude_self(world, tmp_path):
     built = targets.build_targets(store, k=6, temperature=3.0, batch_size=50)
     targets.save(built, tmp_path)
     loaded = targets.load(tmp_path)
-    assert len(loaded) == len(store) and loaded.meta["k"] == 6
+    assert len(loaded) == len(store) and loaded.recipe["k"] == 6
     np.testing.assert_array_equal(loaded.ids, built.ids)
     np.testing.assert_array_equal(loaded.probs, built.probs)
     keys = np.asarray(store.keys, dtype=np.float32)
@@ -157,7 +151,7 @@ def test_knn_label_probs_match_full_distribution(world):
     model = load_lm(world["folders"]["a"], torch.device("cpu"))
     inputs, labels = blocks(np.array(world["tokenizer"](TEXT[1] + TEXT[2])["input_ids"], dtype=np.int32), 8)
     probs = knn_label_probs(model, store, inputs, labels, k=5, temperatures=(1.0, 4.0))
-    with datastore.KeyCapture(model) as capture:
+    with KeyCapture(model) as capture:
         model(input_ids=inputs)
     distances, _, values = store.neighbours(capture.keys.flatten(0, 1).numpy(), 5)
     full = knn_probs(distances, values, 4.0, len(world["tokenizer"]))
@@ -169,25 +163,27 @@ def test_stale_datastore_is_refused_and_rebuilt(world):
     folder = world["root"] / "store-a"
     model_b = load_lm(world["folders"]["b"], torch.device("cpu"))
     with pytest.raises(datastore.StaleDatastore):
-        datastore.load(folder, datastore.expected_meta(world["folders"]["b"], world["tokenizer"], world["corpus"], 16))
+        datastore.load(folder, datastore.wanted_recipe(world["folders"]["b"], world["tokenizer"], world["corpus"], 16))
     with pytest.raises(datastore.StaleDatastore):
-        datastore.load(folder, datastore.expected_meta(world["folders"]["a"], world["tokenizer"], world["other"], 16))
+        datastore.load(folder, datastore.wanted_recipe(world["folders"]["a"], world["tokenizer"], world["other"], 16))
+    with pytest.raises(datastore.StaleDatastore):  # another block length
+        datastore.load(folder, datastore.wanted_recipe(world["folders"]["a"], world["tokenizer"], world["corpus"], 8))
     rebuilt = datastore.load_or_build(model_b, world["tokenizer"], world["folders"]["b"], world["corpus"], folder, block=16)
-    assert rebuilt.meta["model"] != store.meta["model"]
+    assert rebuilt.recipe["model"] != store.recipe["model"]
     assert not np.array_equal(np.asarray(rebuilt.keys), np.asarray(store.keys))
     stream = encode_file(world["tokenizer"], world["corpus"], tokenizer_fingerprint(world["tokenizer"]))
-    with datastore.KeyCapture(model_b) as capture:
+    with KeyCapture(model_b) as capture:
         model_b(input_ids=blocks(stream, 16)[0][:1])
     np.testing.assert_allclose(np.asarray(rebuilt.keys[:16], dtype=np.float32), capture.keys[0].numpy(), atol=1e-2)
-    again = datastore.load(folder, datastore.expected_meta(world["folders"]["b"], world["tokenizer"], world["corpus"], 16))
-    assert again.meta == rebuilt.meta
+    again = datastore.load(folder, datastore.wanted_recipe(world["folders"]["b"], world["tokenizer"], world["corpus"], 16))
+    assert again.recipe == rebuilt.recipe and again.meta == rebuilt.meta
 
 
 def test_corpus_files_round_trip_and_are_byte_stable(tmp_path):
     """A rebuilt corpus must keep its fingerprint, or every model trained on it would look stale."""
     first, second = tmp_path / "a.txt.gz", tmp_path / "b.txt.gz"
-    write_text(first, TEXT[:4])
-    write_text(second, TEXT[:4])
+    write_documents(first, TEXT[:4])
+    write_documents(second, TEXT[:4])
     assert first.read_bytes() == second.read_bytes() and first.read_bytes()[4:8] == b"\0\0\0\0"
     assert read_documents(first) == TEXT[:4]
 
@@ -198,9 +194,9 @@ def test_large_stores_use_ivf_pq_that_finds_the_exact_neighbours(world, tmp_path
     rng = np.random.default_rng(0)
     centres = rng.normal(0, 4, (64, 8))  # small enough that PQ training takes a second
     keys = (centres[rng.integers(0, 64, 4000)] + rng.normal(0, 1, (4000, 8))).astype(np.float16)
-    index = datastore.make_index(keys)
+    index = datastore.make_index(keys, datastore.index_spec(len(keys)))
     assert isinstance(index, datastore.faiss.IndexIVFPQ)
-    store = datastore.Datastore(keys, rng.integers(0, 50, 4000).astype(np.int32), index, {})
+    store = datastore.Datastore(keys, rng.integers(0, 50, 4000).astype(np.int32), index, {}, {})
     exact = datastore.faiss.IndexFlatL2(8)
     exact.add(keys.astype(np.float32))
     queries = keys[:200].astype(np.float32) + rng.normal(0, 0.1, (200, 8)).astype(np.float32)
@@ -212,6 +208,10 @@ def test_large_stores_use_ivf_pq_that_finds_the_exact_neighbours(world, tmp_path
     folder = tmp_path / "ivf-store"
     model = load_lm(world["folders"]["a"], torch.device("cpu"))
     built = datastore.build(model, world["tokenizer"], world["folders"]["a"], world["corpus"], folder, block=16)
-    assert len(built) > 1000 and (folder / "index.faiss").exists() and built.meta["index"] == "IndexIVFPQ"
-    meta = datastore.expected_meta(world["folders"]["a"], world["tokenizer"], world["corpus"], 16)
-    assert isinstance(datastore.load(folder, meta).index, datastore.faiss.IndexIVFPQ)
+    assert len(built) > 1000 and (folder / "index.faiss").exists() and built.recipe["index"]["type"] == "IndexIVFPQ"
+    wanted = datastore.wanted_recipe(world["folders"]["a"], world["tokenizer"], world["corpus"], 16)
+    assert isinstance(datastore.load(folder, wanted).index, datastore.faiss.IndexIVFPQ)
+    # a store made with another index is stale: the index is part of its identity
+    monkeypatch.setattr(datastore, "IVF_THRESHOLD", 10**9)
+    with pytest.raises(datastore.StaleDatastore):
+        datastore.load(folder, datastore.wanted_recipe(world["folders"]["a"], world["tokenizer"], world["corpus"], 16))

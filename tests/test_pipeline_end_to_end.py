@@ -2,13 +2,12 @@
 import json
 
 import pytest
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
-from app import corpora, pipeline, tokens
-from app.evaluate import ALPHAS
-from app.models import model_fingerprint, save_model
-from app.tokenizer import train_tokenizer
+from app.core import paths, recipe
+from app.core.documents import write_documents
+from app.core.models import model_fingerprint
+from app.core.settings import Settings
+from app.make import pipeline
 
 SENTENCES = [
     "The licensee shall retain this notice in all copies of the software.",
@@ -19,42 +18,52 @@ SENTENCES = [
 
 
 @pytest.fixture()
-def toy(tmp_path, monkeypatch):
-    for module in (pipeline, tokens):
-        monkeypatch.setattr(module, "CACHE", tmp_path / "cache")
-    monkeypatch.setattr(corpora, "CORPORA", tmp_path / "corpora")
-    monkeypatch.setattr(pipeline, "MODELS", tmp_path / "models")
-    monkeypatch.setattr(pipeline, "RESULTS", tmp_path / "results")
+def toy(tmp_path, monkeypatch, tiny_family):
+    """Every root of app.core.paths moved into tmp_path: one attribute each, read by every step."""
+    for name in ("CACHE", "CORPORA", "MODELS", "RESULTS"):
+        monkeypatch.setattr(paths, name, tmp_path / name.lower())
     docs = [f"{a} {b}" for a in SENTENCES for b in SENTENCES]
     for split, part in (("train", docs * 3), ("validation", docs[:6]), ("test", docs[6:12])):
-        corpora.write_text(corpora.domain_path("toy", split), part)
-    tokenizer = train_tokenizer(docs, vocab_size=320)
-    bases = {}
-    for name, (layers, width) in {"tiny": (1, 32), "wide": (2, 48)}.items():
-        torch.manual_seed(len(name))
-        model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=layers, n_embd=width, n_head=2, n_positions=64))
-        bases[name] = tmp_path / "hub" / name
-        save_model(model, tokenizer, bases[name])
-    return pipeline.Settings(domains=("toy",), bases=bases, key="wide", init="tiny", memdec_steps=40, memdec_lr=1e-2, batch_size=8, k=8, block=16)
+        write_documents(paths.corpus_path("toy", split), part)
+    _, bases = tiny_family(tmp_path / "hub", docs, {"tiny": (1, 32), "wide": (2, 48)}, vocab=320)
+    return Settings(domains=("toy",), bases=bases, key="wide", init="tiny", memdec_steps=40, memdec_lr=1e-2,
+                    batch_size=8, k=8, block=16)
 
 
 def test_pipeline_trains_evaluates_and_skips_current_steps(toy, capsys):
     pipeline.memdec_step("toy", toy)
-    out = pipeline.MODELS / "memdec-toy"
-    recipe = json.loads((out / "pipeline.json").read_text())
-    assert recipe["init"] == model_fingerprint(toy.bases["tiny"]) and recipe["steps"] == 40
+    out = paths.model_folder("memdec", "toy")
+    made_from = recipe.recorded(out)
+    assert made_from["init"] == model_fingerprint(toy.bases["tiny"]) and made_from["steps"] == 40
     rows = pipeline.evaluate_step(toy)
     assert [r["base"] for r in rows] == ["tiny", "wide"]
     for row in rows:
         # Random bases know nothing of the domain; a decoder trained on it must cut perplexity sharply.
         assert row["memdec_ppl"] < 0.5 * row["base_ppl"]
-        assert row["memdec_alpha"] in ALPHAS and row["knn_lambda"] in ALPHAS
-    saved = json.loads((pipeline.RESULTS / "evaluation.json").read_text())
-    assert saved == rows and (pipeline.RESULTS / "evaluation.csv").read_text().count("\n") == 3
+        assert row["memdec_alpha"] in toy.alphas and row["knn_lambda"] in toy.alphas
+    saved = json.loads((paths.RESULTS / "evaluation.json").read_text())
+    assert saved == rows and (paths.RESULTS / "evaluation.csv").read_text().count("\n") == 3
     meta = json.loads((out / "memdec.json").read_text())
-    assert meta["alpha"] in ALPHAS and meta["knn_k"] == 8 and set(meta["alpha_by_base"]) == {"tiny", "wide"}
+    assert meta["alpha"] in toy.alphas and meta["knn_k"] == 8 and set(meta["alpha_by_base"]) == {"tiny", "wide"}
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     capsys.readouterr()
     pipeline.memdec_step("toy", toy)
-    assert "memdec-toy: current" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "memdec-toy: current" in printed and "targets toy: current" in printed
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
+    # every output of the run records its recipe, the one mechanism that decides "current"
+    for folder in (paths.store_folder(toy.bases["wide"], "toy"), paths.targets_folder("toy"),
+                   paths.predictions_folder("wide", "toy", "validation"), out):
+        assert recipe.recorded(folder), folder
+
+
+def test_a_changed_setting_redoes_only_what_depends_on_it(toy, capsys):
+    pipeline.memdec_step("toy", toy)
+    store_made = recipe.recorded(paths.store_folder(toy.bases["wide"], "toy"))
+    capsys.readouterr()
+    toy.memdec_steps = 41  # enters the decoder's recipe only
+    pipeline.memdec_step("toy", toy)
+    printed = capsys.readouterr().out
+    assert "targets toy: current" in printed and "training 41 steps" in printed
+    assert recipe.recorded(paths.model_folder("memdec", "toy"))["steps"] == 41
+    assert recipe.recorded(paths.store_folder(toy.bases["wide"], "toy")) == store_made

@@ -12,8 +12,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.engine import Engine  # noqa: E402
-from app.generate import generate  # noqa: E402
+from app.serve.engine import Engine  # noqa: E402
+from app.serve.generate import generate  # noqa: E402
 
 PROMPTS = {"biomed": "The enzyme catalyses the", "finance": "The Treasury reported that the public debt",
            "law": "Permission is hereby granted, free of charge, to any"}

@@ -7,13 +7,14 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))
 
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from browser import chromium  # noqa: E402
+from tools.browser import chromium  # noqa: E402
+from tools.serving import serve_in_background  # noqa: E402
 
 PROMPTS = {"biomed": "The enzyme catalyses the", "law": "Permission is hereby granted, free of charge, to any",
            "finance": "The Treasury reported that the public debt"}
@@ -70,18 +71,14 @@ def take(url: str, out: Path, prompt: str, passage: str):
 
 
 def main():
-    from app.engine import Engine
-    from app.ui import CSS, THEME, build
-    from conftest import free_port
+    from app.core.documents import read_documents
+    from app.core.paths import corpus_path
+    from app.serve.engine import Engine
 
     engine = Engine.embedded()
-    demo = build(engine)
-    port = free_port()
-    demo.launch(server_port=port, prevent_thread_lock=True, quiet=True, theme=THEME, css=CSS)
-    from app.corpora import domain_path, read_documents
-
-    passage = read_documents(domain_path(engine.default_domain, "test"))[0][:400]
-    take(f"http://127.0.0.1:{port}/", ROOT / "assets" / "screenshots", PROMPTS.get(engine.default_domain, "The"), passage)
+    url, demo = serve_in_background(engine)
+    passage = read_documents(corpus_path(engine.default_domain, "test"))[0][:400]
+    take(url, ROOT / "assets" / "screenshots", PROMPTS.get(engine.default_domain, "The"), passage)
     demo.close()
 
 

@@ -1,6 +1,5 @@
 """Sparse kNN targets: for every training position, the kNN-LM's next-token distribution, which the Memory
 Decoder learns to imitate. Stored as CSR rows (token ids int32 + probabilities fp16)."""
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -8,7 +7,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .distributions import knn_weights
+from ..core import recipe
+from ..core.distributions import knn_weights
 
 
 @dataclass
@@ -16,7 +16,7 @@ class SparseTargets:
     offsets: np.ndarray  # (n + 1,) int64: row p is ids[offsets[p]:offsets[p + 1]]
     ids: np.ndarray  # int32 token ids, most probable first within a row
     probs: np.ndarray  # float16 probabilities
-    meta: dict
+    recipe: dict  # k, temperature and the recipe of the datastore they were searched in
 
     def __len__(self):
         return len(self.offsets) - 1
@@ -66,20 +66,20 @@ def build_targets(store, k: int, temperature: float, batch_size: int = 2048, pro
             offsets.append(offsets[-1] + len(tokens))
         if progress:
             progress(positions[-1] / n, "knn targets")
-    meta = {"k": k, "temperature": temperature, "entries": n, "datastore": store.meta}
-    return SparseTargets(np.asarray(offsets, dtype=np.int64), np.concatenate(all_ids), np.concatenate(all_probs), meta)
+    made_from = {"k": k, "temperature": temperature, "datastore": store.recipe}
+    return SparseTargets(np.asarray(offsets, dtype=np.int64), np.concatenate(all_ids), np.concatenate(all_probs), made_from)
 
 
 def save(targets: SparseTargets, folder: Path):
-    """The metadata is written last: targets without it are never taken as current."""
+    """The recipe is removed first and written last: targets cut off half-way are never taken as current."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "targets.json").unlink(missing_ok=True)
+    (folder / recipe.FILE).unlink(missing_ok=True)
     tmp = folder / "targets.tmp.npz"
     np.savez(tmp, offsets=targets.offsets, ids=targets.ids, probs=targets.probs)
     tmp.replace(folder / "targets.npz")
-    (folder / "targets.json").write_text(json.dumps(targets.meta, indent=1))
+    recipe.record(folder, targets.recipe)
 
 
 def load(folder: Path) -> SparseTargets:
     data = np.load(folder / "targets.npz")
-    return SparseTargets(data["offsets"], data["ids"], data["probs"], json.loads((folder / "targets.json").read_text()))
+    return SparseTargets(data["offsets"], data["ids"], data["probs"], recipe.recorded(folder))

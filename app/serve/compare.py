@@ -1,5 +1,6 @@
 """One next-token comparison: p_base, p_mem and p_kNN for a prompt, timed per component, and everything derived
-from them (mixtures for any alpha, the shared token axis, the neighbours, how well the decoder imitates kNN)."""
+from them (mixtures for any alpha, the shared token axis, the neighbours, how well the decoder imitates kNN, the
+formulas' numbers). Every number a tab shows is computed here, so the API and the CLI return it too."""
 import csv
 import io
 import statistics
@@ -8,8 +9,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .datastore import KeyCapture
-from .distributions import knn_probs, knn_weights, mix, model_probs
+from ..core.distributions import knn_probs, knn_weights, mix, mix_log, model_probs
+from ..core.keys import KeyCapture
 from .engine import Engine, check
 
 
@@ -30,6 +31,7 @@ class NextToken:
     tokens: list = field(default_factory=list)  # the decoded vocabulary, for labels
     latency_ms: dict = field(default_factory=dict)
     cut: int = 0  # prompt tokens dropped to fit the context
+    neighbours: list = field(default_factory=list)  # the retrieved entries with their corpus text (see neighbours())
 
 
 REPEATS = 3  # each component is timed as the median of this many warm runs: the CPU may be shared
@@ -47,11 +49,12 @@ def _timed(latency: dict, name: str, fn):
 
 
 def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temperature=None, progress=None) -> NextToken:
-    base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
-    k, temperature = engine.knn_settings(domain, k, temperature)
-    ids, cut = engine.encode(tokenizer, prompt, engine.context(lm, decoder), truncate=True)
-    store = engine.datastore(base, domain, progress)  # built (with progress) before anything is timed
-    vocab, latency = len(tokenizer), {}
+    pair = engine.pair(base, domain)
+    lm, decoder, alpha = pair.lm, pair.decoder, pair.memory.alpha
+    k, temperature = engine.knn_settings(pair.domain, k, temperature)
+    ids, cut = engine.encode(pair.tokenizer, prompt, engine.context(lm, decoder), truncate=True)
+    store = engine.datastore(pair.base, pair.domain, progress)  # built (with progress) before anything is timed
+    vocab, latency = len(pair.tokenizer), {}
     with engine.lock, torch.no_grad():
         with KeyCapture(lm) as capture:
             p_base = _timed(latency, "base forward", lambda: model_probs(lm(input_ids=ids.to(lm.device)).logits[0, -1], vocab))
@@ -61,10 +64,12 @@ def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temp
         p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, temperature, vocab)[0])
         latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN distribution"), 3)
         # the alpha picked later only changes the numbers, not the cost, of the two mixtures
-        _timed(latency, "mixing", lambda: (mix(p_base.cpu(), p_mem.cpu(), memory.alpha), mix(p_base.cpu(), p_knn, memory.alpha)))
+        _timed(latency, "mixing", lambda: (mix(p_base.cpu(), p_mem.cpu(), alpha), mix(p_base.cpu(), p_knn, alpha)))
     k = distances.shape[1]  # fewer when the datastore is smaller than k
-    return NextToken(prompt, base, domain, k, temperature, p_base.cpu(), p_mem.cpu(), p_knn, distances[0], entry_ids[0],
-                     values[0], engine.vocab_text(base), latency, cut)
+    nt = NextToken(prompt, pair.base, pair.domain, k, temperature, p_base.cpu(), p_mem.cpu(), p_knn, distances[0],
+                   entry_ids[0], values[0], engine.vocab_text(pair.base), latency, cut)
+    nt.neighbours = neighbours(engine.stream(pair.base, pair.domain), store.recipe["block"], nt)
+    return nt
 
 
 def mixtures(nt: NextToken, alpha: float) -> dict:
@@ -104,11 +109,10 @@ def imitation(nt: NextToken, top: int = 10) -> dict:
             "top_k": top, "overlap_mem": overlap(nt.p_mem), "overlap_base": overlap(nt.p_base)}
 
 
-def neighbours(engine: Engine, nt: NextToken, window: int = 16) -> list[dict]:
-    """The retrieved entries: the text its key saw (from its block start, at most window tokens), its next token,
-    its distance and its weight softmax(-d / T)."""
-    stream, tokens = engine.stream(nt.base, nt.domain), nt.tokens
-    block = engine.datastore(nt.base, nt.domain).meta["block"]  # a key sees only its own block
+def neighbours(stream, block: int, nt: NextToken, window: int = 16) -> list[dict]:
+    """The retrieved entries: the text its key saw (from its block start, at most window tokens: a key sees only its
+    own block), its next token, its distance and its weight softmax(-d / T). stream is the corpus the store keys."""
+    tokens = nt.tokens
     weights = knn_weights(nt.distances, nt.temperature)
     out = []
     for rank, (d, p, v, w) in enumerate(zip(nt.distances.tolist(), nt.ids.tolist(), nt.values.tolist(), weights.tolist())):
@@ -130,15 +134,33 @@ def per_token(nt: NextToken) -> list[dict]:
     return [{"token": nt.tokens[v], "id": v, "neighbours": c, "p_knn": t} for v, (c, t) in ranked]
 
 
+def teach(nt: NextToken, alpha: float) -> dict:
+    """The numbers that go into the two formulas, for each mixture's most likely next token."""
+    dists = mixtures(nt, alpha)
+    y, z = int(dists["mix_memdec"].argmax()), int(dists["mix_knn"].argmax())
+    p_base, p_mem = float(dists["base"][y]), float(dists["memdec"][y])
+    voting = next((t for t in per_token(nt) if t["id"] == z), {"neighbours": 0})
+    return {"alpha": float(alpha),
+            "memdec": {"token": nt.tokens[y], "id": y, "p_base": p_base, "p_mem": p_mem,
+                       "p_mix": float(dists["mix_memdec"][y]),
+                       "log_p_mix": float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), alpha))},
+            "knn": {"k": nt.k, "temperature": nt.temperature, "nearest_distance": float(nt.distances[0]),
+                    "nearest_weight": float(knn_weights(nt.distances, nt.temperature)[0]),
+                    "nearest_next": nt.tokens[int(nt.values[0])],
+                    "token": nt.tokens[z], "id": z, "neighbours": voting["neighbours"], "p_knn": float(dists["knn"][z]),
+                    "p_base": float(dists["base"][z]), "p_mix": float(dists["mix_knn"][z])}}
+
+
 def to_dict(nt: NextToken, alpha: float, n: int = 10) -> dict:
-    """The plain-JSON comparison the API returns and the export writes."""
+    """The plain-JSON comparison that the API and the CLI return and the page exports."""
     dists = mixtures(nt, alpha)
     n = check("top_n", n, int)
     top = {name: [{"token": nt.tokens[i], "id": int(i), "p": float(p[i])} for i in p.topk(n).indices.tolist()]
            for name, p in dists.items()}
     return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "alpha": float(alpha), "k": nt.k,
             "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, alpha, n),
-            "latency_ms": nt.latency_ms, "imitation": imitation(nt)}
+            "latency_ms": nt.latency_ms, "imitation": imitation(nt), "neighbours": nt.neighbours,
+            "knn_by_token": per_token(nt), "teach": teach(nt, alpha)}
 
 
 def to_csv(nt: NextToken, alpha: float, n: int = 10) -> str:

@@ -5,6 +5,7 @@ different (and wrong) model.
 """
 import math
 
+import numpy as np
 import torch
 
 
@@ -31,8 +32,9 @@ def knn_target_probs(distances: torch.Tensor, values: torch.Tensor, temperature:
     return (weights * (values.long() == targets.long()[:, None])).sum(-1)
 
 
-def mix(p_base: torch.Tensor, p_other: torch.Tensor, alpha: float) -> torch.Tensor:
-    return alpha * p_other + (1.0 - alpha) * p_base
+def mix(p_base, p_other, alpha: float):
+    """The interpolation, for tensors and numpy arrays alike (full distributions or target probabilities)."""
+    return alpha * p_other + (1 - alpha) * p_base
 
 
 def mix_log(logp_base: torch.Tensor, logp_other: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -42,3 +44,11 @@ def mix_log(logp_base: torch.Tensor, logp_other: torch.Tensor, alpha: float) -> 
     if alpha >= 1.0:
         return logp_other
     return torch.logaddexp(logp_base + math.log(1.0 - alpha), logp_other + math.log(alpha))
+
+
+def perplexity(p_targets) -> float:
+    """exp of the mean negative log-probability of the actual tokens; infinite when one of them has probability 0,
+    as the kNN-LM alone gives to a token that no neighbour predicts."""
+    with np.errstate(divide="ignore"):
+        nll = -float(np.mean(np.log(np.asarray(p_targets, dtype=np.float64))))
+    return math.exp(nll) if nll < 700 else math.inf

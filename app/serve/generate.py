@@ -5,8 +5,8 @@ import time
 
 import torch
 
-from .datastore import KeyCapture
-from .distributions import knn_probs, mix, model_probs
+from ..core.distributions import knn_probs, mix, model_probs
+from ..core.keys import KeyCapture
 from .engine import Engine, check
 
 
@@ -46,16 +46,17 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
              alpha=None, k=None, temperature=None, progress=None) -> dict:
     """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
     ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""
-    base, domain, lm, decoder, tokenizer, memory = engine.pair(base, domain)
-    alpha = engine.alpha(domain, alpha)
-    k, temperature = engine.knn_settings(domain, k, temperature)
+    pair = engine.pair(base, domain)
+    tokenizer = pair.tokenizer
+    alpha = engine.alpha(pair.domain, alpha)
+    k, temperature = engine.knn_settings(pair.domain, k, temperature)
     steps = check("max_new_tokens", max_new_tokens, int)
     seed = check("seed", seed, int)
-    ids, cut = engine.encode(tokenizer, prompt, engine.context(lm, decoder) - steps, truncate=True)
-    store = engine.datastore(base, domain, progress)
+    ids, cut = engine.encode(tokenizer, prompt, engine.context(pair.lm, pair.decoder) - steps, truncate=True)
+    store = engine.datastore(pair.base, pair.domain, progress)
     out = {}
     with engine.lock, torch.no_grad():
-        for name, make in predictors(lm, decoder, store, len(tokenizer), alpha, k, temperature).items():
+        for name, make in predictors(pair.lm, pair.decoder, store, len(tokenizer), alpha, k, temperature).items():
             step, chunk, new, times = make(), ids, [], []
             generator = torch.Generator().manual_seed(seed)
             for _ in range(steps):
@@ -69,5 +70,5 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
                 chunk = torch.tensor([[token]])
             out[name] = {"text": tokenizer.decode(new), "tokens": [tokenizer.decode([t]) for t in new],
                          "ms_per_token": round(statistics.median(times), 3) if times else 0.0}
-    return {"prompt": prompt, "base": base, "domain": domain, "alpha": alpha, "k": k, "temperature": temperature,
+    return {"prompt": prompt, "base": pair.base, "domain": pair.domain, "alpha": alpha, "k": k, "temperature": temperature,
             "sample": bool(sample), "seed": seed, "prompt_tokens_dropped": cut, "continuations": out}

@@ -4,14 +4,14 @@ import hashlib
 import numpy as np
 import torch
 
-from .corpora import read_documents
-from .paths import CACHE
+from . import paths
+from .documents import read_documents
 
 
 def encode_file(tokenizer, path, fingerprint: str) -> np.ndarray:
     """Documents joined by EOS as one int32 stream, cached by (file content, tokenizer)."""
     key = hashlib.sha256(open(path, "rb").read() + fingerprint.encode()).hexdigest()[:16]
-    cached = CACHE / "tokens" / f"{key}.npy"
+    cached = paths.token_cache(key)
     if cached.exists():
         return np.load(cached)
     ids = []
@@ -32,3 +32,8 @@ def blocks(stream: np.ndarray, length: int) -> tuple[torch.Tensor, torch.Tensor]
     inputs = torch.from_numpy(stream[: n * length].astype(np.int64)).view(n, length)
     labels = torch.from_numpy(stream[1: n * length + 1].astype(np.int64)).view(n, length)
     return inputs, labels
+
+
+def block_entries(stream: np.ndarray, length: int) -> int:
+    """How many positions the blocks of this stream cover: one datastore entry each."""
+    return (len(stream) - 1) // length * length

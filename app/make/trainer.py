@@ -1,7 +1,6 @@
 """One training loop for base models and Memory Decoders: accelerate, checkpoints that resume, a progress bar
 and a loss log. Batches are a pure function of the step, so a resumed run sees exactly the data it would have."""
 import csv
-import hashlib
 import json
 import math
 import shutil
@@ -13,8 +12,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from .paths import CACHE
-
 
 @dataclass
 class TrainConfig:
@@ -24,12 +21,6 @@ class TrainConfig:
     weight_decay: float = 0.01
     checkpoint_every: int = 100
     seed: int = 0
-
-
-def run_folder(name: str, recipe: dict) -> Path:
-    """Where a training run keeps its checkpoint: keyed by the recipe, so a checkpoint resumes only its own run."""
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    return CACHE / "runs" / f"{name}-{digest}"
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:

@@ -1,26 +1,14 @@
-"""Loading models through the transformers Auto classes, finding the datastore's key layer, and fingerprints."""
+"""Loading and saving models through the transformers Auto classes, and the fingerprints that recipes record."""
 import hashlib
 import json
+import shutil
 from functools import lru_cache
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from .paths import MODELS
-
-# The embedded base family: one GPT-2 architecture in three sizes, all sharing models/tokenizer.
-BASE_SIZES = {
-    "small": dict(n_layer=2, n_embd=128, n_head=4),
-    "medium": dict(n_layer=4, n_embd=192, n_head=6),
-    "large": dict(n_layer=6, n_embd=256, n_head=8),
-}
-CONTEXT = 256
-
-
-def base_config(size: str, vocab_size: int, eos_id: int) -> GPT2Config:
-    return GPT2Config(vocab_size=vocab_size, n_positions=CONTEXT, bos_token_id=eos_id, eos_token_id=eos_id,
-                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **BASE_SIZES[size])
+from . import paths, recipe
 
 
 def device() -> torch.device:
@@ -51,19 +39,6 @@ def load_lm(path, dev=None):
     return model.eval().requires_grad_(False)
 
 
-def last_mlp(model) -> torch.nn.Module:
-    """The feed-forward block of the last transformer layer; its input (after the LayerNorm) is the kNN key."""
-    for blocks in ("transformer.h", "model.layers", "gpt_neox.layers", "model.decoder.layers"):
-        node = model
-        try:
-            for attr in blocks.split("."):
-                node = getattr(node, attr)
-        except AttributeError:
-            continue
-        return node[-1].mlp
-    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}")
-
-
 def file_digest(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -92,24 +67,22 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(vocab.encode()).hexdigest()[:16]
 
 
-def embedded(prefix: str) -> dict:
-    """name -> folder for committed models/<prefix>-<name> that hold weights."""
-    return {p.name[len(prefix) + 1:]: p for p in sorted(MODELS.glob(f"{prefix}-*")) if any(p.glob("*.safetensors"))}
+def embedded(kind: str) -> dict:
+    """name -> folder for committed models/<kind>-<name> that hold weights."""
+    return {p.name[len(kind) + 1:]: p for p in sorted(paths.MODELS.glob(f"{kind}-*")) if any(p.glob("*.safetensors"))}
 
 
-def save_model(model, tokenizer, folder: Path, meta: dict | None = None):
-    """Saves fp16 safetensors (shards under 16 MB) plus the tokenizer, via a temporary folder renamed at the end,
-    so a cut-off save never replaces a good model with half of one."""
-    import shutil
-
+def save_model(model, tokenizer, folder: Path, made_from: dict | None = None):
+    """Saves fp16 safetensors (shards under 16 MB), the tokenizer and the recipe, via a temporary folder renamed at
+    the end, so a cut-off save never replaces a good model with half of one."""
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.to(torch.float16).save_pretrained(tmp, max_shard_size="15MB")
     model.to(torch.float32)
     tokenizer.save_pretrained(tmp)
-    if meta:  # how the model was made: the pipeline compares it to decide whether the model is current
-        (tmp / "pipeline.json").write_text(json.dumps(meta, indent=1))
+    if made_from:
+        recipe.record(tmp, made_from)
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         folder.rename(old)

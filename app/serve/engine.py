@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import datastore, models
-from .corpora import domain_path
-from .tokens import encode_file
+from ..core import datastore, models, paths
+from ..core.settings import BASE_SIZES, UNTUNED_MEMORY, Settings
+from ..core.tokens import encode_file
 
 MAX_CHARS = 4000  # longer text is refused: the embedded models read 256 tokens, and the CPU is shared
 MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
@@ -30,17 +30,28 @@ class Memory:
     """A Memory Decoder, the domain corpus its kNN-LM counterpart searches, and its tuned defaults."""
     decoder: str
     corpus: Path
-    alpha: float = 0.6
-    knn_temperature: float = 10.0
-    knn_k: int = 64
+    alpha: float = UNTUNED_MEMORY["alpha"]
+    knn_temperature: float = UNTUNED_MEMORY["knn_temperature"]
+    knn_k: int = UNTUNED_MEMORY["knn_k"]
 
     @classmethod
     def from_folder(cls, decoder, corpus) -> "Memory":
         """Defaults come from the decoder's memdec.json when the pipeline wrote one."""
         meta_path = Path(decoder) / "memdec.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        keep = {k: meta[k] for k in ("alpha", "knn_temperature", "knn_k") if k in meta}
+        keep = {k: meta[k] for k in UNTUNED_MEMORY if k in meta}
         return cls(str(decoder), Path(corpus), **keep)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A base model and a Memory Decoder that share its tokenizer, ready to run."""
+    base: str
+    domain: str
+    lm: torch.nn.Module
+    decoder: torch.nn.Module
+    tokenizer: object
+    memory: Memory
 
 
 def check(name: str, value, cast=float):
@@ -71,15 +82,15 @@ class Engine:
     def embedded(cls) -> "Engine":
         """The committed models: bases largest first (the family's key model), memories by domain."""
         found = models.embedded("base")
-        order = [s for s in reversed(models.BASE_SIZES) if s in found] + [s for s in found if s not in models.BASE_SIZES]
+        order = [s for s in reversed(BASE_SIZES) if s in found] + [s for s in found if s not in BASE_SIZES]
         memories = {}
         for name, folder in models.embedded("memdec").items():
             meta_path = folder / "memdec.json"
             domain = json.loads(meta_path.read_text()).get("domain", name) if meta_path.exists() else name
-            memories[domain] = Memory.from_folder(folder, domain_path(domain, "train"))
+            memories[domain] = Memory.from_folder(folder, paths.corpus_path(domain, "train"))
         if not found or not memories:
             raise InputError("no embedded models in models/ yet: run the pipeline, or serve other models with "
-                             "python -m app.cli serve --model NAME=PATH --memory DOMAIN=DECODER,CORPUS")
+                             "python -m app.serve.cli serve --model NAME=PATH --memory DOMAIN=DECODER,CORPUS")
         return cls({s: found[s] for s in order}, memories)
 
     @property
@@ -136,13 +147,13 @@ class Engine:
                 self._fingerprints[name_or_path] = models.tokenizer_fingerprint(self.tokenizer(name_or_path))
             return self._fingerprints[name_or_path]
 
-    def pair(self, base, domain):
-        """(base name, domain, base model, decoder, tokenizer, memory); refuses a decoder with another tokenizer."""
+    def pair(self, base, domain) -> Pair:
+        """The chosen base and memory, loaded; refuses a decoder with another tokenizer."""
         base, (domain, memory) = self.base_name(base), self.memory(domain)
         tokenizer = self.tokenizer(self.bases[base])
         if self.fingerprint(memory.decoder) != self.fingerprint(self.bases[base]):
             raise InputError(f"the {domain} decoder does not share the tokenizer of base {base!r}")
-        return base, domain, self.model(self.bases[base]), self.model(memory.decoder), tokenizer, memory
+        return Pair(base, domain, self.model(self.bases[base]), self.model(memory.decoder), tokenizer, memory)
 
     def datastore(self, base: str, domain: str, progress=None) -> datastore.Datastore:
         """The base's kNN-LM store over the domain corpus: from disk when current, else built once (with progress)."""
@@ -152,7 +163,7 @@ class Engine:
                 name = self.bases[base]
                 self._stores[key] = datastore.load_or_build(
                     self.model(name), self.tokenizer(name), name, self.memories[domain].corpus,
-                    datastore.store_folder(name, domain), progress=progress)
+                    paths.store_folder(name, domain), Settings.block, progress)
             return self._stores[key]
 
     def stream(self, base: str, domain: str) -> np.ndarray:

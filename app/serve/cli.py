@@ -1,15 +1,16 @@
 """The engine from the command line, printing the same JSON as the API; or the app on any set of models.
 
-    python -m app.cli compare "The protein binds to" --domain biomed
-    python -m app.cli generate "The licence grants" --domain law --max-new-tokens 20
-    python -m app.cli score "Gross domestic product fell." --domain finance --alpha 0.6
-    python -m app.cli serve --model gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
+    python -m app.serve.cli compare "The protein binds to" --domain biomed
+    python -m app.serve.cli generate "The licence grants" --domain law --max-new-tokens 20
+    python -m app.serve.cli score "Gross domestic product fell." --domain finance --alpha 0.6
+    python -m app.serve.cli serve --model gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
 
 Without --model and --memory the engine uses the embedded models.
 """
 import argparse
 import json
 
+from . import endpoints
 from .engine import Engine, InputError, Memory
 
 
@@ -43,28 +44,26 @@ def run():
     parser.add_argument("--alpha", type=float)
     parser.add_argument("--k", type=int)
     parser.add_argument("--temperature", type=float)
+    parser.add_argument("--top-n", type=int, default=10)
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--sample", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int)
     args = parser.parse_args()
-    from . import compare, generate, score
-
     engine = engine_from(args)
     if args.command == "serve":
-        from .ui import CSS, THEME, build
+        from .ui import launch
 
-        build(engine).launch(theme=THEME, css=CSS, server_port=args.port)
+        launch(engine, server_port=args.port)
         return
-    base = args.base
-    alpha = engine.alpha(args.domain, args.alpha)
+    knn = dict(k=args.k, temperature=args.temperature)
     if args.command == "compare":
-        out = compare.to_dict(compare.next_token(engine, args.text, base, args.domain, args.k, args.temperature), alpha)
+        out = endpoints.compare_json(engine, args.text, args.base, args.domain, args.alpha, top_n=args.top_n, **knn)
     elif args.command == "generate":
-        out = generate.generate(engine, args.text, base, args.domain, args.max_new_tokens, args.sample, args.seed,
-                                args.alpha, args.k, args.temperature)
+        out = endpoints.generate_json(engine, args.text, args.base, args.domain, args.max_new_tokens, args.sample,
+                                      args.seed, args.alpha, **knn)
     else:
-        out = score.summary(score.score(engine, args.text, base, args.domain, args.k, args.temperature), alpha)
+        out = endpoints.score_json(engine, args.text, args.base, args.domain, args.alpha, **knn)
     print(json.dumps(out, indent=1, ensure_ascii=False))
 
 

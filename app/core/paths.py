@@ -1,0 +1,69 @@
+"""Where the project keeps things: committed assets and models, and an ignored cache for rebuildable data.
+
+One helper per kind of folder. Each reads the module's roots when it is called, so a test (or a Space with a
+persistent disk) moves the cache, the models or the corpora by changing one attribute here.
+"""
+import hashlib
+import json
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+MODELS = ROOT / "models"
+CORPORA = ROOT / "assets" / "corpora"
+RESULTS = ROOT / "assets" / "results"
+# Datastores, downloaded sources and the general corpus are rebuilt on demand, so they live outside git.
+CACHE = Path(os.environ.get("MEMDEC_CACHE", ROOT / ".cache"))
+DOMAINS = ("biomed", "finance", "law")
+SPLITS = ("train", "validation", "test")
+
+
+def model_folder(kind: str, name: str) -> Path:
+    """models/<kind>-<name>: kind is "base" or "memdec"."""
+    return MODELS / f"{kind}-{name}"
+
+
+def tokenizer_folder() -> Path:
+    return MODELS / "tokenizer"
+
+
+def corpus_path(domain: str, split: str) -> Path:
+    """assets/corpora/<domain>/<split>.txt.gz, or a plain .txt that a user dropped there for a domain of their own."""
+    plain = CORPORA / domain / f"{split}.txt"
+    return plain if plain.exists() else CORPORA / domain / f"{split}.txt.gz"
+
+
+def general_corpus() -> Path:
+    return CACHE / "corpora" / "general.txt"
+
+
+def sources_folder() -> Path:
+    return CACHE / "sources"
+
+
+def store_folder(model, domain: str) -> Path:
+    """Where the datastore of (model, domain) lives: one place for the app and the pipeline, so each reuses the other's."""
+    name = Path(model).name if Path(model).exists() else str(model).replace("/", "--")
+    return CACHE / "datastores" / f"{name}__{domain}"
+
+
+def token_cache(key: str) -> Path:
+    return CACHE / "tokens" / f"{key}.npy"
+
+
+def targets_folder(domain: str) -> Path:
+    return CACHE / "targets" / domain
+
+
+def predictions_folder(base: str, domain: str, split: str) -> Path:
+    return CACHE / "predictions" / f"base-{base}__{domain}__{split}"
+
+
+def ablation_folder(domain: str, beta: float) -> Path:
+    return CACHE / "ablation" / f"memdec-{domain}-beta{beta}"
+
+
+def run_folder(name: str, recipe: dict) -> Path:
+    """Where a training run keeps its checkpoint: keyed by the recipe, so a checkpoint resumes only its own run."""
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    return CACHE / "runs" / f"{name}-{digest}"

@@ -1,0 +1,51 @@
+"""The one source of defaults: what the pipeline makes and how, which the app reads too (block size, grids,
+the embedded family). Plain configuration, as in nanoGPT: change a field, and every step whose recipe it enters
+is redone by the next `python -m app.make.pipeline`."""
+from dataclasses import dataclass, field
+
+from . import paths
+
+# The embedded base family: one GPT-2 architecture in three sizes, smallest first, all sharing models/tokenizer.
+BASE_SIZES = {
+    "small": dict(n_layer=2, n_embd=128, n_head=4),
+    "medium": dict(n_layer=4, n_embd=192, n_head=6),
+    "large": dict(n_layer=6, n_embd=256, n_head=8),
+}
+
+# A decoder that this pipeline did not make (no memdec.json) is served with these until someone tunes it.
+UNTUNED_MEMORY = {"alpha": 0.6, "knn_temperature": 10.0, "knn_k": 64}
+
+
+def embedded_bases() -> dict:
+    return {size: paths.model_folder("base", size) for size in BASE_SIZES}
+
+
+@dataclass
+class Settings:
+    domains: tuple = paths.DOMAINS
+    bases: dict = field(default_factory=embedded_bases)  # name -> folder or hub id, smallest to largest
+    key: str = "large"  # the base whose hidden states are the datastore keys: the largest, as in the paper
+    init: str = "small"  # the base each decoder starts from: the smallest, as in the paper
+    # corpora (characters) and tokenizer
+    train_chars: int = 500_000
+    eval_chars: int = 60_000
+    general_chars: int = 30_000_000
+    vocab_size: int = 8192
+    tokenizer_sample_chars: int = 8_000_000
+    # the embedded bases
+    context: int = 256
+    base_steps: dict = field(default_factory=lambda: {"small": 400, "medium": 300, "large": 400})
+    base_batch_size: int = 32
+    base_lr: float = 2e-3
+    # datastores, kNN targets and Memory Decoders
+    block: int = 128  # training, datastores and evaluation all cut token streams into blocks of this length
+    k: int = 128
+    beta: float = 0.5
+    memdec_steps: int = 300
+    memdec_lr: float = 1e-3  # the paper's rate for GPT-2 decoders
+    batch_size: int = 32
+    # tuning grids on validation: the mixing weight and the kNN-LM's temperature
+    alphas: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    temperatures: tuple = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    ablation_domain: str = "finance"
+    ablation_steps: int = 100

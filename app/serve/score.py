@@ -1,0 +1,78 @@
+"""Score a passage: the probability each predictor gives to every actual next token, the perplexities, the
+gain from base to mixture per token, and perplexity against alpha. Mixing target probabilities is exact:
+p_mix(y) = alpha * p_other(y) + (1 - alpha) * p_base(y), so a new alpha needs no model call."""
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..core.distributions import knn_target_probs, mix, model_probs, perplexity
+from ..core.keys import KeyCapture
+from .engine import Engine, InputError, check
+
+CURVE_ALPHAS = [round(a * 0.05, 2) for a in range(21)]  # the chart's x axis, 0 to 1
+
+
+@dataclass
+class Scored:
+    text: str
+    base: str
+    domain: str
+    k: int
+    temperature: float
+    tokens: list  # the predicted tokens (every token of the passage)
+    p_base: torch.Tensor  # (n,) probability of the actual next token
+    p_mem: torch.Tensor
+    p_knn: torch.Tensor
+
+
+def score(engine: Engine, text: str, base=None, domain=None, k=None, temperature=None, progress=None) -> Scored:
+    pair = engine.pair(base, domain)
+    lm, decoder, tokenizer = pair.lm, pair.decoder, pair.tokenizer
+    k, temperature = engine.knn_settings(pair.domain, k, temperature)
+    ids, _ = engine.encode(tokenizer, text, engine.context(lm, decoder), truncate=False)
+    if ids.shape[1] < 2:
+        raise InputError("the passage has no token to score")
+    store = engine.datastore(pair.base, pair.domain, progress)
+    targets, vocab = ids[0, 1:], len(tokenizer)
+    positions = torch.arange(len(targets))
+    with engine.lock, torch.no_grad():
+        with KeyCapture(lm) as capture:
+            logits = lm(input_ids=ids.to(lm.device)).logits[0, :-1]
+        p_base = model_probs(logits, vocab).cpu()[positions, targets]
+        p_mem = model_probs(decoder(input_ids=ids.to(decoder.device)).logits[0, :-1], vocab).cpu()[positions, targets]
+        distances, _, values = store.neighbours(capture.keys[0, :-1].float().cpu().numpy(), k)
+        p_knn = knn_target_probs(distances, values, temperature, targets)
+    return Scored(text, pair.base, pair.domain, k, temperature, tokenizer.batch_decode(targets[:, None].tolist()),
+                  p_base, p_mem, p_knn)
+
+
+def finite(value: float) -> float | None:
+    """JSON has no infinity: an infinite perplexity (some token had probability 0) is null."""
+    return value if math.isfinite(value) else None
+
+
+def gain_bits(p_mix: float, p_base: float) -> float:
+    """log2 p_mix / p_base: how many bits the mixture gains over the base on this token (negative: it loses)."""
+    return math.log2(max(p_mix, 1e-300) / max(p_base, 1e-300))
+
+
+def summary(s: Scored, alpha: float) -> dict:
+    """Per-token probabilities and gains and the perplexities for this alpha, plus the perplexity curve."""
+    alpha = check("alpha", alpha)
+    mixed = {"mix_memdec": mix(s.p_base, s.p_mem, alpha), "mix_knn": mix(s.p_base, s.p_knn, alpha)}
+    tokens = []
+    for i, (t, b, m, n) in enumerate(zip(s.tokens, s.p_base.tolist(), s.p_mem.tolist(), s.p_knn.tolist())):
+        mixes = {name: float(p[i]) for name, p in mixed.items()}
+        tokens.append({"token": t, "base": b, "memdec": m, "knn": n, **mixes,
+                       "gain_bits": {name: gain_bits(p, b) for name, p in mixes.items()}})
+    return {
+        "text": s.text, "base": s.base, "domain": s.domain, "alpha": alpha, "k": s.k, "temperature": s.temperature,
+        "tokens": tokens,
+        "perplexity": {"base": finite(perplexity(s.p_base)), "memdec": finite(perplexity(s.p_mem)),
+                       **{name: finite(perplexity(p)) for name, p in mixed.items()}},
+        "knn_coverage": float((s.p_knn > 0).float().mean()),  # share of tokens that some neighbour predicts
+        "perplexity_vs_alpha": {"alpha": CURVE_ALPHAS,
+                                "mix_memdec": [finite(perplexity(mix(s.p_base, s.p_mem, a))) for a in CURVE_ALPHAS],
+                                "mix_knn": [finite(perplexity(mix(s.p_base, s.p_knn, a))) for a in CURVE_ALPHAS]},
+    }

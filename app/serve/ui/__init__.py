@@ -1,0 +1,36 @@
+"""The Gradio 6 page and API: one settings row that every tab reads, one module per tab (layout, handlers and
+wiring together), and the plain-JSON endpoints. All numbers come from the engine."""
+import gradio as gr
+
+from ..engine import Engine
+from . import api, compare_tab, generate_tab, imitation_tab, neighbours_tab, score_tab, settings_row, teach_tab
+
+INTRO = """# Memory Decoder Explorer
+A **base** language model, a **Memory Decoder** (a small LM trained to imitate a retriever over a domain corpus) and
+the **live kNN-LM** retriever it imitates, side by side on the same next token. Mixtures are taken in probability
+space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine: warm models, the median of 3 runs per component (the CPU may be shared)."""
+CSS = ".tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; }"
+THEME = gr.themes.Soft()
+
+
+def build(engine: Engine) -> gr.Blocks:
+    with gr.Blocks(title="Memory Decoder Explorer") as demo:
+        gr.Markdown(INTRO)
+        row = settings_row.build(engine)
+        with gr.Tabs():
+            comparison_views = [compare_tab.build(), neighbours_tab.build(), imitation_tab.build(), teach_tab.build()]
+            generation = generate_tab.build()
+            scoring = score_tab.build()
+        compare_tab.wire(engine, row, comparison_views)
+        generate_tab.wire(engine, row, generation)
+        score_tab.wire(engine, row, scoring)
+        api.add(engine)
+    # one request at a time on the models: the CPU is small and the key hooks are shared
+    return demo.queue(default_concurrency_limit=1, max_size=32)
+
+
+def launch(engine: Engine, **options):
+    """Serves the page with the app's theme and style; options go to Blocks.launch (port, threading, ...)."""
+    demo = build(engine)
+    demo.launch(theme=THEME, css=CSS, **options)
+    return demo

@@ -1,0 +1,34 @@
+"""The plain-JSON endpoints /compare, /generate and /score: the functions of app.serve.endpoints with the
+engine's defaults filled in, so gradio_client and raw HTTP callers see a documented signature."""
+import gradio as gr
+
+from .. import endpoints
+from ..engine import Engine
+from .common import shown
+
+
+def add(engine: Engine):
+    default_base, default_domain = engine.default_base, engine.default_domain
+
+    @shown
+    def compare(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
+                k: int | None = None, temperature: float | None = None, top_n: int = 10) -> dict:
+        """Next-token distributions of base, memdec, knn and the two mixtures, neighbours, imitation and teach
+        numbers; latency_ms per component."""
+        return endpoints.compare_json(engine, text, base, domain, alpha, k, temperature, top_n)
+
+    @shown
+    def generate(text: str, base: str = default_base, domain: str = default_domain, max_new_tokens: int = 24,
+                 sample: bool = False, seed: int = 0, alpha: float | None = None, k: int | None = None,
+                 temperature: float | None = None) -> dict:
+        """Continuations of base, base + MemDec and base + kNN-LM, each with its own KV cache, and ms per token."""
+        return endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature)
+
+    @shown
+    def score(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
+              k: int | None = None, temperature: float | None = None) -> dict:
+        """Per-token probabilities and gains, perplexities and perplexity against alpha for a passage."""
+        return endpoints.score_json(engine, text, base, domain, alpha, k, temperature)
+
+    for fn in (compare, generate, score):
+        gr.api(fn, api_name=fn.__name__, concurrency_id="models")

@@ -1,0 +1,84 @@
+"""The Compare tab: the three predictors and the two mixtures on one token axis, the latency per component, the
+same numbers as a table and an export. It also runs the comparison that the Neighbours, Imitation and Teach tabs
+show, and re-mixes them all when alpha or the token count is released."""
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+
+from .. import compare, plots
+from ..engine import Engine
+from .common import progress_bar, shown
+from .settings_row import SettingsRow
+
+
+def axis_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([{"token": plots.label(r["token"]), "id": r["id"], **{plots.NAMES[k]: round(r[k], 5) for k in plots.NAMES}}
+                         for r in rows])
+
+
+def export_files(nt: compare.NextToken, alpha: float, top_n: int) -> list[str]:
+    folder = Path(tempfile.mkdtemp(prefix="comparison-"))
+    (folder / "comparison.json").write_text(json.dumps(compare.to_dict(nt, alpha, top_n), indent=1))
+    (folder / "comparison.csv").write_text(compare.to_csv(nt, alpha, top_n))
+    return [str(folder / "comparison.json"), str(folder / "comparison.csv")]
+
+
+@dataclass
+class CompareTab:
+    distributions: gr.Plot
+    latency: gr.Plot
+    axis: gr.Dataframe
+    files: gr.File
+    remixes = True  # what it shows depends on alpha and the token count
+
+    @property
+    def outputs(self) -> list:
+        return [self.distributions, self.latency, self.axis, self.files]
+
+    def show(self, nt: compare.NextToken, alpha: float, top_n: int) -> dict:
+        rows = compare.rows(nt, alpha, top_n)
+        return {self.distributions: plots.distributions(rows, alpha), self.latency: plots.latency(nt.latency_ms),
+                self.axis: axis_frame(rows), self.files: export_files(nt, alpha, top_n)}
+
+
+def build() -> CompareTab:
+    with gr.Tab("Compare"):
+        distributions = gr.Plot(label="distributions", elem_id="dist-plot")
+        with gr.Row():
+            latency = gr.Plot(label="latency", elem_id="latency-plot")
+            with gr.Column():
+                axis = gr.Dataframe(label="probabilities on the shared axis", wrap=True)
+                files = gr.File(label="export this comparison (JSON, CSV)", file_count="multiple")
+    return CompareTab(distributions, latency, axis, files)
+
+
+def wire(engine: Engine, row: SettingsRow, views: list):
+    """views: every tab that shows a comparison (this one first); each has outputs, show() and remixes."""
+    state = gr.State()
+    outputs = [state] + [c for view in views for c in view.outputs]
+
+    def show_all(nt, alpha, top_n, which) -> dict:
+        out = {}
+        for view in which:
+            out.update(view.show(nt, alpha, top_n))
+        return out
+
+    @shown
+    def on_compare(text, base, domain, alpha, k, temperature, top_n, progress=gr.Progress()):
+        nt = compare.next_token(engine, text, base, domain, k, temperature, progress_bar(progress))
+        return {state: nt, **show_all(nt, alpha, top_n, views)}
+
+    @shown
+    def on_remix(nt, alpha, top_n):
+        """Re-mixes the cached distributions; no model runs."""
+        return show_all(nt, alpha, top_n, [v for v in views if v.remixes]) if nt is not None else {}
+
+    gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n], outputs,
+          api_name="compare_view", api_visibility="undocumented", concurrency_id="models")
+    gr.on([row.alpha.release, row.top_n.release], on_remix, [state, row.alpha, row.top_n],
+          [c for view in views if view.remixes for c in view.outputs],
+          api_name="remix", api_visibility="undocumented", queue=False)

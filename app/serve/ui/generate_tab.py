@@ -1,0 +1,47 @@
+"""The Generate tab: greedy or seeded sampled continuations of base, base + MemDec and base + kNN-LM, side by side,
+with the time per token of each."""
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .. import endpoints, plots
+from ..engine import LIMITS, Engine
+from .common import progress_bar, shown
+from .settings_row import SettingsRow
+
+PREDICTORS = ("base", "mix_memdec", "mix_knn")
+
+
+@dataclass
+class GenerateTab:
+    max_new_tokens: gr.Slider
+    sample: gr.Checkbox
+    seed: gr.Number
+    run: gr.Button
+    texts: dict  # predictor -> gr.Textbox
+    speed: gr.Plot
+
+
+def build() -> GenerateTab:
+    with gr.Tab("Generate"):
+        with gr.Row():
+            max_new_tokens = gr.Slider(1, LIMITS["max_new_tokens"][1], value=24, step=1, label="new tokens")
+            sample = gr.Checkbox(label="sample (instead of greedy)")
+            seed = gr.Number(value=0, precision=0, label="seed")
+            run = gr.Button("Generate", variant="primary", elem_id="generate-button")
+        with gr.Row():
+            texts = {name: gr.Textbox(label=plots.NAMES[name], lines=5) for name in PREDICTORS}
+        speed = gr.Plot(label="time per token")
+    return GenerateTab(max_new_tokens, sample, seed, run, texts, speed)
+
+
+def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
+    @shown
+    def on_generate(text, base, domain, alpha, k, temperature, max_new_tokens, sample, seed, progress=gr.Progress()):
+        result = endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature,
+                                         progress_bar(progress))
+        return {**{tab.texts[name]: result["continuations"][name]["text"] for name in PREDICTORS},
+                tab.speed: plots.generation_speed(result)}
+
+    tab.run.click(on_generate, row.model_inputs + [tab.max_new_tokens, tab.sample, tab.seed], [*tab.texts.values(), tab.speed],
+                  api_name="generate_view", api_visibility="undocumented", concurrency_id="models")

@@ -1,0 +1,85 @@
+"""The Score tab: the probability each predictor gives to every actual token of a passage, the perplexities, the
+tokens coloured by the gain from base to mixture, and the perplexity against alpha for both mixtures."""
+import html
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .. import plots, score
+from ..engine import Engine
+from .common import progress_bar, shown
+from .settings_row import SettingsRow
+
+
+def gain_html(summary: dict) -> str:
+    """Tokens coloured by their gain in bits: green where the mixture helps, red where it hurts (up to ±3 bits)."""
+    lines = []
+    for name in ("mix_memdec", "mix_knn"):
+        spans = []
+        for t in summary["tokens"]:
+            gain = t["gain_bits"][name]
+            colour = f"rgba(44,160,44,{min(1, gain / 3):.2f})" if gain >= 0 else f"rgba(214,39,40,{min(1, -gain / 3):.2f})"
+            tip = f"p base {t['base']:.4f} → {t[name]:.4f} ({gain:+.2f} bits)"
+            spans.append(f'<span class="tok" style="background:{colour}" title="{html.escape(tip)}">'
+                         f"{html.escape(t['token']).replace(chr(10), '⏎')}</span>")
+        lines.append(f"<p><b>{plots.NAMES[name]}</b> vs base: {''.join(spans)}</p>")
+    return "<div class='gain'>" + "".join(lines) + "<p><small>green: the mixture gives the actual token more probability than the base; red: less (up to ±3 bits). Hover a token for its numbers.</small></p></div>"
+
+
+def perplexity_text(summary: dict) -> str:
+    p = summary["perplexity"]
+    rows = "".join(f"| {plots.NAMES[n]} | {'∞' if p[n] is None else f'{p[n]:.2f}'} |\n" for n in ("base", "memdec", "mix_memdec", "mix_knn"))
+    return (f"| predictor | perplexity |\n|---|---|\n{rows}\n{len(summary['tokens'])} tokens, α = {summary['alpha']:.2f}; "
+            f"some neighbour predicts the actual token for {summary['knn_coverage']:.0%} of them. A passage taken from the "
+            "domain's training text is in the datastore itself, so the kNN-LM will look better on it than on new text.")
+
+
+@dataclass
+class ScoreTab:
+    passage: gr.Textbox
+    run: gr.Button
+    perplexities: gr.Markdown
+    gain: gr.HTML
+    per_token: gr.Plot
+    against_alpha: gr.Plot
+
+    @property
+    def outputs(self) -> list:
+        return [self.perplexities, self.gain, self.per_token, self.against_alpha]
+
+    def show(self, scored: score.Scored, alpha: float) -> dict:
+        summary = score.summary(scored, alpha)
+        return {self.perplexities: perplexity_text(summary), self.gain: gain_html(summary),
+                self.per_token: plots.token_probabilities(summary), self.against_alpha: plots.perplexity_vs_alpha(summary)}
+
+
+def build() -> ScoreTab:
+    with gr.Tab("Score"):
+        passage = gr.Textbox(label="Passage", lines=4, elem_id="passage",
+                             value="The enzyme catalyses the transfer of a phosphate group to the protein.")
+        run = gr.Button("Score passage", variant="primary", elem_id="score-button")
+        perplexities = gr.Markdown()
+        gain = gr.HTML()
+        with gr.Row():
+            per_token = gr.Plot(label="per token")
+            against_alpha = gr.Plot(label="perplexity against alpha")
+    return ScoreTab(passage, run, perplexities, gain, per_token, against_alpha)
+
+
+def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
+    state = gr.State()
+
+    @shown
+    def on_score(text, base, domain, alpha, k, temperature, progress=gr.Progress()):
+        scored = score.score(engine, text, base, domain, k, temperature, progress_bar(progress))
+        return {state: scored, **tab.show(scored, alpha)}
+
+    @shown
+    def on_remix(scored, alpha):
+        """Re-mixes the cached target probabilities; no model runs."""
+        return tab.show(scored, alpha) if scored is not None else {}
+
+    tab.run.click(on_score, [tab.passage] + row.model_inputs[1:], [state] + tab.outputs,
+                  api_name="score_view", api_visibility="undocumented", concurrency_id="models")
+    row.alpha.release(on_remix, [state, row.alpha], tab.outputs, api_name="score_remix", api_visibility="undocumented",
+                      queue=False)

@@ -1,0 +1,48 @@
+"""The Teach tab: the two formulas with this comparison's numbers substituted (from compare.teach)."""
+import math
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .. import compare
+from ..plots import label
+
+
+def teach_text(t: dict) -> str:
+    a, m, n = t["alpha"], t["memdec"], t["knn"]
+    return rf"""### Base + Memory Decoder
+$$p(y) = \alpha\,p_{{\mathrm{{mem}}}}(y) + (1-\alpha)\,p_{{\mathrm{{base}}}}(y)$$
+For the mixture's most likely next token, y = `{label(m['token'])}`:
+$$p(y) = {a:.2f} \times {m['p_mem']:.4g} + {1 - a:.2f} \times {m['p_base']:.4g} = \mathbf{{{m['p_mix']:.4g}}}$$
+The same number in log space, as a stable implementation computes it:
+$$\log p(y) = \mathrm{{logaddexp}}\big(\log p_{{\mathrm{{base}}}}(y) + \log(1-\alpha),\ \log p_{{\mathrm{{mem}}}}(y) + \log\alpha\big) = {m['log_p_mix']:.4f} = \ln {math.exp(m['log_p_mix']):.4g}$$
+Mixing logits instead would give a different (and wrong) model.
+
+### kNN-LM
+$$w_i = \frac{{\exp(-d_i/T)}}{{\sum_{{j=1}}^{{k}} \exp(-d_j/T)}}, \qquad p_{{\mathrm{{kNN}}}}(v) = \sum_{{i:\,v_i = v}} w_i$$
+Here k = {n['k']}, T = {n['temperature']:g}; the nearest key is at squared distance d₁ = {n['nearest_distance']:.4g}, weight
+w₁ = {n['nearest_weight']:.4g}, and was followed by `{label(n['nearest_next'])}`. For z = `{label(n['token'])}`,
+{n['neighbours']} of the {n['k']} neighbours continue with it:
+$$p_{{\mathrm{{kNN}}}}(z) = {n['p_knn']:.4g}, \qquad p(z) = {a:.2f} \times {n['p_knn']:.4g} + {1 - a:.2f} \times {n['p_base']:.4g} = \mathbf{{{n['p_mix']:.4g}}}$$
+
+### The difference
+The kNN-LM searches {n['k']} neighbours in a datastore at every token; the Memory Decoder reads only tokens, one small
+forward pass, and was trained so that p_mem imitates p_kNN. The latency chart on the Compare tab shows the cost of each."""
+
+
+@dataclass
+class TeachTab:
+    text: gr.Markdown
+    remixes = True
+
+    @property
+    def outputs(self) -> list:
+        return [self.text]
+
+    def show(self, nt: compare.NextToken, alpha: float, top_n: int) -> dict:
+        return {self.text: teach_text(compare.teach(nt, alpha))}
+
+
+def build() -> TeachTab:
+    with gr.Tab("Teach"):
+        return TeachTab(gr.Markdown("Run a comparison first."))
