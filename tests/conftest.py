@@ -10,6 +10,7 @@ os.environ.setdefault("MEMDEC_CACHE", tempfile.mkdtemp(prefix="memdec-cache-")) 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import huggingface_hub.constants as hub  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
@@ -59,8 +60,6 @@ def tiny_family(tiny_lm):
 def hub_cache(tmp_path, monkeypatch):
     """An empty offline hub cache; hub_cache.add(repo, save) lays a snapshot out as huggingface_hub does after a
     download, where save(folder) writes the model files."""
-    import huggingface_hub.constants as hub
-
     monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
 

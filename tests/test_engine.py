@@ -13,6 +13,7 @@ import torch
 
 from app.core.distributions import mix, mix_log, model_probs
 from app.core.paths import store_folder
+from app.core.settings import Settings
 from app.serve import compare, endpoints, generate, score
 from app.serve.engine import Engine, InputError, Memory
 
@@ -240,7 +241,7 @@ def test_datastore_is_cached_on_disk_and_reused(engine, tiny_models):
     fresh = Engine(tiny_models["bases"], tiny_models["memories"])  # as on the next start
     store = fresh.datastore(fresh.default_base, fresh.default_domain)
     assert (folder / "keys.npy").stat().st_mtime_ns == stamp
-    assert len(store) == len(fresh.stream(fresh.default_base, fresh.default_domain)) // 128 * 128
+    assert len(store) == (len(fresh.stream(fresh.default_base, fresh.default_domain)) - 1) // Settings.block * Settings.block
 
 
 def test_models_by_path_string_and_memory_defaults(tiny_models):

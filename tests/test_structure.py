@@ -1,7 +1,6 @@
 """The structure holds: the serving half never imports the making half, the core imports neither, and no module
 imports itself back through others."""
 import ast
-from pathlib import Path
 
 from app.core.paths import ROOT
 

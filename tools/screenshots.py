@@ -13,6 +13,9 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from app.core.documents import read_documents  # noqa: E402
+from app.core.paths import corpus_path  # noqa: E402
+from app.serve.engine import Engine  # noqa: E402
 from tools.browser import chromium  # noqa: E402
 from tools.serving import serve_in_background  # noqa: E402
 
@@ -71,10 +74,6 @@ def take(url: str, out: Path, prompt: str, passage: str):
 
 
 def main():
-    from app.core.documents import read_documents
-    from app.core.paths import corpus_path
-    from app.serve.engine import Engine
-
     engine = Engine.embedded()
     url, demo = serve_in_background(engine)
     passage = read_documents(corpus_path(engine.default_domain, "test"))[0][:400]

@@ -4,7 +4,6 @@ Key at position t: the kNN key of the model (app.core.keys) after reading the co
 at t + 1. Keys are stored in fp16. The store's recipe holds the model, tokenizer and corpus fingerprints, the
 block length and the index, so a store made another way is never reused.
 """
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 import faiss  # after torch (faiss issue 2126)
 
 from . import recipe
+from .files import read_json, write_json
 from .keys import compute_keys
 from .models import file_digest, model_fingerprint, tokenizer_fingerprint
 from .tokens import block_entries, blocks, encode_file
@@ -99,7 +99,7 @@ def build(model, tokenizer, model_folder, corpus_path, folder: Path, block: int,
     np.save(tmp / "values.npy", values)
     if made_from["index"]["type"] != "IndexFlatL2":
         faiss.write_index(index, str(tmp / "index.faiss"))
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    write_json(tmp / "meta.json", meta)
     recipe.record(tmp, made_from)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
@@ -116,7 +116,7 @@ def load(folder: Path, wanted: dict) -> Datastore:
     values = np.load(folder / "values.npy")
     index_file = folder / "index.faiss"
     index = faiss.read_index(str(index_file)) if index_file.exists() else make_index(keys, wanted["index"])
-    return Datastore(keys, values, index, recipe.recorded(folder), json.loads((folder / "meta.json").read_text()))
+    return Datastore(keys, values, index, recipe.recorded(folder), read_json(folder / "meta.json"))
 
 
 def load_or_build(model, tokenizer, model_folder, corpus_path, folder: Path, block: int, progress=None) -> Datastore:

@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from . import paths, recipe
@@ -20,8 +21,6 @@ def resolve(path_or_id) -> Path:
     so that fingerprints and datastores always refer to files on disk."""
     if Path(path_or_id).exists():
         return Path(path_or_id)
-    from huggingface_hub import snapshot_download
-
     try:
         return Path(snapshot_download(str(path_or_id), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
     except Exception as error:  # offline, unknown id, gated repo: one clear message

@@ -1,24 +1,13 @@
-"""Is it current? Every output the project makes (a model, a datastore, kNN targets, cached predictions, the
-general corpus) records the recipe it was made from in its folder; it is current exactly when that recorded
-recipe equals the one wanted now. The recipe is written last, so an output cut off half-way is never current.
-"""
+"""Is it current? Every output the project makes (a model, the tokenizer, a datastore, kNN targets, cached
+predictions, the corpora and their sources) records the recipe it was made from in its folder; it is current
+exactly when that recorded recipe equals the one wanted now. The recipe is written last, after the output, so an
+output cut off half-way is never current."""
 import json
 from pathlib import Path
 
+from .files import read_json, write_json
+
 FILE = "recipe.json"
-
-
-def read_json(path: Path):
-    return json.loads(Path(path).read_text()) if Path(path).exists() else None
-
-
-def write_json(path: Path, data):
-    """Through a temporary file renamed into place, so a reader never sees half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
 
 
 def recorded(folder: Path) -> dict | None:
@@ -32,3 +21,8 @@ def is_current(folder: Path, wanted: dict) -> bool:
 
 def record(folder: Path, recipe: dict):
     write_json(Path(folder) / FILE, recipe)
+
+
+def forget(folder: Path):
+    """Before an output is rewritten in place: until the new recipe is recorded, it is not current."""
+    (Path(folder) / FILE).unlink(missing_ok=True)

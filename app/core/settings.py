@@ -37,15 +37,22 @@ class Settings:
     base_steps: dict = field(default_factory=lambda: {"small": 400, "medium": 300, "large": 400})
     base_batch_size: int = 32
     base_lr: float = 2e-3
+    base_warmup: int = 100  # steps of linear warm-up, at most a tenth of the run
     # datastores, kNN targets and Memory Decoders
     block: int = 128  # training, datastores and evaluation all cut token streams into blocks of this length
     k: int = 128
     beta: float = 0.5
     memdec_steps: int = 300
     memdec_lr: float = 1e-3  # the paper's rate for GPT-2 decoders
+    memdec_warmup: int = 50
     batch_size: int = 32
     # tuning grids on validation: the mixing weight and the kNN-LM's temperature
     alphas: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     temperatures: tuple = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
     ablation_domain: str = "finance"
     ablation_steps: int = 100
+
+
+def warmup(cap: int, steps: int) -> int:
+    """Warm-up steps of a run: the cap, or a tenth of a short run."""
+    return min(cap, steps // 10)

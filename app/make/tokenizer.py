@@ -1,4 +1,7 @@
 """Train the one byte-level BPE tokenizer that every embedded model shares."""
+import shutil
+from pathlib import Path
+
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -31,8 +34,14 @@ def sample_texts(docs, max_chars: int):
 
 def build_tokenizer(general_docs, domain_train_docs, folder, vocab_size: int, sample_chars: int, context: int,
                     made_from: dict):
-    """General text plus the domains' train splits (never validation or test), saved for AutoTokenizer."""
+    """General text plus the domains' train splits (never validation or test), saved for AutoTokenizer into a
+    temporary folder renamed into place, with its recipe."""
     tokenizer = train_tokenizer(list(sample_texts(general_docs, sample_chars)) + list(domain_train_docs), vocab_size, context)
-    tokenizer.save_pretrained(folder)
-    recipe.record(folder, made_from)
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer.save_pretrained(tmp)
+    recipe.record(tmp, made_from)
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
     return tokenizer

@@ -10,7 +10,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from ..core import paths
 from ..core.models import file_digest, load_tokenizer, save_model, tokenizer_fingerprint
-from ..core.settings import BASE_SIZES, Settings
+from ..core.settings import BASE_SIZES, Settings, warmup
 from ..core.tokens import encode_file
 from .trainer import TrainConfig, train
 
@@ -36,8 +36,10 @@ def causal_lm_loss(model, batch):
 def base_recipe(size: str, s: Settings) -> dict:
     """Everything a base model depends on; a model whose recorded recipe matches this is current."""
     tokenizer = load_tokenizer(paths.tokenizer_folder())
-    return {"kind": "base", "size": size, "steps": s.base_steps[size], "batch_size": s.base_batch_size, "lr": s.base_lr,
-            "block": s.block, "corpus": file_digest(paths.general_corpus()), "tokenizer": tokenizer_fingerprint(tokenizer)}
+    steps = s.base_steps[size]
+    return {"kind": "base", "size": size, "architecture": BASE_SIZES[size], "context": s.context, "steps": steps,
+            "batch_size": s.base_batch_size, "lr": s.base_lr, "warmup": warmup(s.base_warmup, steps), "block": s.block,
+            "corpus": file_digest(paths.general_corpus()), "tokenizer": tokenizer_fingerprint(tokenizer)}
 
 
 def train_base(size: str, s: Settings):
@@ -45,9 +47,8 @@ def train_base(size: str, s: Settings):
     stream = encode_file(tokenizer, paths.general_corpus(), tokenizer_fingerprint(tokenizer))
     torch.manual_seed(0)
     model = GPT2LMHeadModel(base_config(size, len(tokenizer), tokenizer.eos_token_id, s.context))
-    steps = s.base_steps[size]
-    cfg = TrainConfig(steps=steps, lr=s.base_lr, warmup=min(100, steps // 10), checkpoint_every=200)
     made_from = base_recipe(size, s)
+    cfg = TrainConfig(steps=made_from["steps"], lr=s.base_lr, warmup=made_from["warmup"], checkpoint_every=200)
     model = train(model, lambda step: random_blocks(stream, step, s.base_batch_size, s.block), causal_lm_loss, cfg,
                   paths.run_folder(f"base-{size}", made_from), desc=f"base-{size}")
     save_model(model, tokenizer, paths.model_folder("base", size), made_from)
@@ -57,8 +58,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("size", choices=list(BASE_SIZES))
     parser.add_argument("--steps", type=int, help="default: the pipeline's steps for this size")
+    parser.add_argument("--batch-size", type=int, default=Settings.base_batch_size)
     args = parser.parse_args()
-    s = Settings()
+    s = Settings(base_batch_size=args.batch_size)
     if args.steps:
         s.base_steps[args.size] = args.steps
     train_base(args.size, s)

@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core import paths, recipe
+from ..core import datastore, paths, recipe
 from ..core.models import load_lm, load_tokenizer, model_fingerprint, save_model, tokenizer_fingerprint
-from ..core.settings import Settings
+from ..core.settings import Settings, warmup
 from ..core.tokens import blocks, encode_file
 from . import targets
 from .trainer import TrainConfig, train
@@ -43,12 +43,11 @@ def make_batches(inputs: torch.Tensor, labels: torch.Tensor, knn, batch_size: in
 
 
 def memdec_recipe(domain: str, knn: targets.SparseTargets, s: Settings, beta: float, steps: int) -> dict:
-    """Everything a decoder depends on; a decoder whose recorded recipe matches this is current."""
-    store = knn.recipe["datastore"]
+    """Everything a decoder depends on; a decoder whose recorded recipe matches this is current. The targets' recipe
+    holds the key model's datastore recipe, so a store made another way (model, corpus, index) means a new decoder."""
     return {"kind": "memdec", "domain": domain, "init": model_fingerprint(s.bases[s.init]), "beta": beta, "steps": steps,
-            "lr": s.memdec_lr, "batch_size": s.batch_size, "block": s.block,
-            "targets": {"k": knn.recipe["k"], "temperature": knn.recipe["temperature"]},
-            "datastore": store["model"], "corpus": store["corpus"]}
+            "lr": s.memdec_lr, "warmup": warmup(s.memdec_warmup, steps), "batch_size": s.batch_size, "block": s.block,
+            "targets": knn.recipe}
 
 
 def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, made_from: dict, steps: int,
@@ -66,7 +65,7 @@ def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, m
         logits = m(input_ids=batch["input_ids"]).logits.flatten(0, 1)
         return memdec_loss(logits, batch["labels"].flatten(), batch["target_ids"], batch["target_probs"], beta, vocab)
 
-    cfg = TrainConfig(steps=steps, lr=lr, warmup=min(50, steps // 10), checkpoint_every=100)
+    cfg = TrainConfig(steps=steps, lr=lr, warmup=made_from["warmup"], checkpoint_every=100)
     run_dir = run_dir or paths.run_folder(out_folder.name, made_from)
     model = train(model, make_batches(inputs, labels, knn, batch_size), loss_fn, cfg, run_dir,
                   desc=out_folder.name, stop_after=stop_after)
@@ -95,11 +94,15 @@ def main():
     parser.add_argument("--steps", type=int, default=Settings.memdec_steps)
     parser.add_argument("--out", type=Path, default=None, help="default models/memdec-<domain>")
     args = parser.parse_args()
-    folder = paths.targets_folder(args.domain)
-    if recipe.recorded(folder) is None:
-        parser.error(f"no kNN targets for {args.domain} yet: run python -m app.make.pipeline --domains {args.domain}")
+    s, folder = Settings(), paths.targets_folder(args.domain)
+    made_from = recipe.recorded(folder)
+    key = s.bases[s.key]
+    store = datastore.wanted_recipe(key, load_tokenizer(key), paths.corpus_path(args.domain, "train"), s.block)
+    if made_from is None or made_from != targets.targets_recipe(store, s.k, made_from["temperature"]):
+        parser.error(f"the kNN targets for {args.domain} are missing or stale: run python -m app.make.pipeline "
+                     f"--domains {args.domain} (it builds them, then trains the decoder too)")
     out = args.out or paths.model_folder("memdec", args.domain)
-    if not distil(args.domain, targets.load(folder), Settings(), args.beta, args.steps, out):
+    if not distil(args.domain, targets.load(folder), s, args.beta, args.steps, out):
         print(f"{out.name}: current")
 
 

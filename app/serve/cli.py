@@ -11,7 +11,7 @@ import argparse
 import json
 
 from . import endpoints
-from .engine import Engine, InputError, Memory
+from .engine import DEFAULTS, Engine, InputError, Memory
 
 
 def engine_from(args) -> Engine:
@@ -44,15 +44,15 @@ def run():
     parser.add_argument("--alpha", type=float)
     parser.add_argument("--k", type=int)
     parser.add_argument("--temperature", type=float)
-    parser.add_argument("--top-n", type=int, default=10)
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--top-n", type=int, default=DEFAULTS["top_n"])
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULTS["max_new_tokens"])
     parser.add_argument("--sample", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int)
     args = parser.parse_args()
     engine = engine_from(args)
     if args.command == "serve":
-        from .ui import launch
+        from .ui import launch  # gradio is imported only to serve: the other commands start faster without it
 
         launch(engine, server_port=args.port)
         return

@@ -3,6 +3,7 @@ from them (mixtures for any alpha, the shared token axis, the neighbours, how we
 formulas' numbers). Every number a tab shows is computed here, so the API and the CLI return it too."""
 import csv
 import io
+import math
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import torch
 
 from ..core.distributions import knn_probs, knn_weights, mix, mix_log, model_probs
 from ..core.keys import KeyCapture
-from .engine import Engine, check
+from .engine import DEFAULTS, Engine, check
 
 
 @dataclass
@@ -85,7 +86,7 @@ def shared_axis(dists: dict, n: int) -> torch.Tensor:
     return best.topk(n).indices
 
 
-def rows(nt: NextToken, alpha: float, n: int = 10) -> list[dict]:
+def rows(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> list[dict]:
     """One row per token of the shared axis, with its probability under every predictor."""
     dists = mixtures(nt, alpha)
     return [{"id": int(i), "token": nt.tokens[i], **{name: float(p[i]) for name, p in dists.items()}}
@@ -140,10 +141,10 @@ def teach(nt: NextToken, alpha: float) -> dict:
     y, z = int(dists["mix_memdec"].argmax()), int(dists["mix_knn"].argmax())
     p_base, p_mem = float(dists["base"][y]), float(dists["memdec"][y])
     voting = next((t for t in per_token(nt) if t["id"] == z), {"neighbours": 0})
+    log_p_mix = float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), alpha))
     return {"alpha": float(alpha),
             "memdec": {"token": nt.tokens[y], "id": y, "p_base": p_base, "p_mem": p_mem,
-                       "p_mix": float(dists["mix_memdec"][y]),
-                       "log_p_mix": float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), alpha))},
+                       "p_mix": float(dists["mix_memdec"][y]), "log_p_mix": log_p_mix, "exp_log_p_mix": math.exp(log_p_mix)},
             "knn": {"k": nt.k, "temperature": nt.temperature, "nearest_distance": float(nt.distances[0]),
                     "nearest_weight": float(knn_weights(nt.distances, nt.temperature)[0]),
                     "nearest_next": nt.tokens[int(nt.values[0])],
@@ -151,7 +152,7 @@ def teach(nt: NextToken, alpha: float) -> dict:
                     "p_base": float(dists["base"][z]), "p_mix": float(dists["mix_knn"][z])}}
 
 
-def to_dict(nt: NextToken, alpha: float, n: int = 10) -> dict:
+def to_dict(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> dict:
     """The plain-JSON comparison that the API and the CLI return and the page exports."""
     dists = mixtures(nt, alpha)
     n = check("top_n", n, int)
@@ -163,7 +164,7 @@ def to_dict(nt: NextToken, alpha: float, n: int = 10) -> dict:
             "knn_by_token": per_token(nt), "teach": teach(nt, alpha)}
 
 
-def to_csv(nt: NextToken, alpha: float, n: int = 10) -> str:
+def to_csv(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> str:
     out = io.StringIO()
     table = rows(nt, alpha, n)
     writer = csv.DictWriter(out, fieldnames=list(table[0]))

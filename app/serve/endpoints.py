@@ -1,18 +1,18 @@
 """One function per endpoint, building the plain JSON that the API, the CLI and the page's export share: the text
 first, every other argument defaulted (None: the memory's own alpha, k and T)."""
 from . import compare, generate, score
-from .engine import Engine
+from .engine import DEFAULTS, Engine
 
 
 def compare_json(engine: Engine, text: str, base=None, domain=None, alpha=None, k=None, temperature=None,
-                 top_n=10, progress=None) -> dict:
+                 top_n=DEFAULTS["top_n"], progress=None) -> dict:
     """Next-token distributions of base, memdec, knn and the two mixtures, the neighbours, the imitation and teach
     numbers, and latency_ms per component."""
     alpha = engine.alpha(domain, alpha)  # checked before any model runs
     return compare.to_dict(compare.next_token(engine, text, base, domain, k, temperature, progress), alpha, top_n)
 
 
-def generate_json(engine: Engine, text: str, base=None, domain=None, max_new_tokens=24, sample=False, seed=0,
+def generate_json(engine: Engine, text: str, base=None, domain=None, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False, seed=0,
                   alpha=None, k=None, temperature=None, progress=None) -> dict:
     """Continuations of base, base + MemDec and base + kNN-LM, each with its own KV cache, and ms per token."""
     return generate.generate(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature, progress)

@@ -17,6 +17,7 @@ from ..core.tokens import encode_file
 
 MAX_CHARS = 4000  # longer text is refused: the embedded models read 256 tokens, and the CPU is shared
 MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
+DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
 LIMITS = {"alpha": (0.0, 1.0), "k": (1, 2048), "temperature": (0.01, 10000.0), "top_n": (1, 50),
           "max_new_tokens": (1, 64), "seed": (0, 2**31 - 1)}
 

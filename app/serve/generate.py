@@ -7,7 +7,7 @@ import torch
 
 from ..core.distributions import knn_probs, mix, model_probs
 from ..core.keys import KeyCapture
-from .engine import Engine, check
+from .engine import DEFAULTS, Engine, check
 
 
 class Incremental:
@@ -42,7 +42,7 @@ def predictors(lm, decoder, store, vocab: int, alpha: float, k: int, temperature
     return {"base": lambda: Incremental(lm, vocab), "mix_memdec": memdec, "mix_knn": knn}
 
 
-def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens=24, sample=False, seed=0,
+def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False, seed=0,
              alpha=None, k=None, temperature=None, progress=None) -> dict:
     """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
     ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""

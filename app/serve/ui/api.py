@@ -3,7 +3,7 @@ engine's defaults filled in, so gradio_client and raw HTTP callers see a documen
 import gradio as gr
 
 from .. import endpoints
-from ..engine import Engine
+from ..engine import DEFAULTS, Engine
 from .common import shown
 
 
@@ -12,13 +12,13 @@ def add(engine: Engine):
 
     @shown
     def compare(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
-                k: int | None = None, temperature: float | None = None, top_n: int = 10) -> dict:
+                k: int | None = None, temperature: float | None = None, top_n: int = DEFAULTS["top_n"]) -> dict:
         """Next-token distributions of base, memdec, knn and the two mixtures, neighbours, imitation and teach
         numbers; latency_ms per component."""
         return endpoints.compare_json(engine, text, base, domain, alpha, k, temperature, top_n)
 
     @shown
-    def generate(text: str, base: str = default_base, domain: str = default_domain, max_new_tokens: int = 24,
+    def generate(text: str, base: str = default_base, domain: str = default_domain, max_new_tokens: int = DEFAULTS["max_new_tokens"],
                  sample: bool = False, seed: int = 0, alpha: float | None = None, k: int | None = None,
                  temperature: float | None = None) -> dict:
         """Continuations of base, base + MemDec and base + kNN-LM, each with its own KV cache, and ms per token."""

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import endpoints, plots
-from ..engine import LIMITS, Engine
+from ..engine import DEFAULTS, LIMITS, Engine
 from .common import progress_bar, shown
 from .settings_row import SettingsRow
 
@@ -25,7 +25,7 @@ class GenerateTab:
 def build() -> GenerateTab:
     with gr.Tab("Generate"):
         with gr.Row():
-            max_new_tokens = gr.Slider(1, LIMITS["max_new_tokens"][1], value=24, step=1, label="new tokens")
+            max_new_tokens = gr.Slider(1, LIMITS["max_new_tokens"][1], value=DEFAULTS["max_new_tokens"], step=1, label="new tokens")
             sample = gr.Checkbox(label="sample (instead of greedy)")
             seed = gr.Number(value=0, precision=0, label="seed")
             run = gr.Button("Generate", variant="primary", elem_id="generate-button")

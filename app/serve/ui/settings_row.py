@@ -6,6 +6,8 @@ import gradio as gr
 from ..engine import LIMITS, Engine
 from .common import shown
 
+PAGE_TOP_N = 12  # the page has room for a few more tokens than the API returns by default
+
 
 @dataclass
 class SettingsRow:
@@ -35,14 +37,14 @@ def build(engine: Engine) -> SettingsRow:
         alpha = gr.Slider(0, 1, value=memory.alpha, step=0.01, label="alpha (weight of the memory)", elem_id="alpha")
         k = gr.Slider(1, LIMITS["k"][1], value=memory.knn_k, step=1, label="kNN k (neighbours)")
         temperature = gr.Number(value=memory.knn_temperature, label="kNN temperature T", minimum=0.01)
-        top_n = gr.Slider(3, 30, value=12, step=1, label="tokens shown")
+        top_n = gr.Slider(3, 30, value=PAGE_TOP_N, step=1, label="tokens shown")
     run = gr.Button("Compare next token", variant="primary", elem_id="compare-button")
     row = SettingsRow(prompt, base, domain, alpha, k, temperature, top_n, run)
 
     @shown
-    def memory_defaults(d):
-        m = engine.memory(d)[1]
-        return m.alpha, m.knn_k, m.knn_temperature
+    def memory_defaults(chosen_domain):
+        memory = engine.memory(chosen_domain)[1]
+        return memory.alpha, memory.knn_k, memory.knn_temperature
 
     domain.change(memory_defaults, domain, [alpha, k, temperature], api_name="memory_defaults",
                   api_visibility="private", queue=False)

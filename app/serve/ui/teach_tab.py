@@ -1,5 +1,4 @@
 """The Teach tab: the two formulas with this comparison's numbers substituted (from compare.teach)."""
-import math
 from dataclasses import dataclass
 
 import gradio as gr
@@ -15,7 +14,7 @@ $$p(y) = \alpha\,p_{{\mathrm{{mem}}}}(y) + (1-\alpha)\,p_{{\mathrm{{base}}}}(y)$
 For the mixture's most likely next token, y = `{label(m['token'])}`:
 $$p(y) = {a:.2f} \times {m['p_mem']:.4g} + {1 - a:.2f} \times {m['p_base']:.4g} = \mathbf{{{m['p_mix']:.4g}}}$$
 The same number in log space, as a stable implementation computes it:
-$$\log p(y) = \mathrm{{logaddexp}}\big(\log p_{{\mathrm{{base}}}}(y) + \log(1-\alpha),\ \log p_{{\mathrm{{mem}}}}(y) + \log\alpha\big) = {m['log_p_mix']:.4f} = \ln {math.exp(m['log_p_mix']):.4g}$$
+$$\log p(y) = \mathrm{{logaddexp}}\big(\log p_{{\mathrm{{base}}}}(y) + \log(1-\alpha),\ \log p_{{\mathrm{{mem}}}}(y) + \log\alpha\big) = {m['log_p_mix']:.4f} = \ln {m['exp_log_p_mix']:.4g}$$
 Mixing logits instead would give a different (and wrong) model.
 
 ### kNN-LM
