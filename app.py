@@ -1,15 +1,25 @@
 """Memory Decoder Explorer: base model, Memory Decoder and live kNN-LM side by side (Hugging Face Spaces entry point).
 
-    python app.py          # serves the embedded models on http://127.0.0.1:7860
+    python app.py                                  # the embedded models on http://127.0.0.1:7860
+    python app.py --preset gpt2-wikitext           # a published family (or MEMDEC_PRESET=gpt2-wikitext)
+    python app.py --presets gpt2-wikitext,qwen2.5-law --device cuda
+
+`python -m app.serve.cli --help` lists every option; each has a MEMDEC_* variable, which is how a Space is set up.
 """
+import argparse
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app runs without network
 
-from app.serve.engine import Engine  # noqa: E402
+from app.serve.cli import engine_from, engine_options  # noqa: E402
+from app.serve.engine import InputError  # noqa: E402
 from app.serve.ui import CSS, THEME, build  # noqa: E402
 
-demo = build(Engine.embedded())
+# parse_known_args: Spaces and gradio's reload mode may pass options of their own
+try:
+    demo = build(engine_from(engine_options(argparse.ArgumentParser(description=__doc__)).parse_known_args()[0]))
+except InputError as error:
+    raise SystemExit(f"error: {error}")
 
 if __name__ == "__main__":
     demo.launch(theme=THEME, css=CSS)

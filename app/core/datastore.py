@@ -35,6 +35,12 @@ def index_spec(entries: int) -> dict:
             "train_sample_per_list": 256, "seed": 0}
 
 
+def bytes_per_entry(width: int) -> int:
+    """Memory one entry takes while a store is built and searched exactly: its fp16 key, the float32 copy in the
+    flat index and its int32 value."""
+    return width * (2 + 4) + 4
+
+
 def wanted_recipe(model_folder, tokenizer, corpus_path, block: int, stream: np.ndarray | None = None) -> dict:
     fingerprint = tokenizer_fingerprint(tokenizer)
     stream = encode_file(tokenizer, corpus_path, fingerprint) if stream is None else stream

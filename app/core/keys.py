@@ -5,31 +5,53 @@ import torch
 from tqdm.auto import tqdm
 
 
-def last_mlp(model) -> torch.nn.Module:
-    """The feed-forward block of the last transformer layer; its input (after the norm) is the kNN key."""
-    for blocks in ("transformer.h", "model.layers", "gpt_neox.layers", "model.decoder.layers"):
-        node = model
+# Where the blocks are, which attribute of a block is its feed-forward, and who is laid out so; tried in order.
+# What enters that module is the key: the output of the norm just before it (ln_2, post_attention_layernorm, Gemma 2/3's
+# pre_feedforward_layernorm, Phi's input_layernorm shared with attention, OPT's final_layer_norm), and for a mixture of
+# experts the input of the whole sparse block, so the key does not depend on the routing.
+FEED_FORWARDS = (
+    ("transformer.h", "mlp", "GPT-2"),
+    ("gpt_neox.layers", "mlp", "GPT-NeoX (Pythia)"),
+    ("model.layers", "mlp", "Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Gemma 3 text, Phi, Phi-3, "
+                            "Mixtral, Qwen2-MoE, Qwen3-MoE"),
+    ("model.language_model.layers", "mlp", "Gemma 3 with vision"),
+    ("model.decoder.layers", "fc1", "OPT"),  # no .mlp: fc1 and fc2 sit on the decoder layer itself
+)
+
+
+def last_block(model) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The last transformer block and its feed-forward layer (the sparse MoE block for a mixture of experts)."""
+    for blocks, attr, _ in FEED_FORWARDS:
         try:
-            for attr in blocks.split("."):
-                node = getattr(node, attr)
+            block = model.get_submodule(blocks)[-1]
+            return block, getattr(block, attr)
         except AttributeError:
             continue
-        return node[-1].mlp
-    raise ValueError(f"cannot find the transformer blocks of {type(model).__name__}")
+    raise ValueError(f"cannot find the last feed-forward layer of {type(model).__name__} "
+                     f"(model_type {model.config.model_type!r}), so there is no kNN key for it; supported: "
+                     + ", ".join(names for *_, names in FEED_FORWARDS))
 
 
 class KeyCapture:
-    """Context manager that records the input of the last MLP on every forward pass."""
+    """Context manager that records the input of the last feed-forward layer on every forward pass, as (batch, length,
+    hidden): the block's input gives the shape, since OPT flattens the positions before its feed-forward."""
 
     def __init__(self, model):
-        self.module, self.keys = last_mlp(model), None
+        (self.block, self.module), self.keys = last_block(model), None
 
     def __enter__(self):
-        self.handle = self.module.register_forward_pre_hook(lambda _m, args: setattr(self, "keys", args[0].detach()))
+        def block_input(_module, args, kwargs):  # positional in most blocks, a keyword in some
+            self.shape = (args[0] if args else kwargs["hidden_states"]).shape[:-1]
+
+        self.handles = (
+            self.block.register_forward_pre_hook(block_input, with_kwargs=True),
+            self.module.register_forward_pre_hook(
+                lambda _m, args: setattr(self, "keys", args[0].detach().reshape(*self.shape, -1))))
         return self
 
     def __exit__(self, *exc):
-        self.handle.remove()
+        for handle in self.handles:
+            handle.remove()
 
 
 @torch.no_grad()

@@ -7,23 +7,40 @@ from pathlib import Path
 
 import torch
 from huggingface_hub import snapshot_download
+from huggingface_hub.errors import GatedRepoError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from . import paths, recipe
+
+
+WEIGHTS = ("*.safetensors", "*.bin")
+CONFIG_AND_TOKENIZER = ["*.json", "*.model", "*.txt"]  # configs, shard indexes, vocabularies and merges
 
 
 def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def weight_files(folder: Path) -> list[Path]:
+    """safetensors when the folder has them (shards included), else pytorch_model*.bin."""
+    return sorted(Path(folder).glob("*.safetensors")) or sorted(Path(folder).glob("*.bin"))
+
+
 def resolve(path_or_id) -> Path:
     """A local folder as is; a hub id (e.g. "gpt2", "Clover-Hill/MemoryDecoder-gpt2-small") through the hub cache,
-    so that fingerprints and datastores always refer to files on disk."""
+    so that fingerprints and datastores always refer to files on disk. safetensors are fetched when the repository
+    has them; pytorch_model.bin only when it has nothing else."""
     if Path(path_or_id).exists():
         return Path(path_or_id)
     try:
-        return Path(snapshot_download(str(path_or_id), allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"]))
-    except Exception as error:  # offline, unknown id, gated repo: one clear message
+        folder = Path(snapshot_download(str(path_or_id), allow_patterns=CONFIG_AND_TOKENIZER + [WEIGHTS[0]]))
+        if not weight_files(folder):
+            folder = Path(snapshot_download(str(path_or_id), allow_patterns=CONFIG_AND_TOKENIZER + [WEIGHTS[1]]))
+        return folder
+    except GatedRepoError as error:
+        raise FileNotFoundError(f"'{path_or_id}' is gated: accept its licence on https://huggingface.co/{path_or_id} "
+                                f"with your account, then set HF_TOKEN to a token of that account") from error
+    except Exception as error:  # offline, unknown id: one clear message
         raise FileNotFoundError(f"model '{path_or_id}' is neither a local folder nor reachable on the hub: {error}") from error
 
 
@@ -31,11 +48,25 @@ def load_tokenizer(path):
     return AutoTokenizer.from_pretrained(str(resolve(path)))
 
 
-def load_lm(path, dev=None):
-    """A frozen causal LM in float32 on CPU (the embedded models are stored in fp16 to stay small), bf16 on GPU."""
-    dtype = torch.float32 if (dev or device()).type == "cpu" else torch.bfloat16
-    model = AutoModelForCausalLM.from_pretrained(str(resolve(path)), dtype=dtype).to(dev or device())
+def dtype_for(dev: torch.device, dtype: str | None = None) -> torch.dtype:
+    """bf16 on GPU; float32 on CPU unless bf16 is asked for (an 8B base is 32 GB in float32, 16 in bf16)."""
+    if dtype:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
+    return torch.float32 if dev.type == "cpu" else torch.bfloat16
+
+
+def load_lm(path, dev=None, dtype: str | None = None):
+    """A frozen causal LM: its weights through safetensors, or a .bin through torch's weights-only loading; code
+    from the hub is never run."""
+    dev = dev or device()
+    model = AutoModelForCausalLM.from_pretrained(str(resolve(path)), dtype=dtype_for(dev, dtype), weights_only=True,
+                                                 trust_remote_code=False).to(dev)
     return model.eval().requires_grad_(False)
+
+
+def logits_width(model) -> int:
+    """How many token ids the output layer scores; may be more than the tokenizer has (Qwen: 151,936 for 151,665)."""
+    return model.get_output_embeddings().weight.shape[0]
 
 
 def file_digest(path: Path) -> str:
@@ -48,14 +79,14 @@ def file_digest(path: Path) -> str:
 
 @lru_cache(maxsize=64)
 def _folder_fingerprint(folder: str, stamp: tuple) -> str:
-    files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin"))
+    files = weight_files(folder)
     return hashlib.sha256("".join(file_digest(f) for f in files).encode()).hexdigest()[:16]
 
 
 def model_fingerprint(folder) -> str:
     """Hash of the weight files; cached per (size, mtime) so repeated checks stay cheap."""
     folder = resolve(folder)
-    files = sorted(Path(folder).glob("*.safetensors")) + sorted(Path(folder).glob("*.bin"))
+    files = weight_files(folder)
     if not files:
         raise FileNotFoundError(f"no weights in {folder}")
     return _folder_fingerprint(str(folder), tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))

@@ -6,18 +6,21 @@ import torch
 
 from . import paths
 from .documents import read_documents
+from .vocab import document_start_ids
 
 
 def encode_file(tokenizer, path, fingerprint: str) -> np.ndarray:
-    """Documents joined by EOS as one int32 stream, cached by (file content, tokenizer)."""
-    key = hashlib.sha256(open(path, "rb").read() + fingerprint.encode()).hexdigest()[:16]
+    """Documents as one int32 stream, each started as its family starts a text and ended by EOS; cached by (file
+    content, tokenizer)."""
+    start = document_start_ids(tokenizer)
+    key = hashlib.sha256(open(path, "rb").read() + fingerprint.encode() + str(start).encode()).hexdigest()[:16]
     cached = paths.token_cache(key)
     if cached.exists():
         return np.load(cached)
     ids = []
     # The backend tokenizer encodes whole documents without the model-length warning of the wrapper.
     for encoding in tokenizer.backend_tokenizer.encode_batch(read_documents(path), add_special_tokens=False):
-        ids.extend(encoding.ids)
+        ids.extend(start + encoding.ids)
         ids.append(tokenizer.eos_token_id)
     stream = np.asarray(ids, dtype=np.int32)
     cached.parent.mkdir(parents=True, exist_ok=True)

@@ -3,27 +3,50 @@
     python -m app.serve.cli compare "The protein binds to" --domain biomed
     python -m app.serve.cli generate "The licence grants" --domain law --max-new-tokens 20
     python -m app.serve.cli score "Gross domestic product fell." --domain finance --alpha 0.6
+    python -m app.serve.cli compare "The history of the" --preset gpt2-wikitext --base gpt2-medium
+    python -m app.serve.cli serve --presets gpt2-wikitext,qwen2.5-law --device cuda
     python -m app.serve.cli serve --model gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
 
-Without --model and --memory the engine uses the embedded models.
+The models are a preset (--preset, or MEMDEC_PRESET; default: the embedded family), several presets that the page
+switches among (--presets a,b), or your own (--model NAME=PATH_OR_HUB_ID and --memory NAME=DECODER[,CORPUS]).
 """
 import argparse
 import json
+import os
 
-from . import endpoints
-from .engine import DEFAULTS, Engine, InputError, Memory
+from . import endpoints, presets
+from .engine import CORPUS_TOKENS, DEFAULTS, Engine, InputError, Memory
+
+
+def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Which models, where and how: shared by `python app.py` and this command; each has a variable for Spaces."""
+    env = os.environ.get
+    parser.add_argument("--preset", default=env("MEMDEC_PRESET", "embedded"),
+                        help=f"one of embedded, {', '.join(presets.PRESETS)} (default: MEMDEC_PRESET or embedded)")
+    parser.add_argument("--presets", default=env("MEMDEC_PRESETS"), help="several presets the page switches among, a,b")
+    parser.add_argument("--model", action="append", default=[], help="your own base NAME=FOLDER_OR_HUB_ID (repeat)")
+    parser.add_argument("--memory", action="append", default=[], help="your own memory NAME=DECODER[,CORPUS] (repeat)")
+    parser.add_argument("--device", default=env("MEMDEC_DEVICE"), help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    parser.add_argument("--dtype", default=env("MEMDEC_DTYPE"), choices=["bf16", "fp16", "fp32"],
+                        help="weights' precision (default: bf16 on GPU, fp32 on CPU)")
+    parser.add_argument("--corpus-tokens", type=int, default=int(env("MEMDEC_CORPUS_TOKENS", CORPUS_TOKENS)),
+                        help="how much of a hub corpus the live kNN-LM searches (default %(default)s)")
+    return parser
 
 
 def engine_from(args) -> Engine:
+    options = dict(device=args.device, dtype=args.dtype, corpus_tokens=args.corpus_tokens)
     if not args.model and not args.memory:
-        return Engine.embedded()
+        return Engine.from_presets(args.presets.split(",") if args.presets else [args.preset], **options)
+    if not args.model or not args.memory:
+        raise InputError("your own models need at least one --model NAME=PATH and one --memory NAME=DECODER[,CORPUS]")
     bases = dict(item.split("=", 1) for item in args.model)
     memories = {}
     for item in args.memory:
-        domain, spec = item.split("=", 1)
-        decoder, corpus = spec.split(",", 1)
-        memories[domain] = Memory.from_folder(decoder, corpus)
-    return Engine(bases, memories)
+        name, spec = item.split("=", 1)
+        decoder, _, corpus = spec.partition(",")
+        memories[name] = Memory.from_folder(decoder, corpus or None)
+    return Engine(bases, memories, **options)
 
 
 def main():
@@ -37,10 +60,8 @@ def run():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["compare", "generate", "score", "serve"])
     parser.add_argument("text", nargs="?", default="")
-    parser.add_argument("--model", action="append", default=[], help="a base model NAME=FOLDER_OR_HUB_ID (repeat)")
     parser.add_argument("--base", help="which base to use (default: the first)")
-    parser.add_argument("--memory", action="append", default=[], help="DOMAIN=DECODER,CORPUS (repeat)")
-    parser.add_argument("--domain")
+    parser.add_argument("--domain", help="which memory to use (default: the first)")
     parser.add_argument("--alpha", type=float)
     parser.add_argument("--k", type=int)
     parser.add_argument("--temperature", type=float)
@@ -49,7 +70,7 @@ def run():
     parser.add_argument("--sample", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int)
-    args = parser.parse_args()
+    args = engine_options(parser).parse_args()
     engine = engine_from(args)
     if args.command == "serve":
         from .ui import launch  # gradio is imported only to serve: the other commands start faster without it

@@ -25,16 +25,18 @@ class NextToken:
     temperature: float
     p_base: torch.Tensor  # (vocab,)
     p_mem: torch.Tensor
-    p_knn: torch.Tensor
+    p_knn: torch.Tensor | None  # None when the memory has no corpus to search
     distances: torch.Tensor  # (k,) squared L2, nearest first
     ids: torch.Tensor  # (k,) datastore entry ids = corpus stream positions
     values: torch.Tensor  # (k,) next-token ids
-    tokens: list = field(default_factory=list)  # the decoded vocabulary, for labels
+    tokens: object = None  # id -> token text (vocab.TokenText), for labels
     latency_ms: dict = field(default_factory=dict)
     cut: int = 0  # prompt tokens dropped to fit the context
     neighbours: list = field(default_factory=list)  # the retrieved entries with their corpus text (see neighbours())
 
 
+NO_CORPUS = ("this memory has no corpus here (the paper's is not public), so there is no live kNN-LM to show: "
+             "the Memory Decoder carries what it learnt from it without one")
 REPEATS = 3  # each component is timed as the median of this many warm runs: the CPU may be shared
 
 
@@ -51,33 +53,41 @@ def _timed(latency: dict, name: str, fn):
 
 def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temperature=None, progress=None) -> NextToken:
     pair = engine.pair(base, domain)
-    lm, decoder, alpha = pair.lm, pair.decoder, pair.memory.alpha
-    k, temperature = engine.knn_settings(pair.domain, k, temperature)
+    lm, decoder = pair.lm, pair.decoder
+    alpha = engine.alpha(pair.base, pair.domain)
+    k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
     ids, cut = engine.encode(pair.tokenizer, prompt, engine.context(lm, decoder), truncate=True)
     store = engine.datastore(pair.base, pair.domain, progress)  # built (with progress) before anything is timed
     vocab, latency = len(pair.tokenizer), {}
     with engine.lock, torch.no_grad():
         with KeyCapture(lm) as capture:
-            p_base = _timed(latency, "base forward", lambda: model_probs(lm(input_ids=ids.to(lm.device)).logits[0, -1], vocab))
+            p_base = _timed(latency, "base forward", lambda: model_probs(lm(input_ids=ids.to(lm.device)).logits[0, -1], vocab).cpu())
         query = capture.keys[0, -1:].float().cpu().numpy()
-        p_mem = _timed(latency, "decoder forward", lambda: model_probs(decoder(input_ids=ids.to(decoder.device)).logits[0, -1], vocab))
-        distances, entry_ids, values = _timed(latency, "kNN search", lambda: store.neighbours(query, k))
-        p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, temperature, vocab)[0])
-        latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN distribution"), 3)
-        # the alpha picked later only changes the numbers, not the cost, of the two mixtures
-        _timed(latency, "mixing", lambda: (mix(p_base.cpu(), p_mem.cpu(), alpha), mix(p_base.cpu(), p_knn, alpha)))
-    k = distances.shape[1]  # fewer when the datastore is smaller than k
-    nt = NextToken(prompt, pair.base, pair.domain, k, temperature, p_base.cpu(), p_mem.cpu(), p_knn, distances[0],
-                   entry_ids[0], values[0], engine.vocab_text(pair.base), latency, cut)
-    nt.neighbours = neighbours(engine.stream(pair.base, pair.domain), store.recipe["block"], nt)
+        p_mem = _timed(latency, "decoder forward", lambda: model_probs(decoder(input_ids=ids.to(decoder.device)).logits[0, -1], vocab).cpu())
+        if store is None:
+            distances = entry_ids = values = torch.zeros(1, 0, dtype=torch.long)
+            p_knn = None
+        else:
+            distances, entry_ids, values = _timed(latency, "kNN search", lambda: store.neighbours(query, k))
+            p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, temperature, vocab)[0])
+            latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN distribution"), 3)
+        # the alpha picked later only changes the numbers, not the cost, of the mixtures
+        _timed(latency, "mixing", lambda: [mix(p_base, p, alpha) for p in (p_mem, p_knn) if p is not None])
+    nt = NextToken(prompt, pair.base, pair.domain, distances.shape[1], temperature, p_base, p_mem, p_knn, distances[0],
+                   entry_ids[0], values[0], engine.labels(pair.base), latency, cut)
+    if store is not None:  # k is fewer than asked when the datastore is smaller
+        nt.neighbours = neighbours(engine.stream(pair.base, pair.domain), store.recipe["block"], nt)
     return nt
 
 
 def mixtures(nt: NextToken, alpha: float) -> dict:
-    """All five distributions for this alpha; the mixtures are the only thing a new alpha changes."""
+    """All five distributions for this alpha (three without a kNN-LM); the mixtures are the only thing a new alpha
+    changes."""
     alpha = check("alpha", alpha)
-    return {"base": nt.p_base, "memdec": nt.p_mem, "knn": nt.p_knn,
-            "mix_memdec": mix(nt.p_base, nt.p_mem, alpha), "mix_knn": mix(nt.p_base, nt.p_knn, alpha)}
+    out = {"base": nt.p_base, "memdec": nt.p_mem, "mix_memdec": mix(nt.p_base, nt.p_mem, alpha)}
+    if nt.p_knn is not None:
+        out.update(knn=nt.p_knn, mix_knn=mix(nt.p_base, nt.p_knn, alpha))
+    return out
 
 
 def shared_axis(dists: dict, n: int) -> torch.Tensor:
@@ -99,8 +109,11 @@ def kl(p: torch.Tensor, q: torch.Tensor) -> float:
     return float((p[support] * (p[support].log() - q[support].clamp_min(torch.finfo(q.dtype).tiny).log())).sum())
 
 
-def imitation(nt: NextToken, top: int = 10) -> dict:
-    """How close the decoder is to the retriever for this context, next to the same numbers for the base."""
+def imitation(nt: NextToken, top: int = 10) -> dict | None:
+    """How close the decoder is to the retriever for this context, next to the same numbers for the base (None
+    without a kNN-LM)."""
+    if nt.p_knn is None:
+        return None
     knn_top = set(nt.p_knn.topk(min(top, int((nt.p_knn > 0).sum()))).indices.tolist())
 
     def overlap(p):
@@ -136,20 +149,25 @@ def per_token(nt: NextToken) -> list[dict]:
 
 
 def teach(nt: NextToken, alpha: float) -> dict:
-    """The numbers that go into the two formulas, for each mixture's most likely next token."""
+    """The numbers that go into the two formulas, for each mixture's most likely next token ("knn": None without a
+    kNN-LM)."""
     dists = mixtures(nt, alpha)
-    y, z = int(dists["mix_memdec"].argmax()), int(dists["mix_knn"].argmax())
+    y = int(dists["mix_memdec"].argmax())
     p_base, p_mem = float(dists["base"][y]), float(dists["memdec"][y])
-    voting = next((t for t in per_token(nt) if t["id"] == z), {"neighbours": 0})
     log_p_mix = float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), alpha))
-    return {"alpha": float(alpha),
-            "memdec": {"token": nt.tokens[y], "id": y, "p_base": p_base, "p_mem": p_mem,
-                       "p_mix": float(dists["mix_memdec"][y]), "log_p_mix": log_p_mix, "exp_log_p_mix": math.exp(log_p_mix)},
-            "knn": {"k": nt.k, "temperature": nt.temperature, "nearest_distance": float(nt.distances[0]),
-                    "nearest_weight": float(knn_weights(nt.distances, nt.temperature)[0]),
-                    "nearest_next": nt.tokens[int(nt.values[0])],
-                    "token": nt.tokens[z], "id": z, "neighbours": voting["neighbours"], "p_knn": float(dists["knn"][z]),
-                    "p_base": float(dists["base"][z]), "p_mix": float(dists["mix_knn"][z])}}
+    out = {"alpha": float(alpha), "knn": None,
+           "memdec": {"token": nt.tokens[y], "id": y, "p_base": p_base, "p_mem": p_mem,
+                      "p_mix": float(dists["mix_memdec"][y]), "log_p_mix": log_p_mix, "exp_log_p_mix": math.exp(log_p_mix)}}
+    if nt.p_knn is None:
+        return out
+    z = int(dists["mix_knn"].argmax())
+    voting = next((t for t in per_token(nt) if t["id"] == z), {"neighbours": 0})
+    out["knn"] = {"k": nt.k, "temperature": nt.temperature, "nearest_distance": float(nt.distances[0]),
+                  "nearest_weight": float(knn_weights(nt.distances, nt.temperature)[0]),
+                  "nearest_next": nt.tokens[int(nt.values[0])],
+                  "token": nt.tokens[z], "id": z, "neighbours": voting["neighbours"], "p_knn": float(dists["knn"][z]),
+                  "p_base": float(dists["base"][z]), "p_mix": float(dists["mix_knn"][z])}
+    return out
 
 
 def to_dict(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> dict:
@@ -161,7 +179,8 @@ def to_dict(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> dict:
     return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "alpha": float(alpha), "k": nt.k,
             "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, alpha, n),
             "latency_ms": nt.latency_ms, "imitation": imitation(nt), "neighbours": nt.neighbours,
-            "knn_by_token": per_token(nt), "teach": teach(nt, alpha)}
+            "knn_by_token": per_token(nt), "teach": teach(nt, alpha),
+            "knn_unavailable": None if nt.p_knn is not None else NO_CORPUS}
 
 
 def to_csv(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> str:

@@ -8,7 +8,7 @@ def compare_json(engine: Engine, text: str, base=None, domain=None, alpha=None, 
                  top_n=DEFAULTS["top_n"], progress=None) -> dict:
     """Next-token distributions of base, memdec, knn and the two mixtures, the neighbours, the imitation and teach
     numbers, and latency_ms per component."""
-    alpha = engine.alpha(domain, alpha)  # checked before any model runs
+    alpha = engine.alpha(base, domain, alpha)  # checked before any model runs
     return compare.to_dict(compare.next_token(engine, text, base, domain, k, temperature, progress), alpha, top_n)
 
 
@@ -21,5 +21,5 @@ def generate_json(engine: Engine, text: str, base=None, domain=None, max_new_tok
 def score_json(engine: Engine, text: str, base=None, domain=None, alpha=None, k=None, temperature=None,
                progress=None) -> dict:
     """Per-token probabilities and gains, perplexities and perplexity against alpha for a passage."""
-    alpha = engine.alpha(domain, alpha)
+    alpha = engine.alpha(base, domain, alpha)
     return score.summary(score.score(engine, text, base, domain, k, temperature, progress), alpha)

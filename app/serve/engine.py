@@ -3,20 +3,24 @@ corpora, and one live kNN-LM datastore per (base, domain), built from the base's
 
 No gradio here: the UI, the API and the CLI all call the same Engine.
 """
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 
-from ..core import datastore, models, paths
-from ..core.settings import BASE_SIZES, UNTUNED_MEMORY, Settings
-from ..core.tokens import encode_file
+from ..core import datastore, hub_text, models, paths, vocab
+from ..core.settings import Settings
+from ..core.tokens import block_entries, encode_file
+from . import presets
+from .presets import Memory
 
 MAX_CHARS = 4000  # longer text is refused: the embedded models read 256 tokens, and the CPU is shared
 MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
+CORPUS_TOKENS = 200_000  # a hub corpus (WikiText-103 has 100M+ tokens) is read up to this for the live kNN-LM
+FREE_MEMORY_SHARE = 0.5  # a datastore may take at most this share of the memory free when it is built
 DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
 LIMITS = {"alpha": (0.0, 1.0), "k": (1, 2048), "temperature": (0.01, 10000.0), "top_n": (1, 50),
           "max_new_tokens": (1, 64), "seed": (0, 2**31 - 1)}
@@ -24,24 +28,6 @@ LIMITS = {"alpha": (0.0, 1.0), "k": (1, 2048), "temperature": (0.01, 10000.0), "
 
 class InputError(ValueError):
     """A problem with what the user asked for; its message is shown as is."""
-
-
-@dataclass(frozen=True)
-class Memory:
-    """A Memory Decoder, the domain corpus its kNN-LM counterpart searches, and its tuned defaults."""
-    decoder: str
-    corpus: Path
-    alpha: float = UNTUNED_MEMORY["alpha"]
-    knn_temperature: float = UNTUNED_MEMORY["knn_temperature"]
-    knn_k: int = UNTUNED_MEMORY["knn_k"]
-
-    @classmethod
-    def from_folder(cls, decoder, corpus) -> "Memory":
-        """Defaults come from the decoder's memdec.json when the pipeline wrote one."""
-        meta_path = Path(decoder) / "memdec.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        keep = {k: meta[k] for k in UNTUNED_MEMORY if k in meta}
-        return cls(str(decoder), Path(corpus), **keep)
 
 
 @dataclass(frozen=True)
@@ -70,29 +56,45 @@ def check(name: str, value, cast=float):
 
 
 class Engine:
-    def __init__(self, bases: dict, memories: dict):
-        """bases: {name: folder or hub id}; memories: {domain: Memory}. The first of each is the default."""
+    def __init__(self, bases: dict, memories: dict, device: str | None = None, dtype: str | None = None,
+                 corpus_tokens: int = CORPUS_TOKENS, family: dict | None = None):
+        """bases: {name: folder or hub id}; memories: {name: Memory}. The first of each is the default. device and
+        dtype: where and in what precision models run (default: CUDA in bf16 when present, else CPU in float32).
+        corpus_tokens caps a hub corpus for the live kNN-LM. family: name -> the preset it comes from."""
         if not bases or not memories:
             raise InputError("the engine needs at least one base model and one memory")
         self.bases = {name: str(path) for name, path in bases.items()}
         self.memories = dict(memories)
-        self._models, self._tokenizers, self._fingerprints, self._stores, self._streams, self._vocab = {}, {}, {}, {}, {}, {}
+        self.device = torch.device(device) if device else models.device()
+        self.dtype, self.corpus_tokens, self.family = dtype, corpus_tokens, family or {}
+        self._models, self._tokenizers, self._fingerprints, self._stores, self._streams = {}, {}, {}, {}, {}
+        self._labels, self._checked, self._corpora = {}, {}, {}
         self.lock = threading.RLock()  # one model call at a time: KeyCapture hooks are shared state
 
     @classmethod
+    def from_presets(cls, names, **options) -> "Engine":
+        """One preset keeps its own names; several are merged with names qualified as "preset/name"."""
+        try:
+            chosen = [presets.named(name) for name in names]
+        except KeyError as error:
+            raise InputError(error.args[0]) from None
+        bases, memories, family = {}, {}, {}
+        for preset in chosen:
+            qualify = (lambda n, p=preset.name: f"{p}/{n}") if len(chosen) > 1 else (lambda n: n)
+            for name, path in preset.bases.items():
+                bases[qualify(name)], family[qualify(name)] = path, preset.name
+            for name, memory in preset.memories.items():
+                memories[qualify(name)] = memory
+                family[qualify(name)] = preset.name
+        if not bases or not memories:
+            raise InputError(f"the preset {names[0]!r} has no models: for the embedded family, run python -m "
+                             "app.make.pipeline")
+        return cls(bases, memories, family=family, **options)
+
+    @classmethod
     def embedded(cls) -> "Engine":
-        """The committed models: bases largest first (the family's key model), memories by domain."""
-        found = models.embedded("base")
-        order = [s for s in reversed(BASE_SIZES) if s in found] + [s for s in found if s not in BASE_SIZES]
-        memories = {}
-        for name, folder in models.embedded("memdec").items():
-            meta_path = folder / "memdec.json"
-            domain = json.loads(meta_path.read_text()).get("domain", name) if meta_path.exists() else name
-            memories[domain] = Memory.from_folder(folder, paths.corpus_path(domain, "train"))
-        if not found or not memories:
-            raise InputError("no embedded models in models/ yet: run the pipeline, or serve other models with "
-                             "python -m app.serve.cli serve --model NAME=PATH --memory DOMAIN=DECODER,CORPUS")
-        return cls({s: found[s] for s in order}, memories)
+        """The committed family: bases largest first (the family's key model), memories by domain."""
+        return cls.from_presets(["embedded"])
 
     @property
     def default_base(self) -> str:
@@ -115,22 +117,26 @@ class Engine:
             raise InputError(f"unknown memory {domain!r}; choose one of {', '.join(self.memories)}")
         return domain, self.memories[domain]
 
-    def alpha(self, domain, alpha=None) -> float:
-        """The mixing weight asked for, or the memory's own (from its memdec.json), checked."""
-        return check("alpha", self.memory(domain)[1].alpha if alpha is None else alpha)
+    def alpha(self, base, domain, alpha=None) -> float:
+        """The mixing weight asked for, or the memory's own for this base (memdec.json, or the paper's), checked."""
+        default = self.memory(domain)[1].defaults(self.base_name(base))[0]
+        return check("alpha", default if alpha is None else alpha)
 
-    def knn_settings(self, domain, k=None, temperature=None) -> tuple[int, float]:
-        """The kNN-LM's k and temperature asked for, or the memory's own, checked."""
-        memory = self.memory(domain)[1]
-        return (check("k", memory.knn_k if k is None else k, int),
-                check("temperature", memory.knn_temperature if temperature is None else temperature))
+    def knn_settings(self, base, domain, k=None, temperature=None) -> tuple[int, float]:
+        """The kNN-LM's k and temperature asked for, or the memory's own for this base, checked."""
+        _, default_k, default_t = self.memory(domain)[1].defaults(self.base_name(base))
+        return (check("k", default_k if k is None else k, int),
+                check("temperature", default_t if temperature is None else temperature))
 
     # --- loading (cached) ---------------------------------------------------------------------------
     def model(self, name_or_path: str):
         """A frozen LM, warmed with one forward pass so that the first timed call is not a cold one."""
         with self.lock:
             if name_or_path not in self._models:
-                model = models.load_lm(name_or_path)
+                try:
+                    model = models.load_lm(name_or_path, self.device, self.dtype)
+                except (FileNotFoundError, OSError) as error:
+                    raise InputError(str(error)) from error
                 model(input_ids=torch.zeros(1, 8, dtype=torch.long, device=model.device))
                 self._models[name_or_path] = model
             return self._models[name_or_path]
@@ -138,7 +144,10 @@ class Engine:
     def tokenizer(self, name_or_path: str):
         with self.lock:
             if name_or_path not in self._tokenizers:
-                self._tokenizers[name_or_path] = models.load_tokenizer(name_or_path)
+                try:
+                    self._tokenizers[name_or_path] = models.load_tokenizer(name_or_path)
+                except (FileNotFoundError, OSError) as error:
+                    raise InputError(str(error)) from error
             return self._tokenizers[name_or_path]
 
     def fingerprint(self, name_or_path: str) -> str:
@@ -149,55 +158,100 @@ class Engine:
             return self._fingerprints[name_or_path]
 
     def pair(self, base, domain) -> Pair:
-        """The chosen base and memory, loaded; refuses a decoder with another tokenizer."""
+        """The chosen base and memory, loaded. Both read the base's token ids, so the decoder must agree with the
+        base's tokenizer on every one of them; a real mismatch is refused with its first differences."""
         base, (domain, memory) = self.base_name(base), self.memory(domain)
-        tokenizer = self.tokenizer(self.bases[base])
-        if self.fingerprint(memory.decoder) != self.fingerprint(self.bases[base]):
-            raise InputError(f"the {domain} decoder does not share the tokenizer of base {base!r}")
-        return Pair(base, domain, self.model(self.bases[base]), self.model(memory.decoder), tokenizer, memory)
+        lm, decoder, tokenizer = self.model(self.bases[base]), self.model(memory.decoder), self.tokenizer(self.bases[base])
+        with self.lock:
+            if (base, domain) not in self._checked:
+                self._checked[base, domain] = vocab.mismatch(tokenizer, self.tokenizer(memory.decoder), models.logits_width(decoder))
+        if self._checked[base, domain]:
+            raise InputError(f"the {domain} decoder cannot read the token ids of base {base!r}: {self._checked[base, domain]}")
+        return Pair(base, domain, lm, decoder, tokenizer, memory)
 
-    def datastore(self, base: str, domain: str, progress=None) -> datastore.Datastore:
-        """The base's kNN-LM store over the domain corpus: from disk when current, else built once (with progress)."""
+    def corpus(self, base: str, domain: str, progress=None) -> Path | None:
+        """The text the live kNN-LM searches: the memory's file, or its hub dataset read up to corpus_tokens (fewer
+        when the datastore would not fit in memory); None when the memory has no corpus."""
+        source = self.memories[domain].corpus
+        if not isinstance(source, presets.HubText):
+            return source
+        name = self.bases[base]
+        key = (self.fingerprint(name), source)
+        if key not in self._corpora:
+            fits = int(FREE_MEMORY_SHARE * psutil.virtual_memory().available / datastore.bytes_per_entry(key_width(self.model(name))))
+            try:
+                self._corpora[key] = hub_text.local_corpus(source.repo, source.files, source.name, self.tokenizer(name),
+                                                           key[0], min(self.corpus_tokens, fits), progress)[0]
+            except (FileNotFoundError, OSError) as error:
+                raise InputError(f"the {domain} corpus ({source.repo}) is neither cached nor reachable: {error}") from error
+        return self._corpora[key]
+
+    def datastore(self, base: str, domain: str, progress=None) -> datastore.Datastore | None:
+        """The base's kNN-LM store over the memory's corpus: from disk when current, else built once (with progress),
+        refused when it would not fit in memory; None when the memory has no corpus."""
         with self.lock:
             key = (base, domain)
             if key not in self._stores:
+                corpus = self.corpus(base, domain, progress)
+                if corpus is None:
+                    return None
                 name = self.bases[base]
-                self._stores[key] = datastore.load_or_build(
-                    self.model(name), self.tokenizer(name), name, self.memories[domain].corpus,
-                    paths.store_folder(name, domain), Settings.block, progress)
+                model = self.model(name)
+                entries = block_entries(self.stream(base, domain, progress), Settings.block)
+                needed, free = entries * datastore.bytes_per_entry(key_width(model)), psutil.virtual_memory().available
+                if needed > FREE_MEMORY_SHARE * free:
+                    raise InputError(f"the {domain} datastore for {base} would hold {entries:,} entries and need "
+                                     f"{needed / 1e9:.1f} GB, more than half of the {free / 1e9:.1f} GB free: use a "
+                                     "smaller corpus or a larger machine")
+                self._stores[key] = datastore.load_or_build(model, self.tokenizer(name), name, corpus,
+                                                            paths.store_folder(name, domain), Settings.block, progress)
             return self._stores[key]
 
-    def stream(self, base: str, domain: str) -> np.ndarray:
-        """The tokenized domain corpus: entry p of the datastore is position p of this stream."""
-        fingerprint = self.fingerprint(self.bases[base])
-        key = (fingerprint, str(self.memories[domain].corpus))
+    def stream(self, base: str, domain: str, progress=None) -> np.ndarray:
+        """The tokenized corpus: entry p of the datastore is position p of this stream."""
+        name, corpus = self.bases[base], self.corpus(base, domain, progress)
+        key = (self.fingerprint(name), str(corpus))
         if key not in self._streams:
-            self._streams[key] = encode_file(self.tokenizer(self.bases[base]), self.memories[domain].corpus, fingerprint)
+            self._streams[key] = encode_file(self.tokenizer(name), corpus, key[0])
         return self._streams[key]
 
-    def vocab_text(self, base: str) -> list:
-        """id -> token text for the base's tokenizer, for labels and neighbour text."""
+    def labels(self, base: str) -> vocab.TokenText:
+        """id -> token text for the base's tokenizer, decoded on demand, for labels and neighbour text."""
         with self.lock:
-            if base not in self._vocab:
-                tokenizer = self.tokenizer(self.bases[base])
-                self._vocab[base] = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
-            return self._vocab[base]
+            if base not in self._labels:
+                self._labels[base] = vocab.TokenText(self.tokenizer(self.bases[base]))
+            return self._labels[base]
+
+    def loaded(self) -> list[dict]:
+        """What is in memory now: each model's role, id, size and where it runs, and each datastore's entries."""
+        roles = {path: f"base {name}" for name, path in self.bases.items()}
+        roles.update({m.decoder: f"Memory Decoder {name}" for name, m in self.memories.items()})
+        out = [{"role": roles.get(path, path), "id": path, "parameters": sum(p.numel() for p in model.parameters()),
+                "bytes": sum(p.numel() * p.element_size() for p in model.parameters()), "dtype": str(model.dtype),
+                "device": str(model.device)} for path, model in self._models.items()]
+        out += [{"role": f"datastore {base} / {domain}", "id": str(paths.store_folder(self.bases[base], domain)),
+                 "entries": len(store), "index": store.recipe["index"]["type"],
+                 "bytes": len(store) * datastore.bytes_per_entry(store.keys.shape[1])}
+                for (base, domain), store in self._stores.items() if store is not None]
+        return out
 
     def context(self, *lms) -> int:
         return min([MAX_CONTEXT] + [getattr(m.config, "n_positions", None) or m.config.max_position_embeddings for m in lms])
 
     def encode(self, tokenizer, text, room: int, truncate: bool) -> tuple[torch.Tensor, int]:
-        """Token ids (1, n) after an EOS, as documents start in the corpus; returns also how many tokens were cut.
-
-        Too long for the context: the oldest tokens are dropped when truncate, else an InputError."""
+        """Token ids (1, n), started as the family starts a text (vocab.start_ids); returns also how many tokens were
+        cut. Too long for the context: the oldest tokens are dropped when truncate, else an InputError."""
         if not isinstance(text, str) or not text.strip():
             raise InputError("the text is empty: type a prompt or a passage")
         if len(text) > MAX_CHARS:
             raise InputError(f"the text has {len(text)} characters; the app takes at most {MAX_CHARS}")
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        start = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-        ids = start + ids
+        ids = vocab.start_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
         cut = max(0, len(ids) - room)
         if cut and not truncate:
             raise InputError(f"the passage is {len(ids)} tokens; these models read at most {room}: shorten it")
         return torch.tensor([ids[cut:]]), cut
+
+
+def key_width(model) -> int:
+    """The width of the kNN key: the hidden size that the last feed-forward layer reads."""
+    return model.config.get_text_config().hidden_size

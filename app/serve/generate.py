@@ -4,6 +4,7 @@ import statistics
 import time
 
 import torch
+from transformers import DynamicCache
 
 from ..core.distributions import knn_probs, mix, model_probs
 from ..core.keys import KeyCapture
@@ -14,16 +15,16 @@ class Incremental:
     """One model reading a sequence chunk by chunk with its own KV cache; returns p(next) over the tokenizer."""
 
     def __init__(self, model, vocab: int):
-        self.model, self.vocab, self.past = model, vocab, None
+        self.model, self.vocab, self.cache = model, vocab, DynamicCache(config=model.config)
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=ids.to(self.model.device), past_key_values=self.past, use_cache=True)
-        self.past = out.past_key_values
+        out = self.model(input_ids=ids.to(self.model.device), cache=self.cache, use_cache=True)
         return model_probs(out.logits[0, -1], self.vocab).cpu()
 
 
 def predictors(lm, decoder, store, vocab: int, alpha: float, k: int, temperature: float) -> dict:
-    """name -> a fresh stateful function: new token ids (1, n) -> next-token distribution."""
+    """name -> a fresh stateful function: new token ids (1, n) -> next-token distribution (no kNN-LM without a
+    store)."""
 
     def memdec():
         step_base, step_mem = Incremental(lm, vocab), Incremental(decoder, vocab)
@@ -39,7 +40,10 @@ def predictors(lm, decoder, store, vocab: int, alpha: float, k: int, temperature
             return mix(p_base, knn_probs(distances, values, temperature, vocab)[0], alpha)
         return step
 
-    return {"base": lambda: Incremental(lm, vocab), "mix_memdec": memdec, "mix_knn": knn}
+    out = {"base": lambda: Incremental(lm, vocab), "mix_memdec": memdec}
+    if store is not None:
+        out["mix_knn"] = knn
+    return out
 
 
 def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False, seed=0,
@@ -48,8 +52,8 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
     ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""
     pair = engine.pair(base, domain)
     tokenizer = pair.tokenizer
-    alpha = engine.alpha(pair.domain, alpha)
-    k, temperature = engine.knn_settings(pair.domain, k, temperature)
+    alpha = engine.alpha(pair.base, pair.domain, alpha)
+    k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
     steps = check("max_new_tokens", max_new_tokens, int)
     seed = check("seed", seed, int)
     ids, cut = engine.encode(tokenizer, prompt, engine.context(pair.lm, pair.decoder) - steps, truncate=True)

@@ -17,10 +17,10 @@ def distributions(rows: list[dict], alpha: float) -> go.Figure:
     x = [f"{label(r['token'])}<br><sub>{r['id']}</sub>" for r in rows]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=("the three predictors", f"the two mixtures, alpha = {alpha:.2f}"))
-    for name in ("base", "memdec", "knn"):
+    for name in [n for n in ("base", "memdec", "knn") if n in rows[0]]:  # no kNN-LM without a corpus
         fig.add_bar(x=x, y=[r[name] for r in rows], name=f"p {NAMES[name]}", marker_color=COLOURS[name],
                     offsetgroup=name, row=1, col=1)
-    for mixture, other in (("mix_memdec", "memdec"), ("mix_knn", "knn")):
+    for mixture, other in [(m, o) for m, o in (("mix_memdec", "memdec"), ("mix_knn", "knn")) if m in rows[0]]:
         low = [(1 - alpha) * r["base"] for r in rows]
         fig.add_bar(x=x, y=low, name=f"{NAMES[mixture]}: (1-α)·p base", marker_color=COLOURS["base"], opacity=0.55,
                     offsetgroup=mixture, legendgroup=mixture, row=2, col=1)
@@ -48,7 +48,8 @@ def token_probabilities(summary: dict) -> go.Figure:
     tokens = summary["tokens"]
     x = list(range(len(tokens)))
     fig = go.Figure()
-    for name, colour in (("base", COLOURS["base"]), ("mix_memdec", COLOURS["memdec"]), ("mix_knn", COLOURS["knn"])):
+    for name, colour in [(n, c) for n, c in (("base", COLOURS["base"]), ("mix_memdec", COLOURS["memdec"]),
+                                             ("mix_knn", COLOURS["knn"])) if n in tokens[0]]:
         fig.add_scatter(x=x, y=[t[name] for t in tokens], mode="lines+markers", name=NAMES[name], line_color=colour,
                         text=[label(t["token"]) for t in tokens], hovertemplate="%{text}: %{y:.4f}")
     fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log", xaxis_title="token position",
@@ -61,7 +62,7 @@ def perplexity_vs_alpha(summary: dict) -> go.Figure:
     fig = go.Figure()
     fig.add_scatter(x=curve["alpha"], y=[summary["perplexity"]["base"]] * len(curve["alpha"]), mode="lines",
                     name="base alone", line=dict(color=COLOURS["base"], dash="dash"))
-    for name, colour in (("mix_memdec", COLOURS["memdec"]), ("mix_knn", COLOURS["knn"])):
+    for name, colour in [(n, c) for n, c in (("mix_memdec", COLOURS["memdec"]), ("mix_knn", COLOURS["knn"])) if n in curve]:
         fig.add_scatter(x=curve["alpha"], y=curve[name], mode="lines+markers", name=NAMES[name], line_color=colour)
     fig.add_vline(x=summary["alpha"], line_dash="dot", annotation_text=f"α = {summary['alpha']:.2f}")
     fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log", xaxis_title="alpha",
@@ -72,7 +73,7 @@ def perplexity_vs_alpha(summary: dict) -> go.Figure:
 def generation_speed(result: dict) -> go.Figure:
     names = list(result["continuations"])
     ms = [result["continuations"][n]["ms_per_token"] for n in names]
-    fig = go.Figure(go.Bar(x=[NAMES[n] for n in names], y=ms, marker_color=[COLOURS["base"], COLOURS["memdec"], COLOURS["knn"]],
+    fig = go.Figure(go.Bar(x=[NAMES[n] for n in names], y=ms, marker_color=[COLOURS["base"], COLOURS["memdec"], COLOURS["knn"]][: len(names)],
                            text=[f"{m:.1f} ms" for m in ms], textposition="auto"))
     fig.update_layout(height=280, margin=dict(l=50, r=20, t=50, b=40), yaxis_title="ms per token",
                       title="median time per generated token (wall-clock, this machine)")

@@ -23,13 +23,13 @@ class Scored:
     tokens: list  # the predicted tokens (every token of the passage)
     p_base: torch.Tensor  # (n,) probability of the actual next token
     p_mem: torch.Tensor
-    p_knn: torch.Tensor
+    p_knn: torch.Tensor | None  # None when the memory has no corpus to search
 
 
 def score(engine: Engine, text: str, base=None, domain=None, k=None, temperature=None, progress=None) -> Scored:
     pair = engine.pair(base, domain)
     lm, decoder, tokenizer = pair.lm, pair.decoder, pair.tokenizer
-    k, temperature = engine.knn_settings(pair.domain, k, temperature)
+    k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
     ids, _ = engine.encode(tokenizer, text, engine.context(lm, decoder), truncate=False)
     if ids.shape[1] < 2:
         raise InputError("the passage has no token to score")
@@ -41,8 +41,10 @@ def score(engine: Engine, text: str, base=None, domain=None, k=None, temperature
             logits = lm(input_ids=ids.to(lm.device)).logits[0, :-1]
         p_base = model_probs(logits, vocab).cpu()[positions, targets]
         p_mem = model_probs(decoder(input_ids=ids.to(decoder.device)).logits[0, :-1], vocab).cpu()[positions, targets]
-        distances, _, values = store.neighbours(capture.keys[0, :-1].float().cpu().numpy(), k)
-        p_knn = knn_target_probs(distances, values, temperature, targets)
+        p_knn = None
+        if store is not None:
+            distances, _, values = store.neighbours(capture.keys[0, :-1].float().cpu().numpy(), k)
+            p_knn = knn_target_probs(distances, values, temperature, targets)
     return Scored(text, pair.base, pair.domain, k, temperature, tokenizer.batch_decode(targets[:, None].tolist()),
                   p_base, p_mem, p_knn)
 
@@ -60,19 +62,20 @@ def gain_bits(p_mix: float, p_base: float) -> float:
 def summary(s: Scored, alpha: float) -> dict:
     """Per-token probabilities and gains and the perplexities for this alpha, plus the perplexity curve."""
     alpha = check("alpha", alpha)
-    mixed = {"mix_memdec": mix(s.p_base, s.p_mem, alpha), "mix_knn": mix(s.p_base, s.p_knn, alpha)}
+    others = {"memdec": s.p_mem} if s.p_knn is None else {"memdec": s.p_mem, "knn": s.p_knn}
+    mixed = {f"mix_{name}": mix(s.p_base, p, alpha) for name, p in others.items()}
     tokens = []
-    for i, (t, b, m, n) in enumerate(zip(s.tokens, s.p_base.tolist(), s.p_mem.tolist(), s.p_knn.tolist())):
+    for i, (t, b) in enumerate(zip(s.tokens, s.p_base.tolist())):
         mixes = {name: float(p[i]) for name, p in mixed.items()}
-        tokens.append({"token": t, "base": b, "memdec": m, "knn": n, **mixes,
+        tokens.append({"token": t, "base": b, **{name: float(p[i]) for name, p in others.items()}, **mixes,
                        "gain_bits": {name: gain_bits(p, b) for name, p in mixes.items()}})
     return {
         "text": s.text, "base": s.base, "domain": s.domain, "alpha": alpha, "k": s.k, "temperature": s.temperature,
         "tokens": tokens,
         "perplexity": {"base": finite(perplexity(s.p_base)), "memdec": finite(perplexity(s.p_mem)),
                        **{name: finite(perplexity(p)) for name, p in mixed.items()}},
-        "knn_coverage": float((s.p_knn > 0).float().mean()),  # share of tokens that some neighbour predicts
-        "perplexity_vs_alpha": {"alpha": CURVE_ALPHAS,
-                                "mix_memdec": [finite(perplexity(mix(s.p_base, s.p_mem, a))) for a in CURVE_ALPHAS],
-                                "mix_knn": [finite(perplexity(mix(s.p_base, s.p_knn, a))) for a in CURVE_ALPHAS]},
+        # share of tokens that some neighbour predicts
+        "knn_coverage": None if s.p_knn is None else float((s.p_knn > 0).float().mean()),
+        "perplexity_vs_alpha": {"alpha": CURVE_ALPHAS, **{f"mix_{name}": [finite(perplexity(mix(s.p_base, p, a)))
+                                                                          for a in CURVE_ALPHAS] for name, p in others.items()}},
     }

@@ -57,7 +57,8 @@ def build() -> CompareTab:
 
 
 def wire(engine: Engine, row: SettingsRow, views: list):
-    """views: every tab that shows a comparison (this one first); each has outputs, show() and remixes."""
+    """views: every tab that shows a comparison (this one first); each has outputs, show() and remixes. Returns the
+    comparison event."""
     state = gr.State()
     outputs = [state] + [c for view in views for c in view.outputs]
 
@@ -77,8 +78,9 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         """Re-mixes the cached distributions; no model runs."""
         return show_all(nt, alpha, top_n, [v for v in views if v.remixes]) if nt is not None else {}
 
-    gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n], outputs,
-          api_name="compare_view", api_visibility="undocumented", concurrency_id="models")
+    comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n], outputs,
+                      api_name="compare_view", api_visibility="undocumented", concurrency_id="models")
     gr.on([row.alpha.release, row.top_n.release], on_remix, [state, row.alpha, row.top_n],
           [c for view in views if view.remixes for c in view.outputs],
           api_name="remix", api_visibility="undocumented", queue=False)
+    return comparing

@@ -10,6 +10,7 @@ from .common import progress_bar, shown
 from .settings_row import SettingsRow
 
 PREDICTORS = ("base", "mix_memdec", "mix_knn")
+NO_KNN = "(no live kNN-LM: this memory has no corpus here)"
 
 
 @dataclass
@@ -40,8 +41,9 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
     def on_generate(text, base, domain, alpha, k, temperature, max_new_tokens, sample, seed, progress=gr.Progress()):
         result = endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature,
                                          progress_bar(progress))
-        return {**{tab.texts[name]: result["continuations"][name]["text"] for name in PREDICTORS},
-                tab.speed: plots.generation_speed(result)}
+        texts = {name: result["continuations"][name]["text"] if name in result["continuations"] else NO_KNN
+                 for name in PREDICTORS}
+        return {**{tab.texts[name]: text for name, text in texts.items()}, tab.speed: plots.generation_speed(result)}
 
-    tab.run.click(on_generate, row.model_inputs + [tab.max_new_tokens, tab.sample, tab.seed], [*tab.texts.values(), tab.speed],
+    return tab.run.click(on_generate, row.model_inputs + [tab.max_new_tokens, tab.sample, tab.seed], [*tab.texts.values(), tab.speed],
                   api_name="generate_view", api_visibility="undocumented", concurrency_id="models")

@@ -6,7 +6,9 @@ import gradio as gr
 from .. import compare
 
 
-def imitation_text(m: dict) -> str:
+def imitation_text(m: dict | None) -> str:
+    if m is None:
+        return f"### How closely the decoder imitates the retriever\n{compare.NO_CORPUS}."
     return f"""### How closely the decoder imitates the retriever, for this context
 | | Memory Decoder | base (for reference) |
 |---|---|---|

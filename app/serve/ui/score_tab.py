@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import plots, score
+from .. import compare, plots, score
 from ..engine import Engine
 from .common import progress_bar, shown
 from .settings_row import SettingsRow
@@ -14,7 +14,7 @@ from .settings_row import SettingsRow
 def gain_html(summary: dict) -> str:
     """Tokens coloured by their gain in bits: green where the mixture helps, red where it hurts (up to ±3 bits)."""
     lines = []
-    for name in ("mix_memdec", "mix_knn"):
+    for name in [n for n in ("mix_memdec", "mix_knn") if n in summary["perplexity"]]:
         spans = []
         for t in summary["tokens"]:
             gain = t["gain_bits"][name]
@@ -28,10 +28,13 @@ def gain_html(summary: dict) -> str:
 
 def perplexity_text(summary: dict) -> str:
     p = summary["perplexity"]
-    rows = "".join(f"| {plots.NAMES[n]} | {'∞' if p[n] is None else f'{p[n]:.2f}'} |\n" for n in ("base", "memdec", "mix_memdec", "mix_knn"))
-    return (f"| predictor | perplexity |\n|---|---|\n{rows}\n{len(summary['tokens'])} tokens, α = {summary['alpha']:.2f}; "
-            f"some neighbour predicts the actual token for {summary['knn_coverage']:.0%} of them. A passage taken from the "
-            "domain's training text is in the datastore itself, so the kNN-LM will look better on it than on new text.")
+    rows = "".join(f"| {plots.NAMES[n]} | {'∞' if p[n] is None else f'{p[n]:.2f}'} |\n" for n in p)
+    text = f"| predictor | perplexity |\n|---|---|\n{rows}\n{len(summary['tokens'])} tokens, α = {summary['alpha']:.2f}"
+    if summary["knn_coverage"] is None:
+        return f"{text}. {compare.NO_CORPUS}."
+    return (f"{text}; some neighbour predicts the actual token for {summary['knn_coverage']:.0%} of them. A passage "
+            "taken from the domain's training text is in the datastore itself, so the kNN-LM will look better on it "
+            "than on new text.")
 
 
 @dataclass
@@ -79,7 +82,7 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
         """Re-mixes the cached target probabilities; no model runs."""
         return tab.show(scored, alpha) if scored is not None else {}
 
-    tab.run.click(on_score, [tab.passage] + row.model_inputs[1:], [state] + tab.outputs,
-                  api_name="score_view", api_visibility="undocumented", concurrency_id="models")
     row.alpha.release(on_remix, [state, row.alpha], tab.outputs, api_name="score_remix", api_visibility="undocumented",
                       queue=False)
+    return tab.run.click(on_score, [tab.passage] + row.model_inputs[1:], [state] + tab.outputs,
+                         api_name="score_view", api_visibility="undocumented", concurrency_id="models")

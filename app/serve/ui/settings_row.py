@@ -26,26 +26,42 @@ class SettingsRow:
         return [self.prompt, self.base, self.domain, self.alpha, self.k, self.temperature]
 
 
+def family_choices(engine: Engine, family: str | None) -> tuple[list, list]:
+    """The bases and memories of one preset (all of them when the engine serves a single family)."""
+    def keep(names):
+        return [n for n in names if family is None or engine.family.get(n) == family]
+    return keep(engine.bases), keep(engine.memories)
+
+
 def build(engine: Engine) -> SettingsRow:
-    memory = engine.memories[engine.default_domain]
+    alpha0, k0, t0 = engine.memories[engine.default_domain].defaults(engine.default_base)
+    families = list(dict.fromkeys(engine.family.values()))
     with gr.Row():
         prompt = gr.Textbox(label="Prompt", lines=3, scale=3, elem_id="prompt", value="The protein binds to the receptor and")
         with gr.Column(scale=1, min_width=220):
-            base = gr.Dropdown(list(engine.bases), value=engine.default_base, label="Base model")
-            domain = gr.Dropdown(list(engine.memories), value=engine.default_domain, label="Memory (domain)")
+            family = gr.Dropdown(families, value=engine.family.get(engine.default_base), label="Model family",
+                                 visible=len(families) > 1)
+            bases, memories = family_choices(engine, engine.family.get(engine.default_base) if len(families) > 1 else None)
+            base = gr.Dropdown(bases, value=engine.default_base, label="Base model")
+            domain = gr.Dropdown(memories, value=engine.default_domain, label="Memory (domain)")
     with gr.Row():
-        alpha = gr.Slider(0, 1, value=memory.alpha, step=0.01, label="alpha (weight of the memory)", elem_id="alpha")
-        k = gr.Slider(1, LIMITS["k"][1], value=memory.knn_k, step=1, label="kNN k (neighbours)")
-        temperature = gr.Number(value=memory.knn_temperature, label="kNN temperature T", minimum=0.01)
+        alpha = gr.Slider(0, 1, value=alpha0, step=0.01, label="alpha (weight of the memory)", elem_id="alpha")
+        k = gr.Slider(1, LIMITS["k"][1], value=k0, step=1, label="kNN k (neighbours)")
+        temperature = gr.Number(value=t0, label="kNN temperature T", minimum=0.01)
         top_n = gr.Slider(3, 30, value=PAGE_TOP_N, step=1, label="tokens shown")
     run = gr.Button("Compare next token", variant="primary", elem_id="compare-button")
     row = SettingsRow(prompt, base, domain, alpha, k, temperature, top_n, run)
 
     @shown
-    def memory_defaults(chosen_domain):
-        memory = engine.memory(chosen_domain)[1]
-        return memory.alpha, memory.knn_k, memory.knn_temperature
+    def memory_defaults(chosen_base, chosen_domain):
+        """The memory's own alpha, k and T for this base (they differ per base in the GPT-2 family)."""
+        return engine.memory(chosen_domain)[1].defaults(engine.base_name(chosen_base))
 
-    domain.change(memory_defaults, domain, [alpha, k, temperature], api_name="memory_defaults",
-                  api_visibility="private", queue=False)
+    def switch_family(chosen_family):
+        bases, memories = family_choices(engine, chosen_family)
+        return gr.update(choices=bases, value=bases[0]), gr.update(choices=memories, value=memories[0])
+
+    gr.on([base.change, domain.change], memory_defaults, [base, domain], [alpha, k, temperature],
+          api_name="memory_defaults", api_visibility="private", queue=False)
+    family.change(switch_family, family, [base, domain], api_visibility="private", queue=False)
     return row

@@ -8,16 +8,22 @@ from ..plots import label
 
 
 def teach_text(t: dict) -> str:
-    a, m, n = t["alpha"], t["memdec"], t["knn"]
+    return memdec_text(t["alpha"], t["memdec"]) + "\n\n" + (knn_text(t["alpha"], t["knn"]) if t["knn"] else
+                                                               f"### kNN-LM\n{compare.NO_CORPUS}.")
+
+
+def memdec_text(a: float, m: dict) -> str:
     return rf"""### Base + Memory Decoder
 $$p(y) = \alpha\,p_{{\mathrm{{mem}}}}(y) + (1-\alpha)\,p_{{\mathrm{{base}}}}(y)$$
 For the mixture's most likely next token, y = `{label(m['token'])}`:
 $$p(y) = {a:.2f} \times {m['p_mem']:.4g} + {1 - a:.2f} \times {m['p_base']:.4g} = \mathbf{{{m['p_mix']:.4g}}}$$
 The same number in log space, as a stable implementation computes it:
 $$\log p(y) = \mathrm{{logaddexp}}\big(\log p_{{\mathrm{{base}}}}(y) + \log(1-\alpha),\ \log p_{{\mathrm{{mem}}}}(y) + \log\alpha\big) = {m['log_p_mix']:.4f} = \ln {m['exp_log_p_mix']:.4g}$$
-Mixing logits instead would give a different (and wrong) model.
+Mixing logits instead would give a different (and wrong) model."""
 
-### kNN-LM
+
+def knn_text(a: float, n: dict) -> str:
+    return rf"""### kNN-LM
 $$w_i = \frac{{\exp(-d_i/T)}}{{\sum_{{j=1}}^{{k}} \exp(-d_j/T)}}, \qquad p_{{\mathrm{{kNN}}}}(v) = \sum_{{i:\,v_i = v}} w_i$$
 Here k = {n['k']}, T = {n['temperature']:g}; the nearest key is at squared distance d₁ = {n['nearest_distance']:.4g}, weight
 w₁ = {n['nearest_weight']:.4g}, and was followed by `{label(n['nearest_next'])}`. For z = `{label(n['token'])}`,

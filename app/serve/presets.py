@@ -1,0 +1,115 @@
+"""Named families the app can serve: their bases (smallest first), their memories, the text the live kNN-LM searches,
+and the defaults the paper used. Chosen with `python app.py --preset NAME` (or MEMDEC_PRESET); `--presets a,b`
+lets the page switch among several. Compatibility is decided by the tokenizer when a pair is used, never here."""
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..core import models, paths
+from ..core.settings import BASE_SIZES, UNTUNED_MEMORY
+
+PAPER_K = 1024  # neighbours per query in the paper's kNN-LM and training targets
+
+
+@dataclass(frozen=True)
+class HubText:
+    """A text dataset on the hub (parquet files with a `text` column), read up to a token cap."""
+    repo: str
+    files: str  # a glob inside the repository
+    name: str  # the local corpus it becomes, under the cache
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A Memory Decoder, the text its kNN-LM counterpart searches, and its defaults (per base where they differ)."""
+    decoder: str  # hub id or folder
+    corpus: Path | HubText | None  # None: the paper's corpus is not public, and the kNN-LM views say so
+    knows: str = ""  # what its corpus is, in a few words, for the page and the API
+    alpha: float = UNTUNED_MEMORY["alpha"]
+    knn_temperature: float = UNTUNED_MEMORY["knn_temperature"]
+    knn_k: int = UNTUNED_MEMORY["knn_k"]
+    alpha_by_base: dict = field(default_factory=dict)
+    temperature_by_base: dict = field(default_factory=dict)
+
+    def defaults(self, base: str) -> tuple[float, int, float]:
+        """(alpha, k, T) for this base."""
+        return (self.alpha_by_base.get(base, self.alpha), self.knn_k,
+                self.temperature_by_base.get(base, self.knn_temperature))
+
+    @classmethod
+    def from_folder(cls, decoder, corpus, knows: str = "") -> "Memory":
+        """Defaults come from the decoder's memdec.json when the pipeline wrote one (tuned on validation)."""
+        meta_path = Path(decoder) / "memdec.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        keep = {k: meta[k] for k in UNTUNED_MEMORY if k in meta}
+        by_base = {"alpha_by_base": meta.get("alpha_by_base", {}),
+                   "temperature_by_base": {b: v["temperature"] for b, v in meta.get("knn_by_base", {}).items()}}
+        return cls(str(decoder), Path(corpus) if corpus else None, knows, **keep, **by_base)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    about: str
+    bases: dict  # name -> hub id or folder; the first is served by default
+    memories: dict  # name -> Memory
+    gated: bool = False  # the bases need an accepted licence and HF_TOKEN
+
+
+WIKITEXT = HubText("Salesforce/wikitext", "wikitext-103-raw-v1/train-*.parquet", "wikitext-103-train")
+QWEN_BASES = {f"Qwen2.5-{size}": f"Qwen/Qwen2.5-{size}" for size in ("0.5B", "1.5B", "3B", "7B", "14B", "32B", "72B")}
+LLAMA_BASES = {"Llama-3.2-1B": "meta-llama/Llama-3.2-1B", "Llama-3.2-3B": "meta-llama/Llama-3.2-3B",
+               "Llama-3.1-8B": "meta-llama/Llama-3.1-8B"}
+PAPER_DOMAIN = dict(alpha=0.6, knn_temperature=1.0, knn_k=PAPER_K)  # the paper's usual best alpha on its domain grid
+DOMAIN_TEXT = {  # the paper's corpora: MIMIC-III is credentialed; the others are not packaged for this app
+    "biomed": "clinical notes (MIMIC-III, credentialed: no live kNN-LM without a corpus of your own)",
+    "finance": "financial news (FinGPT; no live kNN-LM without a corpus of your own)",
+    "law": "asylum case law (AsyLex; no live kNN-LM without a corpus of your own)",
+}
+
+PRESETS = {
+    "gpt2-wikitext": Preset(
+        "gpt2-wikitext", "GPT-2 small to XL with the WikiText-103 Memory Decoder (Cao et al., Table 1)",
+        bases={"gpt2": "openai-community/gpt2", "gpt2-medium": "openai-community/gpt2-medium",
+               "gpt2-large": "openai-community/gpt2-large", "gpt2-xl": "openai-community/gpt2-xl"},
+        memories={"wikitext": Memory(
+            "Clover-Hill/MemoryDecoder-gpt2-small", WIKITEXT, "Wikipedia articles (WikiText-103)", knn_k=PAPER_K,
+            alpha_by_base={"gpt2": 0.8, "gpt2-medium": 0.6, "gpt2-large": 0.55, "gpt2-xl": 0.55},
+            temperature_by_base={"gpt2": 1.0, "gpt2-medium": 1.0, "gpt2-large": 13.0, "gpt2-xl": 13.0})}),
+    **{f"qwen2.5-{domain}": Preset(
+        f"qwen2.5-{domain}", f"Qwen2.5 bases with the {domain} Memory Decoder (Qwen2.5-0.5B architecture)",
+        bases=QWEN_BASES, memories={domain: Memory(f"Clover-Hill/MemoryDecoder-Qwen-{domain}", None, knows, **PAPER_DOMAIN)})
+       for domain, knows in DOMAIN_TEXT.items()},
+    **{f"llama3-{domain}": Preset(
+        f"llama3-{domain}", f"Llama 3 bases with the {domain} Memory Decoder (a Qwen2 model refitted to the Llama 3 "
+        "tokenizer)", bases=LLAMA_BASES, gated=True,
+        memories={domain: Memory(f"Clover-Hill/MemoryDecoder-Llama-{domain}", None, knows, **PAPER_DOMAIN)})
+       for domain, knows in DOMAIN_TEXT.items()},
+}
+
+
+def embedded() -> Preset:
+    """The committed family (models/): bases largest first, the key model being the default; memories by domain,
+    their corpora the committed train splits."""
+    found = models.embedded("base")
+    order = [s for s in reversed(BASE_SIZES) if s in found] + [s for s in found if s not in BASE_SIZES]
+    memories = {}
+    for name, folder in models.embedded("memdec").items():
+        meta_path = folder / "memdec.json"
+        domain = json.loads(meta_path.read_text()).get("domain", name) if meta_path.exists() else name
+        memories[domain] = Memory.from_folder(folder, paths.corpus_path(domain, "train"), EMBEDDED_TEXT.get(domain, ""))
+    return Preset("embedded", "the app's own tiny family, trained offline by its pipeline", {s: found[s] for s in order},
+                  memories)
+
+
+EMBEDDED_TEXT = {"biomed": "Gene Ontology and biomedical ontology definitions",
+                 "finance": "State of the Union finance paragraphs and CIA Factbook economy notes",
+                 "law": "software licence texts"}
+
+
+def named(name: str) -> Preset:
+    if name == "embedded":
+        return embedded()
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of embedded, {', '.join(PRESETS)}")
+    return PRESETS[name]
