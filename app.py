@@ -17,9 +17,13 @@ from app.serve.ui import CSS, THEME, build  # noqa: E402
 
 # parse_known_args: Spaces and gradio's reload mode may pass options of their own
 try:
-    demo = build(engine_from(engine_options(argparse.ArgumentParser(description=__doc__)).parse_known_args()[0]))
+    options = engine_options(argparse.ArgumentParser(description=__doc__)).parse_known_args()[0]
+    engine = engine_from(options)
+    if options.preload:  # on a Space: models in memory (on the GPU) and datastores built before the first visitor
+        engine.prepare()
 except InputError as error:
     raise SystemExit(f"error: {error}")
+demo = build(engine)
 
 if __name__ == "__main__":
     demo.launch(theme=THEME, css=CSS)

@@ -76,6 +76,35 @@ def hub_cache(tmp_path, monkeypatch):
     return Cache()
 
 
+STANDINS = {  # per preset: its default base and memory, tiny but with the real tokenizers and vocabulary widths
+    "gpt2-wikitext": ("openai-community/gpt2", "Clover-Hill/MemoryDecoder-gpt2-small"),
+    "qwen2.5-law": ("Qwen/Qwen2.5-0.5B", "Clover-Hill/MemoryDecoder-Qwen-law"),
+    "llama3-finance": ("meta-llama/Llama-3.2-1B", "Clover-Hill/MemoryDecoder-Llama-finance"),
+}
+
+
+@pytest.fixture(scope="session")
+def standin_hub(tmp_path_factory):
+    """A hub cache holding tiny stand-ins of the published checkpoints under their real ids (the Qwen decoder as
+    pytorch_model.bin, as its hub page suggests) and a WikiText sample; built once per session."""
+    from tools import standins
+
+    root = tmp_path_factory.mktemp("hub")
+    for base, decoder in STANDINS.values():
+        standins.write_model(root, base)
+        standins.write_model(root, decoder, weights="bin" if "Qwen" in decoder else "safetensors", seed=1)
+    standins.write_wikitext(root)
+    return root
+
+
+@pytest.fixture()
+def offline_hub(standin_hub, monkeypatch):
+    """huggingface_hub pointed at the stand-ins, offline."""
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(standin_hub))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    return standin_hub
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory, tiny_family, tiny_lm):
     """{"bases": {name: folder}, "memories": {domain: Memory}, "tokenizer": ...} on disk: two bases and two domains."""

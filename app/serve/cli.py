@@ -29,8 +29,10 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--device", default=env("MEMDEC_DEVICE"), help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     parser.add_argument("--dtype", default=env("MEMDEC_DTYPE"), choices=["bf16", "fp16", "fp32"],
                         help="weights' precision (default: bf16 on GPU, fp32 on CPU)")
-    parser.add_argument("--corpus-tokens", type=int, default=int(env("MEMDEC_CORPUS_TOKENS", CORPUS_TOKENS)),
-                        help="how much of a hub corpus the live kNN-LM searches (default %(default)s)")
+    parser.add_argument("--corpus-tokens", type=int, default=env("MEMDEC_CORPUS_TOKENS"),
+                        help=f"how much of a hub corpus the live kNN-LM searches (default {CORPUS_TOKENS})")
+    parser.add_argument("--preload", action="store_true", default=bool(env("MEMDEC_PRELOAD")),
+                        help="load the models and build the datastores before serving (MEMDEC_PRELOAD=1)")
     return parser
 
 
@@ -58,7 +60,8 @@ def main():
 
 def run():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["compare", "generate", "score", "serve"])
+    parser.add_argument("command", choices=["compare", "generate", "score", "serve", "prepare"],
+                        help="prepare: load the default base and every memory and build their datastores")
     parser.add_argument("text", nargs="?", default="")
     parser.add_argument("--base", help="which base to use (default: the first)")
     parser.add_argument("--domain", help="which memory to use (default: the first)")
@@ -72,10 +75,13 @@ def run():
     parser.add_argument("--port", type=int)
     args = engine_options(parser).parse_args()
     engine = engine_from(args)
+    if args.command == "prepare" or args.preload:
+        print(json.dumps(engine.prepare(), indent=1))
     if args.command == "serve":
         from .ui import launch  # gradio is imported only to serve: the other commands start faster without it
 
         launch(engine, server_port=args.port)
+    if args.command in ("serve", "prepare"):
         return
     knn = dict(k=args.k, temperature=args.temperature)
     if args.command == "compare":

@@ -19,7 +19,9 @@ from .presets import Memory
 
 MAX_CHARS = 4000  # longer text is refused: the embedded models read 256 tokens, and the CPU is shared
 MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
-CORPUS_TOKENS = 200_000  # a hub corpus (WikiText-103 has 100M+ tokens) is read up to this for the live kNN-LM
+# A hub corpus (WikiText-103 has 100M+ tokens) is read up to this many tokens for the live kNN-LM: its keys take one
+# forward pass of the base per token, minutes for 20k tokens of a 0.5B model on 2 CPU cores, seconds per 1M on a GPU.
+CORPUS_TOKENS = {"cpu": 20_000, "cuda": 2_000_000}
 FREE_MEMORY_SHARE = 0.5  # a datastore may take at most this share of the memory free when it is built
 DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
 LIMITS = {"alpha": (0.0, 1.0), "k": (1, 2048), "temperature": (0.01, 10000.0), "top_n": (1, 50),
@@ -57,7 +59,7 @@ def check(name: str, value, cast=float):
 
 class Engine:
     def __init__(self, bases: dict, memories: dict, device: str | None = None, dtype: str | None = None,
-                 corpus_tokens: int = CORPUS_TOKENS, family: dict | None = None):
+                 corpus_tokens: int | None = None, family: dict | None = None):
         """bases: {name: folder or hub id}; memories: {name: Memory}. The first of each is the default. device and
         dtype: where and in what precision models run (default: CUDA in bf16 when present, else CPU in float32).
         corpus_tokens caps a hub corpus for the live kNN-LM. family: name -> the preset it comes from."""
@@ -66,7 +68,8 @@ class Engine:
         self.bases = {name: str(path) for name, path in bases.items()}
         self.memories = dict(memories)
         self.device = torch.device(device) if device else models.device()
-        self.dtype, self.corpus_tokens, self.family = dtype, corpus_tokens, family or {}
+        self.dtype, self.family = dtype, family or {}
+        self.corpus_tokens = corpus_tokens or CORPUS_TOKENS.get(self.device.type, CORPUS_TOKENS["cpu"])
         self._models, self._tokenizers, self._fingerprints, self._stores, self._streams = {}, {}, {}, {}, {}
         self._labels, self._checked, self._corpora = {}, {}, {}
         self.lock = threading.RLock()  # one model call at a time: KeyCapture hooks are shared state
@@ -214,6 +217,14 @@ class Engine:
         if key not in self._streams:
             self._streams[key] = encode_file(self.tokenizer(name), corpus, key[0])
         return self._streams[key]
+
+    def prepare(self) -> list[dict]:
+        """Loads the default base with every memory and builds each datastore, so that no visitor waits for it
+        (a Space runs this at start-up, or `python -m app.serve.cli prepare` ahead of time); returns loaded()."""
+        for domain in self.memories:
+            self.pair(None, domain)
+            self.datastore(self.default_base, domain)
+        return self.loaded()
 
     def labels(self, base: str) -> vocab.TokenText:
         """id -> token text for the base's tokenizer, decoded on demand, for labels and neighbour text."""

@@ -4,13 +4,14 @@ import gradio as gr
 
 from .. import endpoints
 from ..engine import DEFAULTS, Engine
-from .common import shown
+from .common import on_gpu, shown
 
 
 def add(engine: Engine):
     default_base, default_domain = engine.default_base, engine.default_domain
 
     @shown
+    @on_gpu
     def compare(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
                 k: int | None = None, temperature: float | None = None, top_n: int = DEFAULTS["top_n"]) -> dict:
         """Next-token distributions of base, memdec, knn and the two mixtures, neighbours, imitation and teach
@@ -18,6 +19,7 @@ def add(engine: Engine):
         return endpoints.compare_json(engine, text, base, domain, alpha, k, temperature, top_n)
 
     @shown
+    @on_gpu
     def generate(text: str, base: str = default_base, domain: str = default_domain, max_new_tokens: int = DEFAULTS["max_new_tokens"],
                  sample: bool = False, seed: int = 0, alpha: float | None = None, k: int | None = None,
                  temperature: float | None = None) -> dict:
@@ -25,6 +27,7 @@ def add(engine: Engine):
         return endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature)
 
     @shown
+    @on_gpu
     def score(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
               k: int | None = None, temperature: float | None = None) -> dict:
         """Per-token probabilities and gains, perplexities and perplexity against alpha for a passage."""

@@ -1,9 +1,18 @@
-"""What every tab's handlers share: engine errors shown as Gradio errors, and the datastore's progress bar."""
+"""What every tab's handlers share: engine errors shown as Gradio errors, the datastore's progress bar, and a GPU
+for the calls that run models on ZeroGPU Spaces."""
 import functools
 
 import gradio as gr
 
 from ..engine import InputError
+
+try:  # on Hugging Face Spaces: ZeroGPU lends a GPU to each decorated call (elsewhere the decorator does nothing)
+    import spaces
+
+    on_gpu = spaces.GPU(duration=120)
+except ImportError:
+    def on_gpu(fn):
+        return fn
 
 
 def shown(fn):

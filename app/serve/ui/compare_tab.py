@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import compare, plots
 from ..engine import Engine
-from .common import progress_bar, shown
+from .common import on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
 
 
@@ -69,6 +69,7 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         return out
 
     @shown
+    @on_gpu
     def on_compare(text, base, domain, alpha, k, temperature, top_n, progress=gr.Progress()):
         nt = compare.next_token(engine, text, base, domain, k, temperature, progress_bar(progress))
         return {state: nt, **show_all(nt, alpha, top_n, views)}

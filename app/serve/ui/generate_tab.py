@@ -6,7 +6,7 @@ import gradio as gr
 
 from .. import endpoints, plots
 from ..engine import DEFAULTS, LIMITS, Engine
-from .common import progress_bar, shown
+from .common import on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
 
 PREDICTORS = ("base", "mix_memdec", "mix_knn")
@@ -38,6 +38,7 @@ def build() -> GenerateTab:
 
 def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
     @shown
+    @on_gpu
     def on_generate(text, base, domain, alpha, k, temperature, max_new_tokens, sample, seed, progress=gr.Progress()):
         result = endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature,
                                          progress_bar(progress))

@@ -7,7 +7,7 @@ import gradio as gr
 
 from .. import compare, plots, score
 from ..engine import Engine
-from .common import progress_bar, shown
+from .common import on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
 
 
@@ -73,6 +73,7 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     state = gr.State()
 
     @shown
+    @on_gpu
     def on_score(text, base, domain, alpha, k, temperature, progress=gr.Progress()):
         scored = score.score(engine, text, base, domain, k, temperature, progress_bar(progress))
         return {state: scored, **tab.show(scored, alpha)}
