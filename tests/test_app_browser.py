@@ -70,3 +70,35 @@ def test_empty_prompt_shows_error_and_page_keeps_working(page):
     set_prompt(page, "licence software")
     page.find_element(By.ID, "compare-button").click()
     WebDriverWait(page, 60).until(lambda d: bars(d, "dist-plot") > 0 and "the text is empty" not in d.find_element(By.ID, "dist-plot").text)
+
+
+@pytest.fixture(scope="module")
+def hub_page(standin_hub):
+    """The page on a published family: gpt2-wikitext's stand-ins (real GPT-2 tokenizer, WikiText sample)."""
+    import huggingface_hub.constants as hub
+
+    from app.serve.engine import Engine
+    from tools.serving import serve_in_background
+
+    saved = hub.HF_HUB_CACHE, hub.HF_HUB_OFFLINE
+    hub.HF_HUB_CACHE, hub.HF_HUB_OFFLINE = str(standin_hub), True
+    url, demo = serve_in_background(Engine.from_presets(["gpt2-wikitext"], corpus_tokens=3000))
+    driver = chromium()
+    driver.get(url)
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
+    yield driver
+    driver.quit()
+    demo.close()
+    hub.HF_HUB_CACHE, hub.HF_HUB_OFFLINE = saved
+
+
+def test_hub_preset_page_renders_and_names_its_models(hub_page):
+    set_prompt(hub_page, "The history of the city")
+    hub_page.find_element(By.ID, "compare-button").click()
+    WebDriverWait(hub_page, 120).until(lambda d: bars(d, "dist-plot") == 7 * 12 and bars(d, "latency-plot") == 4)
+    # the alpha slider moved to the paper's value for GPT-2 small
+    assert hub_page.execute_script("return document.querySelector('#alpha input[type=number]').value") == "0.8"
+    hub_page.find_element(By.XPATH, "//*[normalize-space(text())='Models']").click()  # open the accordion
+    WebDriverWait(hub_page, 30).until(lambda d: "Clover-Hill/MemoryDecoder-gpt2-small" in d.find_element(By.ID, "models-panel").text)
+    panel = hub_page.find_element(By.ID, "models-panel").text
+    assert "openai-community/gpt2" in panel and "entries" in panel and "GiB resident" in panel

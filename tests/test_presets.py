@@ -127,12 +127,15 @@ def test_several_presets_share_one_page(standin_hub, offline_hub):
         demo.close()
 
 
-def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path):
-    """As a Space would start it: `HF_HUB_OFFLINE=1 python app.py --preset llama3-finance`, every endpoint answered."""
+@pytest.mark.parametrize("preset, base, domain", [("gpt2-wikitext", "gpt2", "wikitext"),
+                                                 ("qwen2.5-law", "Qwen2.5-0.5B", "law"),
+                                                 ("llama3-finance", "Llama-3.2-1B", "finance")])
+def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path, preset, base, domain):
+    """As a Space would start it: `HF_HUB_OFFLINE=1 python app.py --preset NAME`, every endpoint answered."""
     port = free_port()
     env = {**os.environ, "HF_HUB_CACHE": str(standin_hub), "HF_HUB_OFFLINE": "1", "MEMDEC_CACHE": str(tmp_path),
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--preset", "llama3-finance"], cwd=ROOT, env=env,
+           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "MEMDEC_CORPUS_TOKENS": "3000"}
+    proc = subprocess.Popen([sys.executable, "app.py", "--preset", preset], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url, start = f"http://127.0.0.1:{port}/", time.perf_counter()
@@ -145,7 +148,8 @@ def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path):
                 time.sleep(0.5)
         client = Client(url, verbose=False)
         out = client.predict(PROMPT, api_name="/compare")
-        assert (out["base"], out["domain"]) == ("Llama-3.2-1B", "finance") and out["knn_unavailable"]
+        assert (out["base"], out["domain"]) == (base, domain)
+        assert (out["knn_unavailable"] is None) == (preset == "gpt2-wikitext")
         assert client.predict(PROMPT, max_new_tokens=3, api_name="/generate")["continuations"]["mix_memdec"]["tokens"]
         assert client.predict(PROMPT, api_name="/score")["perplexity"]["mix_memdec"] > 0
     finally:

@@ -45,7 +45,7 @@ def local_corpus(repo: str, files: str, name: str, tokenizer, fingerprint: str, 
     kept, total = [], 0
     for article in articles(rows(folder, files)):
         kept.append(article)
-        total += len(tokenizer(article, add_special_tokens=False)["input_ids"])
+        total += len(tokenizer.backend_tokenizer.encode(article, add_special_tokens=False).ids)
         if progress:
             progress(min(1.0, total / max_tokens), f"corpus {name}")
         if total >= max_tokens:

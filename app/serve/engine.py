@@ -239,11 +239,11 @@ class Engine:
         roles.update({m.decoder: f"Memory Decoder {name}" for name, m in self.memories.items()})
         out = [{"role": roles.get(path, path), "id": path, "parameters": sum(p.numel() for p in model.parameters()),
                 "bytes": sum(p.numel() * p.element_size() for p in model.parameters()), "dtype": str(model.dtype),
-                "device": str(model.device)} for path, model in self._models.items()]
+                "device": str(model.device)} for path, model in list(self._models.items())]  # a snapshot: others may load
         out += [{"role": f"datastore {base} / {domain}", "id": str(paths.store_folder(self.bases[base], domain)),
                  "entries": len(store), "index": store.recipe["index"]["type"],
                  "bytes": len(store) * datastore.bytes_per_entry(store.keys.shape[1])}
-                for (base, domain), store in self._stores.items() if store is not None]
+                for (base, domain), store in list(self._stores.items())]
         return out
 
     def context(self, *lms) -> int:
