@@ -55,14 +55,23 @@ class KeyCapture:
 
 
 @torch.no_grad()
-def compute_keys(model, inputs: torch.Tensor, batch_size: int = 16, progress=None, desc: str = "keys") -> np.ndarray:
-    """Keys for every position of the (blocks, length) inputs, in stream order, as fp16."""
-    out = []
+def key_batches(model, inputs: torch.Tensor, batch_size: int = 16, start: int = 0, desc: str = "keys"):
+    """Yields (blocks done, fp16 keys of the batch) for each batch of the (blocks, length) inputs from block `start`,
+    in stream order. `start` is a multiple of batch_size (or the end), so a resumed run makes the same batches, hence
+    the same keys."""
+    assert start % batch_size == 0 or start >= len(inputs), f"start {start} is not a multiple of {batch_size}"
     dev = next(model.parameters()).device
     with KeyCapture(model) as capture:
-        for start in tqdm(range(0, len(inputs), batch_size), desc=desc, leave=False):
-            model(input_ids=inputs[start: start + batch_size].to(dev))
-            out.append(capture.keys.flatten(0, 1).to(torch.float16).cpu().numpy())
-            if progress:
-                progress(min(1.0, (start + batch_size) / len(inputs)), desc)
+        for first in tqdm(range(start, len(inputs), batch_size), desc=desc, leave=False):
+            model(input_ids=inputs[first: first + batch_size].to(dev))
+            yield min(first + batch_size, len(inputs)), capture.keys.flatten(0, 1).to(torch.float16).cpu().numpy()
+
+
+def compute_keys(model, inputs: torch.Tensor, batch_size: int = 16, progress=None, desc: str = "keys") -> np.ndarray:
+    """Keys for every position of the (blocks, length) inputs, in stream order, as fp16, all in memory."""
+    out = []
+    for done, keys in key_batches(model, inputs, batch_size, desc=desc):
+        out.append(keys)
+        if progress:
+            progress(done / len(inputs), desc)
     return np.concatenate(out)
