@@ -31,12 +31,15 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str = "train", stop_after: int | None = None):
+def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str = "train", stop_after: int | None = None,
+          validate=None):
     """batch_at(step) -> dict of tensors; loss_fn(model, batch) -> (loss, {name: float}).
 
     State lives in work_dir/checkpoint (written to a temporary folder, then renamed, so an interruption never
     leaves a broken checkpoint); the loss log is work_dir/loss.csv. stop_after ends the run early, as an
-    interruption would (used by tests). Returns the unwrapped model.
+    interruption would (used by tests). validate(model) -> {name: float}, when given, runs at every checkpoint in
+    eval mode without gradients (it draws no random numbers, so training is the same with or without it); its
+    numbers go into that step's row of the log as val_<name>. Returns the unwrapped model.
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
@@ -64,12 +67,22 @@ def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str 
         bar.set_postfix(loss=f"{loss.item():.3f}")
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
+            if validate:
+                rows[-1].update({f"val_{k}": round(v, 5) for k, v in _validated(model, accelerator, validate).items()})
             _save_checkpoint(accelerator, ckpt, done, cfg)
             _write_log(log_path, rows)
         if done == stop_after:
             break
     model.eval()
     return accelerator.unwrap_model(model)
+
+
+def _validated(model, accelerator, validate) -> dict:
+    model.eval()
+    with torch.no_grad():
+        metrics = validate(accelerator.unwrap_model(model))
+    model.train()
+    return metrics
 
 
 def _save_checkpoint(accelerator, ckpt: Path, step: int, cfg: TrainConfig):
@@ -87,12 +100,13 @@ def _read_log(path: Path, upto: int) -> list:
     if not path.exists():
         return []
     with open(path) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f) if float(row["step"]) <= upto]
+        # validation columns are empty on the steps between checkpoints
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f) if float(row["step"]) <= upto]
 
 
 def _write_log(path: Path, rows: list):
     with open(path.with_suffix(".tmp"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[-1]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows for k in row)))
         writer.writeheader()
         writer.writerows(rows)
     path.with_suffix(".tmp").replace(path)

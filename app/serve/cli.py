@@ -6,6 +6,9 @@
     python -m app.serve.cli compare "The history of the" --preset gpt2-wikitext --base gpt2-medium
     python -m app.serve.cli serve --presets gpt2-wikitext,qwen2.5-law --device cuda
     python -m app.serve.cli serve --model gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
+    python -m app.serve.cli memory build notes.txt --name notes [--base small]   # your text: a live kNN-LM at once
+    python -m app.serve.cli memory distil notes                                   # ... and its Memory Decoder
+    python -m app.serve.cli compare "The protein binds to" --domain notes+memdec
 
 The models are a preset (--preset, or MEMDEC_PRESET; default: the embedded family), several presets that the page
 switches among (--presets a,b), or your own (--model NAME=PATH_OR_HUB_ID and --memory NAME=DECODER[,CORPUS]).
@@ -13,8 +16,9 @@ switches among (--presets a,b), or your own (--model NAME=PATH_OR_HUB_ID and --m
 import argparse
 import json
 import os
+import sys
 
-from . import endpoints, presets
+from . import endpoints, memories, presets
 from .engine import CORPUS_TOKENS, DEFAULTS, Engine, InputError, Memory
 
 
@@ -33,11 +37,15 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"how much of a hub corpus the live kNN-LM searches (default {CORPUS_TOKENS})")
     parser.add_argument("--preload", action="store_true", default=bool(env("MEMDEC_PRELOAD")),
                         help="load the models and build the datastores before serving (MEMDEC_PRELOAD=1)")
+    parser.add_argument("--share-memories", action="store_true", default=bool(env("MEMDEC_SHARE_MEMORIES")),
+                        help="memories that visitors upload are listed to every visitor, not only to their maker "
+                             "(MEMDEC_SHARE_MEMORIES=1)")
     return parser
 
 
 def engine_from(args) -> Engine:
-    options = dict(device=args.device, dtype=args.dtype, corpus_tokens=args.corpus_tokens)
+    options = dict(device=args.device, dtype=args.dtype, corpus_tokens=args.corpus_tokens,
+                   share_memories=args.share_memories)
     if not args.model and not args.memory:
         return Engine.from_presets(args.presets.split(",") if args.presets else [args.preset], **options)
     if not args.model or not args.memory:
@@ -59,9 +67,12 @@ def main():
 
 
 def run():
+    if sys.argv[1:2] == ["memory"]:
+        return memory_command(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["compare", "generate", "score", "serve", "prepare"],
-                        help="prepare: load the default base and every memory and build their datastores")
+    parser.add_argument("command", choices=["compare", "generate", "score", "serve", "prepare", "memory"],
+                        help="prepare: load the default base and every memory and build their datastores; memory: "
+                             "your own text as a memory (python -m app.serve.cli memory --help)")
     parser.add_argument("text", nargs="?", default="")
     parser.add_argument("--base", help="which base to use (default: the first)")
     parser.add_argument("--domain", help="which memory to use (default: the first)")
@@ -92,6 +103,44 @@ def run():
     else:
         out = endpoints.score_json(engine, args.text, args.base, args.domain, args.alpha, **knn)
     print(json.dumps(out, indent=1, ensure_ascii=False))
+
+
+def memory_command(argv: list[str]):
+    """The page's "Your memory" tab on the command line; what it makes belongs to the operator, so every visitor of
+    the page sees it."""
+    parser = argparse.ArgumentParser(prog="python -m app.serve.cli memory", description=memory_command.__doc__)
+    models = [engine_options(argparse.ArgumentParser(add_help=False))]  # after the action, as the other commands take them
+    actions = parser.add_subparsers(dest="action", required=True)
+    build = actions.add_parser("build", parents=models, help="FILE (.txt, .txt.gz, .jsonl) -> a memory with a live kNN-LM")
+    build.add_argument("file")
+    build.add_argument("--name", required=True)
+    build.add_argument("--base", help="whose keys the datastore holds (default: the first base)")
+    distil = actions.add_parser("distil", parents=models, help="train the memory's Memory Decoder here, in the "
+                                                               "foreground (again after a stop: it resumes from its checkpoint)")
+    distil.add_argument("name")
+    distil.add_argument("--steps", type=int, help="default: from the token count")
+    actions.add_parser("list", parents=models, help="the memories made here")
+    delete = actions.add_parser("delete", parents=models)
+    delete.add_argument("name")
+    args = parser.parse_args(argv)
+    registry = memories.of(engine_from(args))
+    if args.action == "build":
+        if not os.path.isfile(args.file):
+            raise InputError(f"no file {args.file}")
+        made = registry.build(memories.OPERATOR, args.name, args.base, upload=args.file, progress=print_progress)
+        out = registry.describe(made)
+    elif args.action == "distil":
+        out = registry.describe(registry.distil(memories.OPERATOR, args.name, args.steps, foreground=True))
+    elif args.action == "list":
+        out = [registry.describe(m) for m in registry.visible(memories.OPERATOR)]
+    else:
+        registry.remove(memories.OPERATOR, args.name)
+        out = {"deleted": args.name}
+    print(json.dumps(out, indent=1))
+
+
+def print_progress(fraction: float, desc: str):
+    print(f"\r{desc}: {fraction:.0%}", end="\n" if fraction >= 1 else "", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

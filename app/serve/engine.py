@@ -1,5 +1,7 @@
 """The model set the app compares, loaded lazily and cached: base LMs, Memory Decoders with their domain
-corpora, and one live kNN-LM datastore per (base, domain), built from the base's own keys.
+corpora, and one live kNN-LM datastore per (base, domain), built from the base's own keys. Memories can be added
+while serving (a visitor's upload, app.serve.memories); one added for a single visitor is private: it is found by its
+name but listed to that visitor only.
 
 No gradio here: the UI, the API and the CLI all call the same Engine.
 """
@@ -24,6 +26,7 @@ MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
 CORPUS_TOKENS = {"cpu": 20_000, "cuda": 2_000_000}
 FREE_MEMORY_SHARE = 0.5  # a datastore may take at most this share of the memory free when it is built
 DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
+PRIVATE = "a visitor's own memory"  # how the Models panel names what belongs to one visitor
 LIMITS = {"alpha": (0.0, 1.0), "k": (1, 2048), "temperature": (0.01, 10000.0), "top_n": (1, 50),
           "max_new_tokens": (1, 64), "seed": (0, 2**31 - 1)}
 
@@ -59,19 +62,23 @@ def check(name: str, value, cast=float):
 
 class Engine:
     def __init__(self, bases: dict, memories: dict, device: str | None = None, dtype: str | None = None,
-                 corpus_tokens: int | None = None, family: dict | None = None):
+                 corpus_tokens: int | None = None, family: dict | None = None, share_memories: bool = False):
         """bases: {name: folder or hub id}; memories: {name: Memory}. The first of each is the default. device and
         dtype: where and in what precision models run (default: CUDA in bf16 when present, else CPU in float32).
-        corpus_tokens caps a hub corpus for the live kNN-LM. family: name -> the preset it comes from."""
+        corpus_tokens caps a hub corpus for the live kNN-LM. family: name -> the preset it comes from.
+        share_memories: memories that visitors upload are listed to everyone, not only to their maker."""
         if not bases or not memories:
             raise InputError("the engine needs at least one base model and one memory")
         self.bases = {name: str(path) for name, path in bases.items()}
         self.memories = dict(memories)
         self.device = torch.device(device) if device else models.device()
-        self.dtype, self.family = dtype, family or {}
+        self.dtype, self.family, self.share_memories = dtype, family or {}, share_memories
         self.corpus_tokens = corpus_tokens or CORPUS_TOKENS.get(self.device.type, CORPUS_TOKENS["cpu"])
         self._models, self._tokenizers, self._fingerprints, self._stores, self._streams = {}, {}, {}, {}, {}
         self._labels, self._checked, self._corpora = {}, {}, {}
+        # memories added while serving: the private ones (name -> (owner, Memory)), kept out of self.memories so that
+        # nothing lists them to others; labels for the menu; the folders that hold their stores
+        self.private, self.memory_labels, self.store_roots = {}, {}, {}
         self.lock = threading.RLock()  # one model call at a time: KeyCapture hooks are shared state
 
     @classmethod
@@ -116,9 +123,45 @@ class Engine:
 
     def memory(self, domain) -> tuple[str, Memory]:
         domain = domain or self.default_domain
+        if domain in self.private:
+            return domain, self.private[domain][1]
         if domain not in self.memories:
             raise InputError(f"unknown memory {domain!r}; choose one of {', '.join(self.memories)}")
         return domain, self.memories[domain]
+
+    def add_memory(self, name: str, memory: Memory, family: str | None = None, label: str | None = None,
+                   store_root: Path | None = None, owner: str | None = None):
+        """Serves a memory made while running: its datastores go under store_root when given; with an owner it is
+        listed to that owner only (memory_choices) and left out of the Models panel."""
+        with self.lock:
+            if owner:
+                self.private[name] = (owner, memory)
+            else:
+                self.memories[name] = memory
+            self.memory_labels[name] = label or name
+            if family:
+                self.family[name] = family
+            if store_root:
+                self.store_roots[name] = Path(store_root)
+
+    def remove_memory(self, name: str):
+        """Forgets an added memory and frees what it alone held (its stores, its decoder)."""
+        with self.lock:
+            memory = self.memories.pop(name, None) or self.private.pop(name, (None, None))[1]
+            for table in (self.memory_labels, self.store_roots, self.family):
+                table.pop(name, None)
+            for table in (self._stores, self._checked):
+                for key in [key for key in table if key[1] == name]:
+                    del table[key]
+            others = list(self.memories.values()) + [m for _, m in self.private.values()]
+            if memory and memory.decoder and all(m.decoder != memory.decoder for m in others):
+                self._models.pop(memory.decoder, None)
+
+    def memory_choices(self, owner: str | None = None, family: str | None = None) -> list[tuple[str, str]]:
+        """(label, name) of the memories a visitor may pick, of one family (all when None): the served ones and the
+        visitor's own."""
+        names = list(self.memories) + [name for name, (their, _) in list(self.private.items()) if their == owner]
+        return [(self.memory_labels.get(name, name), name) for name in names if family is None or self.family.get(name) == family]
 
     def alpha(self, base, domain, alpha=None) -> float:
         """The mixing weight asked for, or the memory's own for this base (memdec.json, or the paper's), checked."""
@@ -164,7 +207,10 @@ class Engine:
         """The chosen base and memory, loaded. Both read the base's token ids, so the decoder must agree with the
         base's tokenizer on every one of them; a real mismatch is refused with its first differences."""
         base, (domain, memory) = self.base_name(base), self.memory(domain)
-        lm, decoder, tokenizer = self.model(self.bases[base]), self.model(memory.decoder), self.tokenizer(self.bases[base])
+        lm, tokenizer = self.model(self.bases[base]), self.tokenizer(self.bases[base])
+        if memory.decoder is None:  # no decoder distilled yet: the base stands in, so p_mem = p_base
+            return Pair(base, domain, lm, lm, tokenizer, memory)
+        decoder = self.model(memory.decoder)
         with self.lock:
             if (base, domain) not in self._checked:
                 self._checked[base, domain] = vocab.mismatch(tokenizer, self.tokenizer(memory.decoder), models.logits_width(decoder))
@@ -175,7 +221,7 @@ class Engine:
     def corpus(self, base: str, domain: str, progress=None) -> Path | None:
         """The text the live kNN-LM searches: the memory's file, or its hub dataset read up to corpus_tokens (fewer
         when the datastore would not fit in memory); None when the memory has no corpus."""
-        source = self.memories[domain].corpus
+        source = self.memory(domain)[1].corpus
         if not isinstance(source, presets.HubText):
             return source
         name = self.bases[base]
@@ -206,9 +252,17 @@ class Engine:
                     raise InputError(f"the {domain} datastore for {base} would hold {entries:,} entries and need "
                                      f"{needed / 1e9:.1f} GB, more than half of the {free / 1e9:.1f} GB free: use a "
                                      "smaller corpus or a larger machine")
-                self._stores[key] = datastore.load_or_build(model, self.tokenizer(name), name, corpus,
-                                                            paths.store_folder(name, domain), Settings.block, progress)
+                folder = self.store_folder(base, domain)
+                shared = [store for (b, d), store in self._stores.items() if self.store_folder(b, d) == folder]
+                self._stores[key] = shared[0] if shared else datastore.load_or_build(
+                    model, self.tokenizer(name), name, corpus, folder, Settings.block, progress)
             return self._stores[key]
+
+    def store_folder(self, base: str, domain: str) -> Path:
+        """Where the store of (base, domain) lives: the cache, or the folder of a memory added while serving (its
+        memories with and without a decoder share one store there)."""
+        name, root = self.bases[base], self.store_roots.get(domain)
+        return paths.store_folder(name, domain) if root is None else store_under(root, name)
 
     def stream(self, base: str, domain: str, progress=None) -> np.ndarray:
         """The tokenized corpus: entry p of the datastore is position p of this stream."""
@@ -235,12 +289,15 @@ class Engine:
 
     def loaded(self) -> list[dict]:
         """What is in memory now: each model's role, id, size and where it runs, and each datastore's entries."""
-        roles = {path: f"base {name}" for name, path in self.bases.items()}
-        roles.update({m.decoder: f"Memory Decoder {name}" for name, m in self.memories.items()})
-        out = [{"role": roles.get(path, path), "id": path, "parameters": sum(p.numel() for p in model.parameters()),
+        roles = {m.decoder: PRIVATE for _, m in list(self.private.values())}  # named to no one but their owner
+        roles.update({path: f"base {name}" for name, path in self.bases.items()})
+        roles.update({m.decoder: f"Memory Decoder {name}" for name, m in list(self.memories.items())})
+        out = [{"role": roles.get(path, path), "id": PRIVATE if roles.get(path) == PRIVATE else path,
+                "parameters": sum(p.numel() for p in model.parameters()),
                 "bytes": sum(p.numel() * p.element_size() for p in model.parameters()), "dtype": str(model.dtype),
                 "device": str(model.device)} for path, model in list(self._models.items())]  # a snapshot: others may load
-        out += [{"role": f"datastore {base} / {domain}", "id": str(paths.store_folder(self.bases[base], domain)),
+        out += [{"role": f"datastore {base} / {PRIVATE if domain in self.private else domain}",
+                 "id": PRIVATE if domain in self.private else str(self.store_folder(base, domain)),
                  "entries": len(store), "index": store.recipe["index"]["type"],
                  "bytes": len(store) * datastore.bytes_per_entry(store.keys.shape[1])}
                 for (base, domain), store in list(self._stores.items())]
@@ -261,6 +318,11 @@ class Engine:
         if cut and not truncate:
             raise InputError(f"the passage is {len(ids)} tokens; these models read at most {room}: shorten it")
         return torch.tensor([ids[cut:]]), cut
+
+
+def store_under(root: Path, model: str) -> Path:
+    """The store of a model inside a memory's own folder."""
+    return Path(root) / paths.store_folder(model, "store").name
 
 
 def key_width(model) -> int:

@@ -78,3 +78,41 @@ def generation_speed(result: dict) -> go.Figure:
     fig.update_layout(height=280, margin=dict(l=50, r=20, t=50, b=40), yaxis_title="ms per token",
                       title="median time per generated token (wall-clock, this machine)")
     return fig
+
+
+COST_KINDS = {"exact": ("exact search", "#ff7f0e"), "ivfpq": ("IVF-PQ", "#d62728"), "hnsw": ("HNSW", "#9467bd")}
+
+
+def cost_curves(results: dict | None, current: dict | None = None) -> go.Figure:
+    """Per-token latency against datastore entries as ratios to the base, both axes log: base + kNN-LM per index kind
+    (measured points only), base + MemDec flat (its cost does not grow with the corpus), guides at 2x and 10x of it,
+    and this store measured now. One of the two may be missing: no results file yet, or nothing measured yet."""
+    rows = [r for r in (results or {}).get("rows", []) if "knn_ms" in r]
+    source = results["steps"] if results else current
+    memdec = source["memdec_ms"] / source["base_ms"]
+    entries = [r["entries"] for r in rows] + ([current["entries"]] if current else [])
+    span = [min(entries), max(entries)] if len(set(entries)) > 1 else [entries[0] / 10, entries[0] * 10]
+    fig = go.Figure()
+    fig.add_scatter(x=span, y=[1, 1], mode="lines", name="base", line=dict(color=COLOURS["base"], dash="dot"))
+    fig.add_scatter(x=span, y=[memdec] * 2, mode="lines", name=f"base + MemDec ({memdec:.2f}x)", line_color=COLOURS["memdec"])
+    for factor in (2, 10):
+        fig.add_scatter(x=span, y=[factor * memdec] * 2, mode="lines", name=f"{factor}x base + MemDec",
+                        line=dict(color=COLOURS["memdec"], dash="dash", width=1))
+    for kind, (name, colour) in COST_KINDS.items():
+        points = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["entries"])
+        if points:
+            fig.add_scatter(x=[r["entries"] for r in points], y=[r["ratio_knn"] for r in points], mode="lines+markers",
+                            name=f"base + kNN-LM, {name}", line_color=colour,
+                            text=[f"search {r['search_ms']:.2f} ms, recall@k {r['recall_at_k']:.2f}, "
+                                  f"{r['memory_bytes'] / 1e9:.2f} GB" for r in points],
+                            hovertemplate="%{x:,} entries: %{y:.2f}x the base<br>%{text}")
+    if current:
+        fig.add_scatter(x=[current["entries"]], y=[current["ratio_knn"]], mode="markers", name="this store (measured now)",
+                        marker=dict(symbol="star", size=16, color="#2ca02c"),
+                        text=[f"{current['index']}, search {current['search_ms']:.2f} ms"],
+                        hovertemplate="%{x:,} entries: %{y:.2f}x the base<br>%{text}")
+    fig.update_layout(height=480, margin=dict(l=60, r=20, t=50, b=40), xaxis_type="log", yaxis_type="log",
+                      xaxis_title="datastore entries", yaxis_title="time per token / base's",
+                      title="time per generated token as the datastore grows (wall-clock, this machine)",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig

@@ -3,8 +3,8 @@ wiring together), and the plain-JSON endpoints. All numbers come from the engine
 import gradio as gr
 
 from ..engine import Engine
-from . import (api, compare_tab, generate_tab, imitation_tab, models_panel, neighbours_tab, score_tab, settings_row,
-               teach_tab)
+from . import (api, compare_tab, cost_tab, generate_tab, imitation_tab, memory_tab, models_panel, neighbours_tab,
+               score_tab, settings_row, teach_tab)
 
 INTRO = """# Memory Decoder Explorer
 A **base** language model, a **Memory Decoder** (a small LM trained to imitate a retriever over a domain corpus) and
@@ -23,8 +23,11 @@ def build(engine: Engine) -> gr.Blocks:
             comparison_views = [compare_tab.build(), neighbours_tab.build(), imitation_tab.build(), teach_tab.build()]
             generation = generate_tab.build()
             scoring = score_tab.build()
+            costs = cost_tab.build()
+            yours = memory_tab.build()
         model_events = [compare_tab.wire(engine, row, comparison_views), generate_tab.wire(engine, row, generation),
-                        score_tab.wire(engine, row, scoring)]
+                        score_tab.wire(engine, row, scoring), cost_tab.wire(engine, row, costs),
+                        memory_tab.wire(engine, row, yours)]
         models_panel.wire(engine, panel, demo, model_events)
         api.add(engine)
     # one request at a time on the models: the CPU is small and the key hooks are shared

@@ -1,0 +1,71 @@
+"""The Cost tab: time per token of base + kNN-LM as its datastore grows, per index type, next to the Memory Decoder's
+fixed cost, from the benchmark's results file; the store this page serves is measured on demand as one more point."""
+from dataclasses import dataclass
+
+import gradio as gr
+
+from .. import cost, plots
+from ..engine import Engine
+from .common import on_gpu, progress_bar, shown
+from .settings_row import SettingsRow
+
+INTRO = """### What the memory costs per token as the corpus grows
+The Memory Decoder costs one more small forward pass per token whatever its corpus; the kNN-LM searches a datastore
+with one entry per corpus token. The curves come from `python tools/benchmark_cost.py` (the models and the searches
+timed in one run; beyond the real keys, stores are grown with synthetic keys)."""
+MISSING = ("**No cost results yet.** Run `python tools/benchmark_cost.py` (about 30 minutes on 2 CPU cores; "
+           "`--sizes 1e4,1e5` for a quick look) to write `assets/results/cost.json`, then reload the app. "
+           "*Measure this store* works without it.")
+
+
+def summary_text(results: dict | None) -> str:
+    if results is None:
+        return MISSING
+    s, steps, machine = results["settings"], results["steps"], results["machine"]
+    lines = [f"Measured on {machine['cpu']} ({machine['cores']} cores, shared: load {machine['load_average_at_start'][0]} "
+             f"at the start): base `{s['base']}` {steps['base_ms']:.2f} ms per token, base + MemDec "
+             f"{steps['memdec_ms']:.2f} ms ({results['ratio_memdec']:.2f}x), medians over the sizes; k = {s['k']}; "
+             f"{s['real_entries']:,} real keys, then synthetic ones ({s['synthetic_keys']}).", "",
+             "| index | base + kNN-LM at 2x base + MemDec | at 10x |", "|---|---|---|"]
+    lines += [f"| {kind} | {by_factor['2']['text']} | {by_factor['10']['text']} |"
+              for kind, by_factor in results["crossovers"].items()]
+    skipped = [f"- {r['entries']:,} entries, {r['kind']}: {r['skipped']}" for r in results["rows"] if "skipped" in r]
+    return "\n".join(lines + (["", "Not measured:"] + skipped if skipped else []))
+
+
+def current_text(point: dict) -> str:
+    return (f"**This store** ({point['base']} / {point['domain']}): {point['entries']:,} entries, {point['index']}, "
+            f"search {point['search_ms']:.2f} ms per query at k = {point['k']}. Per token: base {point['base_ms']:.2f} ms, "
+            f"base + MemDec {point['memdec_ms']:.2f} ms ({point['ratio_memdec']:.2f}x), base + kNN-LM "
+            f"{point['knn_ms']:.2f} ms ({point['ratio_knn']:.2f}x).")
+
+
+@dataclass
+class CostTab:
+    plot: gr.Plot
+    summary: gr.Markdown
+    measure: gr.Button
+    current: gr.Markdown
+
+
+def build() -> CostTab:
+    results = cost.read_results()  # read once: the benchmark runs offline, a new file needs a restart
+    with gr.Tab("Cost"):
+        gr.Markdown(INTRO)
+        plot = gr.Plot(plots.cost_curves(results) if results else None, label="time per token", elem_id="cost-plot")
+        summary = gr.Markdown(summary_text(results))
+        with gr.Row():
+            measure = gr.Button("Measure this store", elem_id="cost-measure-button")
+            current = gr.Markdown("Measures the chosen base and memory's own store now (a few seconds).")
+    return CostTab(plot, summary, measure, current)
+
+
+def wire(engine: Engine, row: SettingsRow, tab: CostTab):
+    @shown
+    @on_gpu
+    def on_measure(base, domain, progress=gr.Progress()):
+        point = cost.measure_current(engine, base, domain, progress_bar(progress))
+        return {tab.plot: plots.cost_curves(cost.read_results(), point), tab.current: current_text(point)}
+
+    return tab.measure.click(on_measure, [row.base, row.domain], [tab.plot, tab.current], api_name="cost_view",
+                             api_visibility="undocumented", concurrency_id="models")

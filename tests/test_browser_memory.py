@@ -1,0 +1,76 @@
+"""The Your memory tab in headless Chromium: a file uploaded becomes a memory whose live kNN-LM the Compare tab uses at
+once; distilling draws its curve, and the decoder arrives in the memory menu, chosen, and compares."""
+import shutil
+
+import pytest
+
+pytest.importorskip("selenium")
+if not (shutil.which("chromium") and shutil.which("chromedriver")):
+    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)", allow_module_level=True)
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from app.serve.engine import Engine  # noqa: E402
+from test_memories import corpus_file, one_thread_jobs, serving  # noqa: E402, F401 (a fixture)
+from tools.browser import chromium  # noqa: E402
+
+FULL_COMPARISON = 7 * 12  # bars: 3 predictors and 2 mixtures of 2 parts, on the page's 12 tokens
+
+
+@pytest.fixture(scope="module")
+def page(tiny_models):
+    with serving(Engine(tiny_models["bases"], tiny_models["memories"])) as url:
+        driver = chromium()
+        driver.get(url)
+        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
+        yield driver
+        driver.quit()
+
+
+def open_tab(driver, name):
+    """A tab's content is in the page only once it has been opened."""
+    next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == name).click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, {"Compare": "dist-plot"}.get(name, "memory-build")))
+
+
+def text(driver, elem_id) -> str:
+    return driver.find_element(By.ID, elem_id).text
+
+
+def chosen_memory(driver) -> str:
+    return driver.execute_script("return document.querySelector('#domain input').value")
+
+
+def compare_renders(driver):
+    open_tab(driver, "Compare")
+    driver.execute_script("const p = document.querySelector('#dist-plot .js-plotly-plot'); if (p) p.dataset.old = 1")
+    driver.find_element(By.ID, "compare-button").click()
+    WebDriverWait(driver, 90).until(lambda d: d.execute_script(
+        "const p = document.querySelector('#dist-plot .js-plotly-plot'); return p && !p.dataset.old && "
+        "p.querySelectorAll('.barlayer .point path').length") == FULL_COMPARISON)
+
+
+def test_upload_knn_lm_distil_and_the_new_memory(page, tmp_path):
+    open_tab(page, "Your memory")
+    page.find_element(By.CSS_SELECTOR, "#memory-file input[type=file]").send_keys(corpus_file(tmp_path, "my-notes.txt"))
+    WebDriverWait(page, 30).until(lambda d: "my-notes" in text(d, "memory-file"))  # uploaded: its name is shown
+    page.find_element(By.ID, "memory-build").click()
+    WebDriverWait(page, 90).until(lambda d: "documents to train on" in text(d, "memory-about"))
+    assert "my-notes: kNN-LM only" in chosen_memory(page)
+    compare_renders(page)  # the kNN-LM of the upload is live: all five distributions are drawn
+
+    open_tab(page, "Your memory")
+    page.execute_script("""
+        const r = document.querySelector('#memory-steps input[type=range]');
+        const set = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set;
+        set.call(r, '6'); r.dispatchEvent(new Event('input', {bubbles: true}));
+        r.dispatchEvent(new Event('change', {bubbles: true}));
+        r.dispatchEvent(new PointerEvent('pointerup', {bubbles: true}));""")
+    WebDriverWait(page, 30).until(lambda d: "for 6 steps" in text(d, "memory-about"))
+    page.find_element(By.ID, "memory-distil").click()
+    WebDriverWait(page, 120).until(lambda d: "Distilled" in text(d, "memory-job"))
+    traces = page.execute_script("return document.querySelectorAll('#memory-curve .scatterlayer .trace').length")
+    assert traces == 4  # KL and CE, on train and on validation
+    WebDriverWait(page, 30).until(lambda d: "my-notes: Memory Decoder" in chosen_memory(d))
+    compare_renders(page)

@@ -1,0 +1,290 @@
+"""Bring your own memory, through gradio_client on a real server: an upload becomes a live kNN-LM at once, then a
+distilled Memory Decoder (a separate process) with its curve and tuned alpha; uploads stay in their session unless the
+server shares them; every bad file is refused with its message and changes nothing; cancel, then resume from the
+checkpoint; and the same from the command line."""
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import gradio as gr
+import pandas as pd
+import pytest
+from gradio_client import Client, handle_file
+
+from app.core.settings import Settings
+from app.serve import memories
+from app.serve.engine import Engine
+from app.serve.ui import api, compare_tab, memory_tab, models_panel, settings_row
+from conftest import WORDS, word_documents
+from tools.serving import free_port
+
+PROMPT = "cell protein gene"
+
+
+def memory_page(engine: Engine) -> gr.Blocks:
+    """The settings row, the Compare tab and the Your memory tab, with the JSON API, as the page lays them out."""
+    with gr.Blocks() as demo:
+        row = settings_row.build(engine)
+        with gr.Tabs():
+            views = [compare_tab.build()]
+            tab = memory_tab.build()
+        compare_tab.wire(engine, row, views)
+        memory_tab.wire(engine, row, tab)
+        api.add(engine)
+    return demo.queue(default_concurrency_limit=1, max_size=32)
+
+
+@contextmanager
+def serving(engine: Engine):
+    """The page on a free port; its distillation jobs are stopped when it closes."""
+    port = free_port()
+    demo = memory_page(engine)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        memories.of(engine).stop_all()
+        demo.close()
+
+
+def corpus_file(folder, name="notes.txt", seed=5, documents=50) -> str:
+    """Documents separated by blank lines, as a person would write them."""
+    path = folder / name
+    path.write_text("\n\n".join(word_documents(WORDS["bio"], seed, documents)) + "\n")
+    return str(path)
+
+
+def build(client: Client, path=None, text="", name="", base="tiny-a") -> dict:
+    """/memory_build; returns the memory's details (what the API returns for it)."""
+    out = client.predict(handle_file(path) if path else None, text, name, base, None, api_name="/memory_build")
+    return out[-2]
+
+
+def wait_for_job(client: Client, memory_id: str, until, timeout=60) -> tuple:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        out = client.predict(memory_id, None, memory_id, api_name="/memory_status")
+        if until(out[-3]["distillation"]):
+            return out
+        time.sleep(0.2)
+    raise AssertionError(f"the job did not get there in {timeout} s: {out[-3]['distillation']}")
+
+
+def loss_log(details: dict) -> pd.DataFrame:
+    return pd.read_csv(memories.root() / details["id"] / details["distillation"]["log"])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread_jobs():
+    """Distillation processes of tiny models on one thread: they gain nothing from more, and on a shared CPU
+    OpenMP's waiting threads make each step ten times slower."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
+
+
+@pytest.fixture(scope="module")
+def served(tiny_models):
+    engine = Engine(tiny_models["bases"], tiny_models["memories"])
+    with serving(engine) as url:
+        yield url, engine
+
+
+@pytest.fixture(scope="module")
+def built(served, tmp_path_factory):
+    """One visitor's upload, built into a memory."""
+    client = Client(served[0], verbose=False)
+    return client, build(client, corpus_file(tmp_path_factory.mktemp("upload")))
+
+
+def test_upload_becomes_a_live_knn_lm_then_a_decoder(served, built):
+    engine = served[1]
+    client, details = built
+    assert details["name"] == "notes" and details["base"] == "tiny-a"
+    assert details["documents"] == {"train": 45, "validation": 5}  # every tenth document held out
+    assert details["tokens"]["validation"] > Settings.block and details["decoder_memory"] is None
+    # the kNN-LM is usable at once; with no decoder yet, the base stands in for it
+    before = client.predict(PROMPT, domain=details["knn_memory"], api_name="/compare")
+    assert before["top"]["knn"] and before["top"]["memdec"] == before["top"]["base"]
+    assert len(engine.datastore("tiny-a", details["knn_memory"])) == (details["tokens"]["train"] - 1) // Settings.block * Settings.block
+
+    client.predict(details["id"], 6, api_name="/memory_distil")
+    out = wait_for_job(client, details["id"], lambda job: not job["running"])
+    done, menu = out[-3], out[-1]
+    assert done["distillation"]["phase"] == "done" and done["decoder_memory"] == details["id"] + "+memdec"
+    assert menu["value"] == done["decoder_memory"]  # the new memory is in the menu, and chosen
+    assert {details["knn_memory"], done["decoder_memory"]} <= {value for _, value in menu["choices"]}
+    curve = loss_log(done)
+    assert curve["step"].tolist() == list(range(1, 7)) and curve[["val_kl", "val_ce"]].notna().all().all()
+
+    tuned = done["distillation"]["alpha"]
+    assert tuned in Settings.alphas
+    after = client.predict(PROMPT, domain=done["decoder_memory"], api_name="/compare")
+    assert after["alpha"] == tuned and after["top"]["memdec"] != after["top"]["base"] and after["top"]["knn"]
+    folder = memories.root() / details["id"]
+    assert (folder / "decoder" / "memdec.json").exists() and not list(memories.root().glob("*.tmp"))
+
+
+def test_another_session_cannot_see_an_upload(served, built, tiny_models, tmp_path):
+    url, engine = served
+    owner_client, details = built
+    other = Client(url, verbose=False)
+    listed = other.predict(api_name="/memory_list")[1]
+    assert details["id"] not in json.dumps(listed)
+    with pytest.raises(Exception, match="no memory"):
+        other.predict(details["id"], api_name="/memory_show")
+    assert details["id"] in json.dumps(owner_client.predict(api_name="/memory_list")[1])
+    assert details["id"] not in json.dumps(engine.memory_choices(None)) + models_panel.panel_text(engine)
+    # a server started with --share-memories lists uploads to everyone
+    shared = Engine(tiny_models["bases"], tiny_models["memories"], share_memories=True)
+    with serving(shared) as shared_url:
+        made = build(Client(shared_url, verbose=False), corpus_file(tmp_path, "shared.txt", seed=7), name="together")
+        someone = Client(shared_url, verbose=False)
+        assert made["id"] in json.dumps(someone.predict(api_name="/memory_list")[1]) and made["id"] in shared.memories
+        with pytest.raises(Exception, match="only whoever made it"):  # seen and used by all, changed by its maker
+            someone.predict(made["id"], None, None, api_name="/memory_delete")
+
+
+@pytest.mark.parametrize("name, encode", [
+    ("notes.txt.gz", lambda docs: gzip.compress("\n\n".join(docs).encode())),
+    ("notes.jsonl", lambda docs: "\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(docs)).encode()),
+])
+def test_gzip_and_jsonl_uploads_are_read(served, tmp_path, name, encode):
+    client = Client(served[0], verbose=False)
+    (tmp_path / name).write_bytes(encode(word_documents(WORDS["law"], 11, 40)))
+    made = build(client, str(tmp_path / name))
+    assert made["name"] == "notes" and made["documents"] == {"train": 36, "validation": 4}
+    client.predict(made["id"], None, None, api_name="/memory_delete")
+
+
+def on_disk() -> list:
+    return sorted(p.name for p in memories.root().glob("*"))
+
+
+def write(folder, name, data: bytes) -> str:
+    (folder / name).write_bytes(data)
+    return str(folder / name)
+
+
+BAD_FILES = [
+    ("binary.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00" * 50, "binary"),
+    ("empty.txt", b"", "empty"),
+    ("blank.txt", b"  \n\n \n", "empty"),
+    ("latin1.txt", "Café crème, déjà vu.\n\nNaïve façade.".encode("latin-1"), "not UTF-8"),
+    ("huge.txt", b"cell protein gene. " * 60_000, "over the 1 MB limit"),
+    ("bomb.txt.gz", gzip.compress(b"cell protein gene. " * 60_000), "more than 1 MB"),
+    ("broken.txt.gz", b"\x1f\x8b\x08 not really gzip", "not a readable gzip"),
+    ("short.txt", b"cell protein.\n\nkinase tissue.", "too short to split"),
+    ("one.txt", b"cell protein gene membrane enzyme " * 20, "too short to split"),
+    ("notes.jsonl", b'{"text": "cell protein"}\n{"body": "no text field"}\n', 'line 2, has no "text"'),
+    ("notes2.jsonl", b'{"text": "cell protein"}\nnot json\n', "line 2, is not JSON"),
+    ("paper.pdf", b"%PDF-1.4 cell protein", "Invalid file type"),  # the page's file box refuses it first
+    ("data.csv.gz", gzip.compress(b"cell,protein\n"), "only .txt, .txt.gz and .jsonl"),
+]
+
+
+@pytest.mark.parametrize("name, data, message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_bad_files_are_refused_with_their_message(served, tmp_path, name, data, message):
+    client = Client(served[0], verbose=False)
+    before = on_disk()
+    with pytest.raises(Exception, match=message):
+        build(client, write(tmp_path, name, data))
+    assert on_disk() == before  # nothing written, nothing left half-made
+    assert client.predict(PROMPT, top_n=3, api_name="/compare")["top"]["knn"]  # and the app keeps serving
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(), "upload a file or paste"),
+    (dict(text="cell protein", path="x"), "upload a file or paste"),
+    (dict(text="\n".join(word_documents(WORDS["law"], 1, 30)), name="bad name!"), "not a usable name"),
+    (dict(text="\n\n".join(word_documents(WORDS["law"], 1, 30)), base="gpt-17"), "gpt-17 is not in the list"),
+])
+def test_bad_requests_are_refused(served, tmp_path, kwargs, message):
+    if kwargs.get("path"):
+        kwargs["path"] = corpus_file(tmp_path)
+    with pytest.raises(Exception, match=message):
+        build(Client(served[0], verbose=False), **kwargs)
+
+
+def test_cancel_then_resume_from_the_checkpoint(served, tmp_path):
+    STEPS = 40  # a checkpoint every 2 steps: the job is caught between two, and the test stays short
+    client = Client(served[0], verbose=False)
+    pasted = "\n\n".join(word_documents(WORDS["law"], 3, 40))
+    details = build(client, text=pasted, name="pasted-law", base="tiny-b")
+    with pytest.raises(Exception, match="no distillation is running"):
+        client.predict(details["id"], api_name="/memory_cancel")
+    client.predict(details["id"], STEPS, api_name="/memory_distil")
+    with pytest.raises(Exception, match="running on this server already"):  # one job at a time: each takes the CPU
+        client.predict(details["id"], STEPS, api_name="/memory_distil")
+    wait_for_job(client, details["id"], lambda job: job.get("log") and (memories.root() / details["id"] / job["log"]).exists())
+    out = client.predict(details["id"], api_name="/memory_cancel")
+    cancelled = out[-2]["distillation"]
+    assert cancelled["phase"] == "cancelled" and not cancelled["running"]
+    kept = loss_log(out[-2])
+    assert 0 < kept["step"].iloc[-1] < STEPS and "Stopped" in out[2]
+
+    client.predict(details["id"], STEPS, api_name="/memory_distil")  # resume
+    done = wait_for_job(client, details["id"], lambda job: not job["running"])[-3]
+    assert done["distillation"]["phase"] == "done"
+    curve = loss_log(done)
+    assert curve["step"].tolist() == list(range(1, STEPS + 1))
+    pd.testing.assert_frame_equal(curve.iloc[: len(kept)], kept, check_dtype=False)  # the resumed log reads steps back as floats
+    log = (memories.root() / details["id"] / "making" / "job.log").read_text()
+    assert f" {kept['step'].iloc[-1]}/{STEPS} [00:00<?" in log  # resumed: the second run's bar starts there
+
+
+def test_quotas_per_visitor_and_in_all(served, tmp_path, monkeypatch):
+    client = Client(served[0], verbose=False)
+    made = build(client, corpus_file(tmp_path, "first.txt"))
+    monkeypatch.setattr(memories, "SESSION_MEMORIES", 1)
+    with pytest.raises(Exception, match="you keep 1 memories, the most one visitor may"):
+        build(client, corpus_file(tmp_path, "second.txt"))
+    monkeypatch.setattr(memories, "SESSION_MEMORIES", 3)
+    monkeypatch.setattr(memories, "SESSION_BYTES", memories.folder_bytes(memories.root() / made["id"]) + 1000)
+    with pytest.raises(Exception, match="over the 0 MB one visitor may use"):
+        build(client, corpus_file(tmp_path, "second.txt"))
+    monkeypatch.setattr(memories, "SESSION_BYTES", 2**30)
+    monkeypatch.setattr(memories, "TOTAL_BYTES", memories.folder_bytes(memories.root()) + 1000)
+    with pytest.raises(Exception, match="the space for uploaded memories is full"):
+        build(Client(served[0], verbose=False), corpus_file(tmp_path, "other.txt"))  # another visitor, same server
+    monkeypatch.setattr(memories, "TOTAL_BYTES", 2**30)
+    monkeypatch.setattr(memories, "SESSION_MEMORIES", 1)
+    client.predict(made["id"], None, None, api_name="/memory_delete")  # deleting makes room again
+    assert not (memories.root() / made["id"]).exists() and made["id"] not in served[1].private
+    assert build(client, corpus_file(tmp_path, "second.txt"))["name"] == "second"
+
+
+def test_uploads_go_when_their_session_ends_or_after_a_day_unused(served, tmp_path):
+    url, engine = served
+    registry, path = memories.of(engine), corpus_file(tmp_path)
+    closed = registry.build(memories.owner("a closed page"), "closed", "tiny-a", upload=path)
+    registry.forget(memories.owner("a closed page"))  # what the page's session State does when the session ends
+    assert not closed.folder.exists() and closed.id not in engine.private
+    idle = registry.build(memories.owner("an idle page"), "idle", "tiny-a", upload=path)
+    day_ago = time.time() - memories.UNUSED_TTL_S - 60
+    os.utime(idle.folder / "memory.json", (day_ago, day_ago))
+    registry.sweep()
+    assert not idle.folder.exists() and idle.id not in engine.private
+
+
+def test_command_line_builds_and_distils(tiny_models, tmp_path):
+    memory = tiny_models["memories"]["bio"]
+    models = ["--model", f"a={tiny_models['bases']['tiny-a']}", "--memory", f"bio={memory.decoder},{memory.corpus}"]
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "app.serve.cli", "memory", *args, *models], capture_output=True,
+                              text=True, env=os.environ, timeout=120)
+
+    made = cli("build", corpus_file(tmp_path, "cli.txt", seed=9), "--name", "from-cli")
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert json.loads(made.stdout)["knn_memory"] == "from-cli"
+    distilled = cli("distil", "from-cli", "--steps", "4")
+    assert distilled.returncode == 0, distilled.stderr[-2000:]
+    assert json.loads(distilled.stdout)["decoder_memory"] == "from-cli+memdec"
+    again = cli("build", corpus_file(tmp_path, "cli.txt", seed=9), "--name", "from-cli")
+    assert again.returncode != 0 and "named 'from-cli' already" in again.stderr
+    assert cli("delete", "from-cli").returncode == 0 and not (memories.root() / "from-cli").exists()
