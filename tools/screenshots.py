@@ -69,6 +69,10 @@ def take(url: str, out: Path, prompt: str, passage: str):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".gain .tok"))
         time.sleep(2)
         shoot(driver, out / "score.png", 1950)
+        tab(driver, "Cost")
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length") > 0)
+        time.sleep(2)
+        shoot(driver, out / "cost.png", 1300)
     finally:
         driver.quit()
 
