@@ -1,5 +1,5 @@
-"""The Your memory tab in headless Chromium: a file uploaded becomes a memory whose live kNN-LM the Compare tab uses at
-once; distilling draws its curve, and the decoder arrives in the memory menu, chosen, and compares."""
+"""The Your memory tab of the whole page in headless Chromium: a file uploaded becomes a memory whose live kNN-LM the
+Compare tab uses at once; distilling draws its curve, and the decoder arrives in the memory menu, chosen, and compares."""
 import shutil
 
 import pytest

@@ -10,7 +10,6 @@ import sys
 import time
 from contextlib import contextmanager
 
-import gradio as gr
 import pandas as pd
 import pytest
 from gradio_client import Client, handle_file
@@ -18,34 +17,19 @@ from gradio_client import Client, handle_file
 from app.core.settings import Settings
 from app.serve import memories
 from app.serve.engine import Engine
-from app.serve.ui import api, compare_tab, memory_tab, models_panel, settings_row
+from app.serve.ui import models_panel
 from conftest import WORDS, word_documents
-from tools.serving import free_port
+from tools.serving import serve_in_background
 
 PROMPT = "cell protein gene"
 
 
-def memory_page(engine: Engine) -> gr.Blocks:
-    """The settings row, the Compare tab and the Your memory tab, with the JSON API, as the page lays them out."""
-    with gr.Blocks() as demo:
-        row = settings_row.build(engine)
-        with gr.Tabs():
-            views = [compare_tab.build()]
-            tab = memory_tab.build()
-        compare_tab.wire(engine, row, views)
-        memory_tab.wire(engine, row, tab)
-        api.add(engine)
-    return demo.queue(default_concurrency_limit=1, max_size=32)
-
-
 @contextmanager
 def serving(engine: Engine):
-    """The page on a free port; its distillation jobs are stopped when it closes."""
-    port = free_port()
-    demo = memory_page(engine)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    """The whole page on a free port; its distillation jobs are stopped when it closes."""
+    url, demo = serve_in_background(engine)
     try:
-        yield f"http://127.0.0.1:{port}/"
+        yield url
     finally:
         memories.of(engine).stop_all()
         demo.close()
@@ -110,7 +94,8 @@ def test_upload_becomes_a_live_knn_lm_then_a_decoder(served, built):
     # the kNN-LM is usable at once; with no decoder yet, the base stands in for it
     before = client.predict(PROMPT, domain=details["knn_memory"], api_name="/compare")
     assert before["top"]["knn"] and before["top"]["memdec"] == before["top"]["base"]
-    assert len(engine.datastore("tiny-a", details["knn_memory"])) == (details["tokens"]["train"] - 1) // Settings.block * Settings.block
+    entries = (details["tokens"]["train"] - 1) // Settings.block * Settings.block  # one per position of its blocks
+    assert len(engine.datastore("tiny-a", details["knn_memory"])) == entries
 
     client.predict(details["id"], 6, api_name="/memory_distil")
     out = wait_for_job(client, details["id"], lambda job: not job["running"])

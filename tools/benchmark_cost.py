@@ -19,7 +19,7 @@ Bounded: a point is skipped, with its reason, when its build at the rate measure
 size (entries per second) would overrun what is left of the budget, or when its index, scaled by size likewise, would
 take more than half the free memory (the app's rule for a store). Nothing is extrapolated into the results.
 
-The CPU may be shared: the model steps are timed again before each size (the fastest of several runs' medians, see
+The CPU may be shared: the model steps are timed again with each point (the fastest of several runs' medians, see
 app.serve.cost.step_times), each row keeps them and the load average, and every ratio is taken within its row.
 """
 import argparse
@@ -45,7 +45,7 @@ from app.serve.engine import FREE_MEMORY_SHARE, Engine  # noqa: E402
 SIZES = (10_000, 100_000, 1_000_000, 10_000_000)
 CHUNK = 1 << 18  # rows of keys converted to float32 at a time
 MIN_QUERIES = 3
-STEPS = ("base_ms", "memdec_ms", "knn_rest_ms")  # the model steps, timed per size, kept in each row
+STEPS = ("base_ms", "memdec_ms", "knn_rest_ms")  # the model steps, timed with each point, kept in its row
 SYNTHETIC = "real key + Gaussian noise at the median nearest-neighbour distance, per-dimension spread (v1)"
 
 
@@ -184,24 +184,24 @@ def measure_point(keys, values, entries: int, kind: str, spec: dict, queries, k:
             "keys_bytes": entries * (keys.shape[1] * 2 + 4), "memory_bytes": int(memory) + entries * (keys.shape[1] * 2 + 4)}
 
 
-def measure_points(keys, values, queries, real: int, sizes: list, kinds: list, time_steps, search_seconds: float,
-                   deadline: float) -> list[dict]:
+def measure_points(keys, values, queries, real: int, sizes: list, kinds: list, k: int, time_steps,
+                   search_seconds: float, deadline: float) -> list[dict]:
     """One row per (size, kind), smallest sizes first: measured, or skipped with the reason. The model steps are
-    timed before each size's searches, so that a ratio compares timings from the same minutes of a shared CPU."""
+    timed right after each point's searches, so that its ratios compare timings from the same moments of a CPU that
+    others may share (a busy CPU slows both alike)."""
     rows, last = [], {}
     for entries in sizes:
-        steps = kth = None
+        kth = None
         for kind in kinds:
             spec = datastore.index_spec(entries, kind)
             reason = skip_reason(kind, entries, last.get(kind), deadline - time.perf_counter())
             if reason:
                 row = {"kind": kind, "index": spec["type"], "entries": entries, "skipped": reason}
             else:
-                if steps is None:  # once per size, and only for a size that has a point to measure
-                    steps = time_steps()
-                    k = min(steps["k"], entries)
-                    kth = nearest_distances(keys, entries, queries, k)[:, k - 1]  # the exact k-th distance per query
-                row = measure_point(keys, values, entries, kind, spec, queries, k, kth, search_seconds)
+                if kth is None:  # the exact k-th nearest distance per query, once per size
+                    kth = nearest_distances(keys, entries, queries, min(k, entries))[:, min(k, entries) - 1]
+                row = measure_point(keys, values, entries, kind, spec, queries, min(k, entries), kth, search_seconds)
+                steps = time_steps()
                 row |= {name: steps[name] for name in STEPS}
                 row["knn_ms"] = round(steps["knn_rest_ms"] + row["search_ms"], 3)
                 row["ratio_knn"] = round(row["knn_ms"] / steps["base_ms"], 3)
@@ -226,7 +226,7 @@ def machine() -> dict:
 
 def print_table(results: dict):
     steps = results["steps"]
-    print(f"medians over the sizes: base {steps['base_ms']:.2f} ms/token; base + MemDec {steps['memdec_ms']:.2f} ms "
+    print(f"medians over the points: base {steps['base_ms']:.2f} ms/token; base + MemDec {steps['memdec_ms']:.2f} ms "
           f"({results['ratio_memdec']:.2f}x); kNN-LM step without its search {steps['knn_rest_ms']:.2f} ms")
     print(f"{'entries':>11} {'index':6} {'build s':>8} {'search ms':>10} {'recall@k':>8} {'memory GB':>9} "
           f"{'base ms':>8} {'kNN ms/tok':>10} {'x base':>7} {'x MemDec':>8}")
@@ -267,22 +267,22 @@ def main(argv=None, engine: Engine | None = None) -> dict:
     store = engine.datastore(base, domain)
     sizes = sorted(args.sizes)
     all_keys, all_values, queries, real = grown_entries(keys, values, made_from, sizes[-1], args.queries, args.seed)
-    rows = measure_points(all_keys, all_values, queries, real, sizes, args.kinds,
+    k = engine.knn_settings(base, domain)[0]
+    rows = measure_points(all_keys, all_values, queries, real, sizes, args.kinds, k,
                           lambda: cost.step_times(engine, base, domain, store, args.tokens, args.repeats),
                           args.search_seconds, started + 60 * args.budget_minutes)
-    per_size = {row["entries"]: row for row in rows if "knn_ms" in row}.values()
-    steps = {name: round(statistics.median(row[name] for row in per_size), 3) for name in STEPS}
+    steps = {name: round(statistics.median(row[name] for row in rows if "knn_ms" in row), 3) for name in STEPS}
     pair = engine.pair(base, domain)
     results = {
         "what": "per-token latency of base, base + Memory Decoder and base + kNN-LM as the datastore grows, per index",
         "machine": described | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"base": base, "base_model": engine.bases[base], "domain": domain, "decoder": pair.memory.decoder,
-                     "k": engine.knn_settings(base, domain)[0], "tokens": args.tokens, "repeats": args.repeats,
+                     "k": k, "tokens": args.tokens, "repeats": args.repeats,
                      "key_width": int(keys.shape[1]), "sizes": sizes, "kinds": args.kinds,
                      "real_entries": real, "synthetic_keys": SYNTHETIC, "queries": args.queries,
                      "search_seconds": args.search_seconds, "budget_minutes": args.budget_minutes, "seed": args.seed,
                      "per_token_knn": "knn_rest_ms (the kNN-LM step less its search, on the real store) + search_ms; "
-                                      "the steps are timed before each size, the top-level ones are their medians",
+                                      "the steps are timed with each point, the top-level ones are their medians",
                      "prompt": cost.PROMPT},
         "steps": steps,
         "ratio_memdec": round(steps["memdec_ms"] / steps["base_ms"], 3),

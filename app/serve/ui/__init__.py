@@ -2,6 +2,7 @@
 wiring together), and the plain-JSON endpoints. All numbers come from the engine."""
 import gradio as gr
 
+from .. import memories
 from ..engine import Engine
 from . import (api, compare_tab, cost_tab, generate_tab, imitation_tab, memory_tab, models_panel, neighbours_tab,
                score_tab, settings_row, teach_tab)
@@ -12,6 +13,7 @@ the **live kNN-LM** retriever it imitates, side by side on the same next token. 
 space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine: warm models, the median of 3 runs per component (the CPU may be shared)."""
 CSS = ".tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; }"
 THEME = gr.themes.Soft()
+MAX_UPLOAD = memories.MAX_BYTES  # refused before it is written to disk (a .gz is checked again once unpacked)
 
 
 def build(engine: Engine) -> gr.Blocks:
@@ -37,5 +39,5 @@ def build(engine: Engine) -> gr.Blocks:
 def launch(engine: Engine, **options):
     """Serves the page with the app's theme and style; options go to Blocks.launch (port, threading, ...)."""
     demo = build(engine)
-    demo.launch(theme=THEME, css=CSS, **options)
+    demo.launch(theme=THEME, css=CSS, max_file_size=MAX_UPLOAD, **options)
     return demo

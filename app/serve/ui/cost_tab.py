@@ -24,7 +24,7 @@ def summary_text(results: dict | None) -> str:
     s, steps, machine = results["settings"], results["steps"], results["machine"]
     lines = [f"Measured on {machine['cpu']} ({machine['cores']} cores, shared: load {machine['load_average_at_start'][0]} "
              f"at the start): base `{s['base']}` {steps['base_ms']:.2f} ms per token, base + MemDec "
-             f"{steps['memdec_ms']:.2f} ms ({results['ratio_memdec']:.2f}x), medians over the sizes; k = {s['k']}; "
+             f"{steps['memdec_ms']:.2f} ms ({results['ratio_memdec']:.2f}x), medians over the points; k = {s['k']}; "
              f"{s['real_entries']:,} real keys, then synthetic ones ({s['synthetic_keys']}).", "",
              "| index | base + kNN-LM at 2x base + MemDec | at 10x |", "|---|---|---|"]
     lines += [f"| {kind} | {by_factor['2']['text']} | {by_factor['10']['text']} |"

@@ -163,8 +163,8 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
     def on_build(upload, pasted, name, base, family, request: gr.Request, progress=gr.Progress()):
         visitor = memories.owner(request.session_hash)
         made = registry.build(visitor, name, base, upload, pasted, progress_bar(progress))
-        return {session: visitor, tab.mine: mine_menu(visitor, made.id), row.domain: memory_menu(engine, visitor, family, made.id),
-                tab.upload: None, tab.pasted: "", **show(visitor, made.id)}
+        return {session: visitor, tab.mine: mine_menu(visitor, made.id), tab.upload: None, tab.pasted: "",
+                row.domain: memory_menu(engine, visitor, family, made.id), **show(visitor, made.id)}
 
     @shown
     def on_show(memory_id, request: gr.Request):
