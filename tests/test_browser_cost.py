@@ -2,7 +2,6 @@
 "Measure this store" adds the served store as a point."""
 import shutil
 
-import faiss
 import gradio as gr
 import pytest
 
@@ -25,11 +24,8 @@ def cost_page(engine, tmp_path_factory):
     """The Cost tab with the settings row, as the page lays them out, over a results file of a tiny benchmark run."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(paths, "RESULTS", tmp_path_factory.mktemp("results"))
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)  # tiny indexes gain nothing from threads, and a shared CPU makes them wait
         results = benchmark_cost.main(["--sizes", "2000,8000", "--queries", "8", "--search-seconds", "0.1",
                                        "--tokens", "4", "--repeats", "1"], engine=engine)
-        faiss.omp_set_num_threads(threads)
         with gr.Blocks() as demo:
             row = settings_row.build(engine)
             with gr.Tabs():

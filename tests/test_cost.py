@@ -2,10 +2,10 @@
 benchmark end to end on the tiny engine (bounded by its budget)."""
 import math
 
-import faiss
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 
 from app.core import paths
 from app.core.files import read_json
@@ -73,20 +73,12 @@ def test_measure_current_times_the_served_store(engine):
     assert point["ratio_knn"] == pytest.approx(point["knn_ms"] / point["base_ms"], rel=1e-2)
 
 
-@pytest.fixture()
-def one_faiss_thread():
-    """Tiny indexes gain nothing from threads, and on a shared CPU OpenMP's waiting threads slow each build tenfold."""
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
-
-
-def test_benchmark_end_to_end_on_the_tiny_engine(engine, tmp_path, one_faiss_thread):
+def test_benchmark_end_to_end_on_the_tiny_engine(engine, tmp_path):
     out = tmp_path / "cost.json"
     tiny = ["--sizes", "2000,8000", "--queries", "16", "--search-seconds", "0.1", "--tokens", "4", "--repeats", "1"]
+    threads = torch.get_num_threads()
     results = benchmark_cost.main(tiny + ["--out", str(out)], engine=engine)
-    assert read_json(out) == results
+    assert read_json(out) == results and torch.get_num_threads() == threads  # one thread while it ran, not after
     rows = {(r["kind"], r["entries"]): r for r in results["rows"]}
     assert set(rows) == {(kind, n) for kind in ("exact", "ivfpq", "hnsw") for n in (2000, 8000)}
     real = results["settings"]["real_entries"]

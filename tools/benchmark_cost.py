@@ -21,8 +21,13 @@ take more than half the free memory (the app's rule for a store). Nothing is ext
 
 The CPU may be shared: the model steps are timed again with each point (the fastest of several runs' medians, see
 app.serve.cost.step_times), each row keeps them and the load average, and every ratio is taken within its row.
+Everything runs on one thread (--threads; torch and FAISS share one OpenMP runtime): with two, each op waits at a
+barrier for a core that another process may hold, which slowed the base's step up to 6x at random here (2 ms -> 13 ms).
+On an idle CPU one thread costs the models nothing (base ~2.1 ms either way) and makes a single-query search faster
+(flat, 1M entries: 38 ms against 58 ms on two threads); builds take their single-core time.
 """
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -177,11 +182,11 @@ def measure_point(keys, values, entries: int, kind: str, spec: dict, queries, k:
     build_s = time.perf_counter() - start
     store = datastore.Datastore(keys[:entries], values[:entries], index, {"index": spec}, {})
     ms, found = timed_searches(store, queries, k, seconds)
-    memory = index_bytes(index)
+    memory, keys_bytes = int(index_bytes(index)), entries * (keys.shape[1] * 2 + 4)  # fp16 keys, int32 values
     return {"kind": kind, "index": spec["type"], "spec": spec, "entries": entries, "build_s": round(build_s, 2),
             "search_ms": round(statistics.median(ms), 3), "queries_timed": len(ms),
-            "recall_at_k": recall(keys, queries[: len(found)], found, kth[: len(found)]), "index_bytes": int(memory),
-            "keys_bytes": entries * (keys.shape[1] * 2 + 4), "memory_bytes": int(memory) + entries * (keys.shape[1] * 2 + 4)}
+            "recall_at_k": recall(keys, queries[: len(found)], found, kth[: len(found)]), "index_bytes": memory,
+            "keys_bytes": keys_bytes, "memory_bytes": memory + keys_bytes}
 
 
 def measure_points(keys, values, queries, real: int, sizes: list, kinds: list, k: int, time_steps,
@@ -247,20 +252,21 @@ def numbers(text: str) -> list[int]:
     return [int(float(x)) for x in text.split(",")]
 
 
-def main(argv=None, engine: Engine | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=numbers, default=list(SIZES), help="store sizes, e.g. 1e5,1e6")
-    parser.add_argument("--kinds", type=lambda s: s.split(","), default=list(datastore.KINDS))
-    parser.add_argument("--budget-minutes", type=float, default=30.0, help="for the whole run")
-    parser.add_argument("--queries", type=int, default=64, help="real keys held out as queries")
-    parser.add_argument("--search-seconds", type=float, default=10.0, help="per point, at least 3 queries")
-    parser.add_argument("--tokens", type=int, default=cost.TOKENS)
-    parser.add_argument("--repeats", type=int, default=cost.REPEATS)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="default: assets/results/cost.json")
-    args = parser.parse_args(argv)
+@contextlib.contextmanager
+def threads(count: int):
+    """torch and FAISS on `count` threads for a while."""
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    torch.set_num_threads(count)
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
+
+
+def run(args, engine: Engine) -> dict:
     started = time.perf_counter()
-    engine = engine or Engine.embedded()
     base, domain = engine.default_base, engine.default_domain
     described = machine()
     keys, values, made_from = real_entries(engine, base)
@@ -272,12 +278,11 @@ def main(argv=None, engine: Engine | None = None) -> dict:
                           lambda: cost.step_times(engine, base, domain, store, args.tokens, args.repeats),
                           args.search_seconds, started + 60 * args.budget_minutes)
     steps = {name: round(statistics.median(row[name] for row in rows if "knn_ms" in row), 3) for name in STEPS}
-    pair = engine.pair(base, domain)
     results = {
         "what": "per-token latency of base, base + Memory Decoder and base + kNN-LM as the datastore grows, per index",
         "machine": described | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {"base": base, "base_model": engine.bases[base], "domain": domain, "decoder": pair.memory.decoder,
-                     "k": k, "tokens": args.tokens, "repeats": args.repeats,
+        "settings": {"base": base, "base_model": engine.bases[base], "domain": domain,
+                     "decoder": engine.memory(domain)[1].decoder, "k": k, "tokens": args.tokens, "repeats": args.repeats,
                      "key_width": int(keys.shape[1]), "sizes": sizes, "kinds": args.kinds,
                      "real_entries": real, "synthetic_keys": SYNTHETIC, "queries": args.queries,
                      "search_seconds": args.search_seconds, "budget_minutes": args.budget_minutes, "seed": args.seed,
@@ -290,6 +295,24 @@ def main(argv=None, engine: Engine | None = None) -> dict:
     }
     results["crossovers"] = cost.crossovers(results)
     results["wall_s"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def main(argv=None, engine: Engine | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=numbers, default=list(SIZES), help="store sizes, e.g. 1e5,1e6")
+    parser.add_argument("--kinds", type=lambda s: s.split(","), default=list(datastore.KINDS))
+    parser.add_argument("--budget-minutes", type=float, default=30.0, help="for the whole run")
+    parser.add_argument("--queries", type=int, default=64, help="real keys held out as queries")
+    parser.add_argument("--search-seconds", type=float, default=10.0, help="per point, at least 3 queries")
+    parser.add_argument("--tokens", type=int, default=cost.TOKENS)
+    parser.add_argument("--repeats", type=int, default=cost.REPEATS)
+    parser.add_argument("--threads", type=int, default=1, help="for torch and FAISS (see above)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="default: assets/results/cost.json")
+    args = parser.parse_args(argv)
+    with threads(args.threads):
+        results = run(args, engine or Engine.embedded())
     write_json(args.out or cost.results_path(), results)
     print_table(results)
     return results

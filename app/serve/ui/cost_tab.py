@@ -13,8 +13,8 @@ INTRO = """### What the memory costs per token as the corpus grows
 The Memory Decoder costs one more small forward pass per token whatever its corpus; the kNN-LM searches a datastore
 with one entry per corpus token. The curves come from `python tools/benchmark_cost.py` (the models and the searches
 timed in one run; beyond the real keys, stores are grown with synthetic keys)."""
-MISSING = ("**No cost results yet.** Run `python tools/benchmark_cost.py` (about 30 minutes on 2 CPU cores; "
-           "`--sizes 1e4,1e5` for a quick look) to write `assets/results/cost.json`, then reload the app. "
+MISSING = ("**No cost results yet.** Run `python tools/benchmark_cost.py` (10-15 minutes on 2 CPU cores; "
+           "`--sizes 1e4,1e5` for a quick look) to write `assets/results/cost.json`, then restart the app. "
            "*Measure this store* works without it.")
 
 
