@@ -34,7 +34,9 @@ class Settings:
     tokenizer_sample_chars: int = 8_000_000
     # the embedded bases
     context: int = 256
-    base_steps: dict = field(default_factory=lambda: {"small": 400, "medium": 300, "large": 400})
+    # long enough that the general validation loss flattens (models/base-*/loss.csv), within the 2-hour pipeline
+    base_steps: dict = field(default_factory=lambda: {"small": 1000, "medium": 1000, "large": 1400})
+    general_held_out: int = 32_768  # the general stream's last tokens: the bases' validation curve
     base_batch_size: int = 32
     base_lr: float = 2e-3
     base_warmup: int = 100  # steps of linear warm-up, at most a tenth of the run

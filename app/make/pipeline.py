@@ -49,8 +49,7 @@ def corpora_step(s: Settings):
 
 def tokenizer_recipe(s: Settings) -> dict:
     return {"kind": "tokenizer", "vocab_size": s.vocab_size, "sample_chars": s.tokenizer_sample_chars,
-            "context": s.context, "general": file_digest(paths.general_corpus()),
-            "domains": {d: file_digest(corpus_path(d, "train")) for d in DOMAINS}}
+            "context": s.context, "general": file_digest(paths.general_corpus())}
 
 
 def tokenizer_step(s: Settings):
@@ -58,9 +57,8 @@ def tokenizer_step(s: Settings):
     if recipe.is_current(folder, made_from):
         return say("tokenizer: current")
     say("tokenizer: training")
-    build_tokenizer(read_documents(paths.general_corpus()),
-                    [doc for d in DOMAINS for doc in read_documents(corpus_path(d, "train"))], folder,
-                    s.vocab_size, s.tokenizer_sample_chars, s.context, made_from)
+    build_tokenizer(read_documents(paths.general_corpus()), folder, s.vocab_size, s.tokenizer_sample_chars, s.context,
+                    made_from)
 
 
 def token_counts_step():

@@ -32,11 +32,10 @@ def sample_texts(docs, max_chars: int):
         yield doc
 
 
-def build_tokenizer(general_docs, domain_train_docs, folder, vocab_size: int, sample_chars: int, context: int,
-                    made_from: dict):
-    """General text plus the domains' train splits (never validation or test), saved for AutoTokenizer into a
-    temporary folder renamed into place, with its recipe."""
-    tokenizer = train_tokenizer(list(sample_texts(general_docs, sample_chars)) + list(domain_train_docs), vocab_size, context)
+def build_tokenizer(general_docs, folder, vocab_size: int, sample_chars: int, context: int, made_from: dict):
+    """General text only, as a published family's tokenizer never saw the domains a memory is built for; saved for
+    AutoTokenizer into a temporary folder renamed into place, with its recipe."""
+    tokenizer = train_tokenizer(sample_texts(general_docs, sample_chars), vocab_size, context)
     folder = Path(folder)
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

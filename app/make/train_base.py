@@ -3,6 +3,7 @@
     python -m app.make.train_base large      # the steps, batch and rate of app.core.settings
 """
 import argparse
+import shutil
 
 import numpy as np
 import torch
@@ -11,7 +12,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from ..core import paths
 from ..core.models import file_digest, load_tokenizer, save_model, tokenizer_fingerprint
 from ..core.settings import BASE_SIZES, Settings, warmup
-from ..core.tokens import encode_file
+from ..core.tokens import blocks, encode_file
 from .trainer import TrainConfig, train
 
 
@@ -33,25 +34,42 @@ def causal_lm_loss(model, batch):
     return loss, {}
 
 
+def general_split(stream: np.ndarray, held_out: int, block: int) -> tuple[np.ndarray, tuple]:
+    """The general stream's last held_out tokens are its validation blocks, never trained on."""
+    return stream[:-held_out], blocks(stream[-held_out:], block)
+
+
+def validation_loss(model, val, batch_size: int = 32) -> dict:
+    inputs, labels = val
+    dev = next(model.parameters()).device
+    total = sum(causal_lm_loss(model, {"input_ids": inputs[i: i + batch_size].to(dev), "labels": labels[i: i + batch_size].to(dev)})[0].item()
+                * len(inputs[i: i + batch_size]) for i in range(0, len(inputs), batch_size))
+    return {"loss": total / len(inputs)}
+
+
 def base_recipe(size: str, s: Settings) -> dict:
     """Everything a base model depends on; a model whose recorded recipe matches this is current."""
     tokenizer = load_tokenizer(paths.tokenizer_folder())
     steps = s.base_steps[size]
     return {"kind": "base", "size": size, "architecture": BASE_SIZES[size], "context": s.context, "steps": steps,
             "batch_size": s.base_batch_size, "lr": s.base_lr, "warmup": warmup(s.base_warmup, steps), "block": s.block,
-            "corpus": file_digest(paths.general_corpus()), "tokenizer": tokenizer_fingerprint(tokenizer)}
+            "held_out": s.general_held_out, "corpus": file_digest(paths.general_corpus()), "tokenizer": tokenizer_fingerprint(tokenizer)}
 
 
 def train_base(size: str, s: Settings):
     tokenizer = load_tokenizer(paths.tokenizer_folder())
-    stream = encode_file(tokenizer, paths.general_corpus(), tokenizer_fingerprint(tokenizer))
+    stream, val = general_split(encode_file(tokenizer, paths.general_corpus(), tokenizer_fingerprint(tokenizer)),
+                                s.general_held_out, s.block)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(base_config(size, len(tokenizer), tokenizer.eos_token_id, s.context))
     made_from = base_recipe(size, s)
-    cfg = TrainConfig(steps=made_from["steps"], lr=s.base_lr, warmup=made_from["warmup"], checkpoint_every=200)
+    cfg = TrainConfig(steps=made_from["steps"], lr=s.base_lr, warmup=made_from["warmup"], checkpoint_every=100)
+    run = paths.run_folder(f"base-{size}", made_from)
     model = train(model, lambda step: random_blocks(stream, step, s.base_batch_size, s.block), causal_lm_loss, cfg,
-                  paths.run_folder(f"base-{size}", made_from), desc=f"base-{size}")
+                  run, desc=f"base-{size}", validate=lambda m: validation_loss(m, val))
     save_model(model, tokenizer, paths.model_folder("base", size), made_from)
+    # The loss curve travels with the model: the README draws the family's validation curves from it.
+    shutil.copyfile(run / "loss.csv", paths.model_folder("base", size) / "loss.csv")
 
 
 def main():

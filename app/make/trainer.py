@@ -4,6 +4,7 @@ import csv
 import json
 import math
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,11 +47,13 @@ def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     model, optimizer = accelerator.prepare(model, optimizer)
     ckpt, log_path = work_dir / "checkpoint", work_dir / "loss.csv"
-    start = 0
+    start, spent = 0, 0.0
     set_seed(cfg.seed)  # dropout draws; a resumed run restores the RNG state saved with its checkpoint
     if ckpt.exists():
         accelerator.load_state(str(ckpt))
-        start = json.loads((ckpt / "progress.json").read_text())["step"]
+        progress = json.loads((ckpt / "progress.json").read_text())
+        start, spent = progress["step"], progress.get("seconds", 0.0)
+    began = time.monotonic() - spent  # the log's seconds column counts training time across resumed sessions
     rows = _read_log(log_path, start)
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, disable=not accelerator.is_main_process)
     model.train()
@@ -63,13 +66,14 @@ def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str 
         accelerator.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        rows.append({"step": step + 1, "loss": round(loss.item(), 5), **{k: round(v, 5) for k, v in metrics.items()}})
+        rows.append({"step": step + 1, "loss": round(loss.item(), 5), **{k: round(v, 5) for k, v in metrics.items()},
+                     "seconds": round(time.monotonic() - began, 2)})
         bar.set_postfix(loss=f"{loss.item():.3f}")
         done = step + 1
         if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
             if validate:
                 rows[-1].update({f"val_{k}": round(v, 5) for k, v in _validated(model, accelerator, validate).items()})
-            _save_checkpoint(accelerator, ckpt, done, cfg)
+            _save_checkpoint(accelerator, ckpt, done, cfg, rows[-1]["seconds"])
             _write_log(log_path, rows)
         if done == stop_after:
             break
@@ -85,13 +89,13 @@ def _validated(model, accelerator, validate) -> dict:
     return metrics
 
 
-def _save_checkpoint(accelerator, ckpt: Path, step: int, cfg: TrainConfig):
+def _save_checkpoint(accelerator, ckpt: Path, step: int, cfg: TrainConfig, seconds: float):
     if not accelerator.is_main_process:
         return
     tmp = ckpt.with_name("checkpoint.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     accelerator.save_state(str(tmp))
-    (tmp / "progress.json").write_text(json.dumps({"step": step, "config": asdict(cfg)}))
+    (tmp / "progress.json").write_text(json.dumps({"step": step, "seconds": seconds, "config": asdict(cfg)}))
     shutil.rmtree(ckpt, ignore_errors=True)
     tmp.rename(ckpt)
 
