@@ -23,28 +23,43 @@ def toy(tmp_path, monkeypatch, tiny_family):
     for name in ("CACHE", "CORPORA", "MODELS", "RESULTS"):
         monkeypatch.setattr(paths, name, tmp_path / name.lower())
     docs = [f"{a} {b}" for a in SENTENCES for b in SENTENCES]
-    for split, part in (("train", docs * 3), ("validation", docs[:6]), ("test", docs[6:12])):
+    for split, part in (("train", docs * 3), ("validation", docs[:8]), ("test", docs[8:16])):
         write_documents(paths.corpus_path("toy", split), part)
     _, bases = tiny_family(tmp_path / "hub", docs, {"tiny": (1, 32), "wide": (2, 48)}, vocab=320)
     return Settings(domains=("toy",), bases=bases, key="wide", init="tiny", memdec_steps=40, memdec_lr=1e-2,
-                    batch_size=8, k=8, block=16)
+                    batch_size=8, k=8, block=16, eval_stride=8, seeds=(0, 1))
 
 
-def test_pipeline_trains_evaluates_and_skips_current_steps(toy, capsys):
+def test_pipeline_trains_controls_evaluates_with_intervals_and_skips_current_steps(toy, capsys):
     pipeline.memdec_step("toy", toy)
     out = paths.model_folder("memdec", "toy")
     made_from = recipe.recorded(out)
     assert made_from["init"] == model_fingerprint(toy.bases["tiny"]) and made_from["steps"] == 40
-    rows = pipeline.evaluate_step(toy)
+    # every loss and seed, and DAPT from the key model, at the same budget
+    for loss in ("ce", "kl"):
+        for seed in (0, 1):
+            assert recipe.recorded(pipeline.decoder_folder("toy", loss, seed))["seed"] == seed
+    dapt = recipe.recorded(pipeline.dapt_folder("toy", 1))
+    assert dapt["init"] == model_fingerprint(toy.bases["wide"]) and dapt["beta"] == 0.0 and dapt["targets"] is None
+    assert dapt["steps"] == made_from["steps"] and dapt["batch_size"] == made_from["batch_size"]
+    rows, ablation = pipeline.evaluate_step(toy)
     assert [r["base"] for r in rows] == ["tiny", "wide"]
     for row in rows:
         # Random bases know nothing of the domain; a decoder trained on it must cut perplexity sharply.
-        assert row["memdec_ppl"] < 0.5 * row["base_ppl"]
-        assert row["memdec_alpha"] in toy.alphas and row["knn_lambda"] in toy.alphas
+        assert row["memdec"]["ppl"] < 0.5 * row["base_only"]["ppl"]
+        for name in ("base_only", "knn", "ce", "memdec"):
+            assert row[name]["lo"] <= row[name]["ppl"] <= row[name]["hi"]
+        assert row["memdec"]["seeds"] == 2 and row["memdec"]["seed_sd"] >= 0
+        grid = set(toy.alphas) | {a for edge in toy.alpha_edges for a in edge}
+        assert set(row["alpha"]) <= grid and row["knn_lambda"] in grid
+    assert "dapt" in rows[1] and "dapt" not in rows[0]
+    assert [a["loss"] for a in ablation] == ["KL only", "CE only", "KL + CE"]
     saved = json.loads((paths.RESULTS / "evaluation.json").read_text())
-    assert saved == rows and (paths.RESULTS / "evaluation.csv").read_text().count("\n") == 3
+    assert [r["memdec"]["ppl"] for r in saved] == [r["memdec"]["ppl"] for r in rows]
+    assert (paths.RESULTS / "evaluation.csv").read_text().count("\n") == 3
     meta = json.loads((out / "memdec.json").read_text())
-    assert meta["alpha"] in toy.alphas and meta["knn_k"] == 8 and set(meta["alpha_by_base"]) == {"tiny", "wide"}
+    assert meta["knn_k"] == 8 and set(meta["alpha_by_base"]) == {"tiny", "wide"} and meta["block"] == 16
+    assert set(meta["knn_by_base"]["wide"]) == {"lambda", "temperature"} and meta["label"]
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     capsys.readouterr()
     pipeline.memdec_step("toy", toy)
@@ -53,16 +68,16 @@ def test_pipeline_trains_evaluates_and_skips_current_steps(toy, capsys):
     assert (out / "model.safetensors").stat().st_mtime_ns == stamp
     # every output of the run records its recipe, the one mechanism that decides "current"
     for folder in (paths.store_folder(toy.bases["wide"], "toy"), paths.targets_folder("toy"),
-                   paths.predictions_folder("wide", "toy", "validation"), out):
+                   paths.predictions_folder("base-wide", "toy", "validation"), out):
         assert recipe.recorded(folder), folder
 
 
 def test_a_changed_setting_redoes_only_what_depends_on_it(toy, capsys):
-    pipeline.memdec_step("toy", toy)
+    pipeline.memdec_step("toy", toy, losses=("memdec",))
     store_made = recipe.recorded(paths.store_folder(toy.bases["wide"], "toy"))
     capsys.readouterr()
-    toy.memdec_steps = 41  # enters the decoder's recipe only
-    pipeline.memdec_step("toy", toy)
+    toy.memdec_steps = 41  # enters the decoders' recipes only
+    pipeline.memdec_step("toy", toy, losses=("memdec",))
     printed = capsys.readouterr().out
     assert "targets toy: current" in printed and "training 41 steps" in printed
     assert recipe.recorded(paths.model_folder("memdec", "toy"))["steps"] == 41

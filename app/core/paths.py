@@ -55,12 +55,14 @@ def targets_folder(domain: str) -> Path:
     return CACHE / "targets" / domain
 
 
-def predictions_folder(base: str, domain: str, split: str) -> Path:
-    return CACHE / "predictions" / f"base-{base}__{domain}__{split}"
+def predictions_folder(model: str, domain: str, split: str) -> Path:
+    """p(next token) of one model (a base with its kNN-LM, a decoder, a control) on one split, as evaluated."""
+    return CACHE / "predictions" / f"{model}__{domain}__{split}"
 
 
-def ablation_folder(domain: str, beta: float) -> Path:
-    return CACHE / "ablation" / f"memdec-{domain}-beta{beta}"
+def control_folder(domain: str, name: str) -> Path:
+    """Decoders of other seeds and losses, and DAPT models: rebuilt by the pipeline, so not committed."""
+    return CACHE / "controls" / domain / name
 
 
 def run_folder(name: str, recipe: dict) -> Path:

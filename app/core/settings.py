@@ -35,7 +35,7 @@ class Settings:
     # the embedded bases
     context: int = 256
     # long enough that the general validation loss flattens (models/base-*/loss.csv), within the 2-hour pipeline
-    base_steps: dict = field(default_factory=lambda: {"small": 1000, "medium": 1000, "large": 1400})
+    base_steps: dict = field(default_factory=lambda: {"small": 1000, "medium": 800, "large": 1200})
     general_held_out: int = 32_768  # the general stream's last tokens: the bases' validation curve
     base_batch_size: int = 32
     base_lr: float = 2e-3
@@ -44,15 +44,18 @@ class Settings:
     block: int = 128  # training, datastores and evaluation all cut token streams into blocks of this length
     k: int = 128
     beta: float = 0.5
-    memdec_steps: int = 300
+    # every decoder, its controls (CE only, KL only) and DAPT of the key model train on the same token budget
+    memdec_steps: int = 200
     memdec_lr: float = 1e-3  # the paper's rate for GPT-2 decoders
     memdec_warmup: int = 50
-    batch_size: int = 32
-    # tuning grids on validation: the mixing weight and the kNN-LM's temperature
+    batch_size: int = 16
+    seeds: tuple = (0, 1, 2)
+    # evaluation: sliding windows of `block` tokens every `eval_stride`, so each scored token has half a window
+    eval_stride: int = 64
+    # tuning grids on validation: the mixing weight (extended when its best is at an edge) and the kNN temperature
     alphas: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    temperatures: tuple = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-    ablation_domain: str = "finance"
-    ablation_steps: int = 100
+    alpha_edges: tuple = ((0.05, 0.02), (0.95, 0.98))  # tried below / above the grid when its best is its end
+    temperatures: tuple = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
 
 
 def warmup(cap: int, steps: int) -> int:

@@ -1,6 +1,7 @@
 """Perplexity of base, base + kNN-LM and base + Memory Decoder on a domain split.
 
-Each predictor is run once per split and reduced to p(next token) at every position; every mixture on the
+Each predictor is run once per split, over the sliding windows of app.make.windows, and reduced to p(next token)
+at every scored position; every mixture on the
 alpha / temperature grids is then exact arithmetic on those vectors (p = a * p_other + (1 - a) * p_base).
 Settings are tuned on validation and reported on test.
 """
@@ -10,25 +11,29 @@ from tqdm.auto import tqdm
 
 from ..core.distributions import knn_target_probs, mix, perplexity
 from ..core.keys import compute_keys
+from .windows import Windows
 
 
 @torch.no_grad()
-def label_probs(model, inputs: torch.Tensor, labels: torch.Tensor, vocab_size: int, batch_size: int = 16) -> np.ndarray:
-    """p_model(label) at every position of the (blocks, length) inputs, flattened in stream order."""
+def label_probs(model, windows: Windows, vocab_size: int, batch_size: int = 16) -> np.ndarray:
+    """p_model(label) at every scored position of the sliding windows, in stream order."""
     dev = next(model.parameters()).device
     out = []
-    for start in tqdm(range(0, len(inputs), batch_size), desc="label probs", leave=False):
-        logits = model(input_ids=inputs[start: start + batch_size].to(dev)).logits[..., :vocab_size].float()
-        logp = torch.log_softmax(logits, -1).gather(-1, labels[start: start + batch_size, :, None].to(dev))
-        out.append(logp.exp().flatten().cpu().double().numpy())
+    for start in tqdm(range(0, len(windows.inputs), batch_size), desc="label probs", leave=False):
+        part = slice(start, start + batch_size)
+        logits = model(input_ids=windows.inputs[part].to(dev)).logits[..., :vocab_size].float()
+        logp = torch.log_softmax(logits, -1).gather(-1, windows.labels[part, :, None].to(dev))[..., 0]
+        out.append(logp[:, -windows.stride:].exp().flatten().cpu().double().numpy())
     return np.concatenate(out)
 
 
 @torch.no_grad()
-def knn_label_probs(model, store, inputs: torch.Tensor, labels: torch.Tensor, k: int, temperatures) -> dict:
-    """{T: p_kNN(label)} at every position; the search runs once, the temperatures reuse it."""
-    keys = compute_keys(model, inputs, desc="query keys")
-    flat = labels.flatten()
+def knn_label_probs(model, store, windows: Windows, k: int, temperatures) -> dict:
+    """{T: p_kNN(label)} at every scored position; the search runs once, the temperatures reuse it. Each query
+    key is read in its window, so it never holds more context than the store's keys (built on blocks as long)."""
+    keys = compute_keys(model, windows.inputs, desc="query keys").reshape(*windows.inputs.shape, -1)
+    keys = np.ascontiguousarray(keys[:, -windows.stride:].reshape(-1, keys.shape[-1]))
+    flat = windows.scored(windows.labels)
     out = {t: [] for t in temperatures}
     for start in tqdm(range(0, len(keys), 4096), desc="knn search", leave=False):
         distances, _, values = store.neighbours(keys[start: start + 4096].astype(np.float32), k)

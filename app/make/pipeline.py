@@ -9,21 +9,25 @@ go to assets/results/; the evaluation, the ablation and the token counts are rep
 """
 import argparse
 import math
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core import datastore, paths, recipe
-from ..core.distributions import perplexity
+from ..core.distributions import mix
 from ..core.documents import read_documents
-from ..core.files import write_json, write_text
-from ..core.models import file_digest, load_lm, load_tokenizer, tokenizer_fingerprint
+from ..core.files import read_json, write_json, write_text
+from ..core.models import file_digest, load_lm, load_tokenizer, model_fingerprint, tokenizer_fingerprint
 from ..core.paths import DOMAINS, SPLITS, corpus_path
 from ..core.settings import Settings
-from ..core.tokens import blocks, encode_file
+from ..core.tokens import encode_file
 from . import corpora, targets
 from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
+from .intervals import paired_ratio, resample_weights, summary
+from .windows import Windows, sliding_windows
 from .tokenizer import build_tokenizer
 from .train_base import base_recipe, train_base
 from .train_memdec import distil
@@ -90,34 +94,61 @@ def domain_store(size: str, domain: str, s: Settings):
     return model, tokenizer, store
 
 
-def split_blocks(tokenizer, domain: str, split: str, block: int):
-    return blocks(encode_file(tokenizer, corpus_path(domain, split), tokenizer_fingerprint(tokenizer)), block)
+def split_windows(tokenizer, domain: str, split: str, s: Settings) -> Windows:
+    stream = encode_file(tokenizer, corpus_path(domain, split), tokenizer_fingerprint(tokenizer))
+    return sliding_windows(stream, tokenizer.eos_token_id, s.block, s.eval_stride)
+
+
+def cached_probs(folder: Path, made_from: dict, compute) -> dict:
+    """{name: p(next token)} from compute(), kept with its recipe so that a second run reads it back."""
+    if recipe.is_current(folder, made_from):
+        data = np.load(folder / "probs.npz")
+        return {name: data[name] for name in data.files}
+    probs = compute()
+    folder.mkdir(parents=True, exist_ok=True)
+    recipe.forget(folder)
+    np.savez(folder / "probs.tmp.npz", **probs)
+    (folder / "probs.tmp.npz").replace(folder / "probs.npz")
+    recipe.record(folder, made_from)
+    return probs
+
+
+def protocol(domain: str, split: str, s: Settings) -> dict:
+    return {"split": file_digest(corpus_path(domain, split)), "window": s.block, "stride": s.eval_stride}
 
 
 def predictions(size: str, domain: str, split: str, s: Settings) -> dict:
-    """p(next token) on a split for the base and its kNN-LM (every temperature of the grid), cached with its recipe."""
+    """p(next token) on a split for the base and its kNN-LM at every temperature of the grid."""
     model, tokenizer, store = domain_store(size, domain, s)
-    folder = paths.predictions_folder(size, domain, split)
-    made_from = {"store": store.recipe, "split": file_digest(corpus_path(domain, split)), "k": s.k,
-                 "temperatures": list(s.temperatures)}
-    if recipe.is_current(folder, made_from):
-        data = np.load(folder / "probs.npz")
-        return {"base": data["base"], "knn": {float(t[4:]): data[t] for t in data.files if t.startswith("knn_")}}
-    inputs, labels = split_blocks(tokenizer, domain, split, s.block)
-    base = label_probs(model, inputs, labels, len(tokenizer))
-    knn = knn_label_probs(model, store, inputs, labels, s.k, s.temperatures)
-    folder.mkdir(parents=True, exist_ok=True)
-    recipe.forget(folder)
-    np.savez(folder / "probs.npz", base=base, **{f"knn_{t}": p for t, p in knn.items()})
-    recipe.record(folder, made_from)
-    return {"base": base, "knn": knn}
+    made_from = {"store": store.recipe, "k": s.k, "temperatures": list(s.temperatures), **protocol(domain, split, s)}
+
+    def compute():
+        w = split_windows(tokenizer, domain, split, s)
+        knn = knn_label_probs(model, store, w, s.k, s.temperatures)
+        return {"base": label_probs(model, w, len(tokenizer)), **{f"knn_{t}": p for t, p in knn.items()}}
+
+    probs = cached_probs(paths.predictions_folder(f"base-{size}", domain, split), made_from, compute)
+    return {"base": probs["base"], "knn": {float(t[4:]): p for t, p in probs.items() if t.startswith("knn_")}}
+
+
+def model_probs(folder: Path, domain: str, split: str, s: Settings) -> np.ndarray:
+    """p(next token) of a decoder or a DAPT model on a split."""
+    made_from = {"model": model_fingerprint(folder), **protocol(domain, split, s)}
+
+    def compute():
+        model, tokenizer = load_lm(folder), load_tokenizer(folder)
+        return {"p": label_probs(model, split_windows(tokenizer, domain, split, s), len(tokenizer))}
+
+    return cached_probs(paths.predictions_folder(Path(folder).name, domain, split) if Path(folder).parent == paths.MODELS
+                        else paths.predictions_folder(f"{Path(folder).parent.name}-{Path(folder).name}", domain, split),
+                        made_from, compute)["p"]
 
 
 def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
     """kNN targets from the key model's store, at the temperature that makes its kNN-LM best on validation."""
     _, _, store = domain_store(s.key, domain, s)
     val = predictions(s.key, domain, "validation", s)
-    temperature, lam = tune_knn(val["base"], val["knn"], s.alphas)
+    temperature, lam = tune_knn(val["base"], val["knn"], weight_grid(s, val["base"], val["knn"]))
     folder = paths.targets_folder(domain)
     if recipe.is_current(folder, targets.targets_recipe(store.recipe, s.k, temperature)):
         say(f"targets {domain}: current (T={temperature})")
@@ -128,81 +159,175 @@ def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
     return built
 
 
-def memdec_step(domain: str, s: Settings, beta: float | None = None, steps: int | None = None, out: Path | None = None):
-    beta = s.beta if beta is None else beta
-    steps = steps or s.memdec_steps
-    out = out or paths.model_folder("memdec", domain)
-    if not distil(domain, targets_step(domain, s), s, beta, steps, out, announce=say):
-        say(f"{out.name}: current")
+# The decoders and controls, by loss: beta of beta * KL + (1 - beta) * CE. "memdec" is the Memory Decoder.
+LOSSES = {"memdec": None, "ce": 0.0, "kl": 1.0}
 
 
-def memdec_probs(folder: Path, domain: str, split: str, s: Settings) -> np.ndarray:
-    model, tokenizer = load_lm(folder), load_tokenizer(folder)
-    inputs, labels = split_blocks(tokenizer, domain, split, s.block)
-    return label_probs(model, inputs, labels, len(tokenizer))
+def decoder_folder(domain: str, loss: str, seed: int) -> Path:
+    """The served decoder is the Memory Decoder of seed 0; every other run lives in the cache."""
+    if loss == "memdec" and seed == 0:
+        return paths.model_folder("memdec", domain)
+    return paths.control_folder(domain, f"{loss}-seed{seed}")
 
 
-def evaluate_step(s: Settings) -> list:
-    """The results table: for every domain and base size, base, +kNN-LM and +MemDec, tuned on validation."""
-    rows = []
-    for domain in s.domains:
-        mem_folder = paths.model_folder("memdec", domain)
-        mem = {split: memdec_probs(mem_folder, domain, split, s) for split in ("validation", "test")}
-        alpha_by_base, lambda_by_base, vals = {}, {}, {}
-        for size in s.bases:
-            val, test = (predictions(size, domain, split, s) for split in ("validation", "test"))
-            vals[size] = val["base"]
-            t, lam = tune_knn(val["base"], val["knn"], s.alphas)
-            alpha = tune_alpha(val["base"], mem["validation"], s.alphas)
-            alpha_by_base[size], lambda_by_base[size] = alpha, {"lambda": lam, "temperature": t}
-            base_ppl = perplexity(test["base"])
-            rows.append({"domain": domain, "base": size, "base_ppl": round(base_ppl, 3),
-                         "knn_ppl": round(mixture_perplexity(test["base"], test["knn"][t], lam), 3), "knn_lambda": lam, "knn_temperature": t,
-                         "memdec_ppl": round(mixture_perplexity(test["base"], mem["test"], alpha), 3), "memdec_alpha": alpha,
-                         "memdec_alone_ppl": round(perplexity(mem["test"]), 3)})
-            say(f"{domain} base-{size}: base {rows[-1]['base_ppl']}, +kNN-LM {rows[-1]['knn_ppl']}, +MemDec {rows[-1]['memdec_ppl']}")
-        # One alpha for the decoder: the one best on validation averaged (in log perplexity) over the bases.
-        alpha = min(s.alphas, key=lambda a: sum(np.log(mixture_perplexity(vals[z], mem["validation"], a)) for z in s.bases))
-        knn = recipe.recorded(paths.targets_folder(domain))
-        write_json(mem_folder / "memdec.json", {"domain": domain, "alpha": alpha, "alpha_by_base": alpha_by_base,
-                                                "knn_temperature": knn["temperature"], "knn_k": s.k,
-                                                "knn_by_base": lambda_by_base, "beta": s.beta,
-                                                "tuned_on": "validation split", "key_model": display(s.bases[s.key])})
-    write_results("evaluation", rows)
-    return rows
+def dapt_folder(domain: str, seed: int) -> Path:
+    return paths.control_folder(domain, f"dapt-seed{seed}")
 
 
-def ablation_step(s: Settings) -> list:
-    """KL only, CE only and both, at equal steps, on one domain."""
-    domain, rows = s.ablation_domain, []
-    for name, beta in (("KL only", 1.0), ("CE only", 0.0), ("KL + CE", 0.5)):
-        folder = paths.ablation_folder(domain, beta)
-        memdec_step(domain, s, beta=beta, steps=s.ablation_steps, out=folder)
-        mem = {split: memdec_probs(folder, domain, split, s) for split in ("validation", "test")}
-        row = {"domain": domain, "loss": name, "beta": beta, "steps": s.ablation_steps, "memdec_alone_ppl": round(perplexity(mem["test"]), 3)}
-        for size in s.bases:
-            val, test = (predictions(size, domain, split, s)["base"] for split in ("validation", "test"))
-            row[f"{size}+memdec_ppl"] = round(mixture_perplexity(test, mem["test"], tune_alpha(val, mem["validation"], s.alphas)), 3)
+def memdec_step(domain: str, s: Settings, losses=("memdec", "ce", "kl")):
+    """The domain's decoders for every loss and seed, and DAPT of the key model, all at one token budget."""
+    knn = None
+    for loss in losses:
+        beta = s.beta if LOSSES[loss] is None else LOSSES[loss]
+        if beta > 0 and knn is None:
+            knn = targets_step(domain, s)
+        for seed in s.seeds:
+            out = decoder_folder(domain, loss, seed)
+            with timed(f"train {out.name} ({domain})"):
+                if not distil(domain, knn, s, beta, s.memdec_steps, out, announce=say, seed=seed):
+                    say(f"{domain} {out.name}: current")
+    for seed in s.seeds:
+        out = dapt_folder(domain, seed)
+        with timed(f"train {out.name} ({domain})"):
+            if not distil(domain, None, s, 0.0, s.memdec_steps, out, announce=say, seed=seed, init=s.key):
+                say(f"{domain} {out.name}: current")
+
+
+def weight_grid(s: Settings, p_base: np.ndarray, p_others) -> tuple:
+    """The alpha grid, extended past an end where the validation optimum sits there (for any of p_others)."""
+    others = list(p_others.values()) if isinstance(p_others, dict) else [p_others]
+    grid = tuple(s.alphas)
+    for other in others:
+        best = tune_alpha(p_base, other, grid)
+        if best == max(grid):
+            grid = grid + tuple(a for a in s.alpha_edges[1] if a not in grid)
+        elif best == min(grid):
+            grid = tuple(a for a in s.alpha_edges[0] if a not in grid) + grid
+    return tuple(sorted(grid))
+
+
+def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
+    """The results table and the loss ablation of one domain: every number a test perplexity with a 95% bootstrap
+    interval over documents; weights tuned on validation, per seed."""
+    folder = s.bases[s.key]
+    docs = split_windows(load_tokenizer(folder), domain, "test", s).documents
+    resamples = resample_weights(int(docs.max()) + 1)
+    dec = {loss: [{split: model_probs(decoder_folder(domain, loss, seed), domain, split, s) for split in ("validation", "test")}
+                  for seed in s.seeds] for loss in losses}
+    dapt = [model_probs(dapt_folder(domain, seed), domain, "test", s) for seed in s.seeds]
+    rows, ablation, tuned = [], [], {}
+    for size in s.bases:
+        val, test = (predictions(size, domain, split, s) for split in ("validation", "test"))
+        t, lam = tune_knn(val["base"], val["knn"], weight_grid(s, val["base"], val["knn"]))
+        runs = {"base_only": [test["base"]], "knn": [mix(test["base"], test["knn"][t], lam)]}
+        alphas = {}
+        for loss, seeds in dec.items():
+            alphas[loss] = [tune_alpha(val["base"], d["validation"], weight_grid(s, val["base"], d["validation"])) for d in seeds]
+            runs[loss] = [mix(test["base"], d["test"], a) for d, a in zip(seeds, alphas[loss])]
+        tuned[size] = {"alpha": alphas["memdec"][0], "lambda": lam, "temperature": t}
+        row = {"domain": domain, "base": size, "knn_temperature": t, "knn_lambda": lam,
+               "alpha": alphas["memdec"], "ce_alpha": alphas["ce"]}
+        for name in ("base_only", "knn", "ce", "memdec"):
+            row[name] = summary(runs[name], docs, resamples)
+        row["memdec_vs_knn"] = paired_ratio(runs["memdec"], runs["knn"], docs, resamples)
+        row["memdec_vs_ce"] = paired_ratio(runs["memdec"], runs["ce"], docs, resamples)
+        if size == s.key:
+            row["dapt"] = summary(dapt, docs, resamples)
+            row["memdec_vs_dapt"] = paired_ratio(runs["memdec"], dapt, docs, resamples)
+            for loss, name in (("kl", "KL only"), ("ce", "CE only"), ("memdec", "KL + CE")) if "kl" in dec else ():
+                alone = [d["test"] for d in dec[loss]]
+                ablation.append({"domain": domain, "loss": name, "alone": summary(alone, docs, resamples),
+                                 "with_key": summary(runs[loss], docs, resamples),
+                                 "alone_vs_memdec": paired_ratio(alone, [d["test"] for d in dec["memdec"]], docs, resamples)})
         rows.append(row)
-        say(f"ablation {name}: {row}")
-    write_results("ablation", rows)
-    return rows
+        say(f"{domain} base-{size}: base {row['base_only']['ppl']:.1f}, +kNN-LM {row['knn']['ppl']:.1f}, "
+            f"+CE-only {row['ce']['ppl']:.1f}, +MemDec {row['memdec']['ppl']:.1f}")
+    write_json(paths.model_folder("memdec", domain) / "memdec.json", memdec_card(domain, s, tuned, dec["memdec"][0]))
+    return rows, ablation
 
 
-def write_results(name: str, rows: list):
-    """JSON, CSV and a Markdown table; an infinite perplexity (a token given probability 0) is written as null."""
-    rows = [{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()} for row in rows]
+def memdec_card(domain: str, s: Settings, tuned: dict, seed0: dict) -> dict:
+    """What the app reads about a decoder: its tuned weights per base (seed 0, the committed decoder) and its corpus."""
+    key_val = predictions(s.key, domain, "validation", s)["base"]
+    vals = {size: predictions(size, domain, "validation", s)["base"] for size in s.bases}
+    grid = weight_grid(s, key_val, seed0["validation"])
+    # one alpha for bases the pipeline did not see: the best on validation averaged (in log perplexity) over the bases
+    alpha = min(grid, key=lambda a: sum(np.log(mixture_perplexity(vals[z], seed0["validation"], a)) for z in s.bases))
+    knn = recipe.recorded(paths.targets_folder(domain))
+    return {"domain": domain, "label": corpora.LABELS.get(domain, f"{domain}: a corpus of your own"),
+            "alpha": alpha, "alpha_by_base": {z: v["alpha"] for z, v in tuned.items()},
+            "knn_temperature": knn["temperature"], "knn_k": s.k, "block": s.block,
+            "knn_by_base": {z: {"lambda": v["lambda"], "temperature": v["temperature"]} for z, v in tuned.items()},
+            "beta": s.beta, "tuned_on": "validation split", "key_model": display(s.bases[s.key])}
+
+
+def evaluate_step(s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
+    rows, ablation = [], []
+    for domain in s.domains:
+        with timed(f"evaluate {domain}"):
+            r, a = evaluate_domain(domain, s, losses)
+        rows += r
+        ablation += a
+    write_results("evaluation", rows, evaluation_table(rows))
+    if ablation:
+        write_results("ablation", ablation, ablation_table(ablation))
+    return rows, ablation
+
+
+def ppl_cell(x: dict) -> str:
+    spread = f" ± {x['seed_sd']:.2f}" if x["seeds"] > 1 else ""
+    return f"{x['ppl']:.2f}{spread} [{x['lo']:.2f}, {x['hi']:.2f}]"
+
+
+def ratio_cell(x: dict) -> str:
+    return f"{100 * (x['ratio'] - 1):+.1f}% [{100 * (x['lo'] - 1):+.1f}, {100 * (x['hi'] - 1):+.1f}]" + ("" if x["separated"] else " (n.s.)")
+
+
+def evaluation_table(rows: list) -> str:
+    head = ("| domain | base | base | + kNN-LM (T, λ) | + CE-only decoder | + Memory Decoder (α, seed 0) | DAPT (key model) "
+            "| MemDec vs kNN-LM | MemDec vs CE-only |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    return head + "".join(
+        f"| {r['domain']} | {r['base']} | {ppl_cell(r['base_only'])} | {ppl_cell(r['knn'])} ({r['knn_temperature']:g}, {r['knn_lambda']:g}) "
+        f"| {ppl_cell(r['ce'])} | {ppl_cell(r['memdec'])} ({r['alpha'][0]:g}) | {ppl_cell(r['dapt']) if 'dapt' in r else '—'} "
+        f"| {ratio_cell(r['memdec_vs_knn'])} | {ratio_cell(r['memdec_vs_ce'])} |\n" for r in rows)
+
+
+def ablation_table(rows: list) -> str:
+    head = "| domain | loss | decoder alone | key model + decoder | alone vs KL + CE |\n|---|---|---:|---:|---:|\n"
+    return head + "".join(f"| {r['domain']} | {r['loss']} | {ppl_cell(r['alone'])} | {ppl_cell(r['with_key'])} "
+                          f"| {ratio_cell(r['alone_vs_memdec'])} |\n" for r in rows)
+
+
+def write_results(name: str, rows: list, table: str):
+    """JSON (every number), CSV (flattened) and the Markdown table; an infinite perplexity is written as null."""
+    rows = finite(rows)
     write_json(paths.RESULTS / f"{name}.json", rows)
-    write_text(paths.RESULTS / f"{name}.csv", pd.DataFrame(rows).to_csv(index=False))
-    write_text(paths.RESULTS / f"{name}.md", markdown_table(rows))
-    print(markdown_table(rows))
+    write_text(paths.RESULTS / f"{name}.csv", pd.json_normalize(rows, sep=".").to_csv(index=False))
+    write_text(paths.RESULTS / f"{name}.md", table)
+    print(table)
 
 
-def markdown_table(rows: list) -> str:
-    cols = list(rows[0])
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"
+def finite(value):
+    """Rows with every infinite or NaN number replaced by None (JSON has no infinity)."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+@contextmanager
+def timed(step: str):
+    """Wall time of each step this run did, merged into assets/results/timings.json (a skipped step keeps its
+    earlier time): their sum is what the pipeline costs from scratch."""
+    began = time.monotonic()
+    yield
+    spent = time.monotonic() - began
+    if spent > 1.0:
+        path = paths.RESULTS / "timings.json"
+        times = read_json(path) or {}
+        times[step] = round(spent, 1)
+        write_json(path, times)
 
 
 def main():
@@ -216,9 +341,12 @@ def main():
     parser.add_argument("--memdec-steps", type=int, default=Settings.memdec_steps)
     parser.add_argument("--k", type=int, default=Settings.k)
     parser.add_argument("--beta", type=float, default=Settings.beta)
-    parser.add_argument("--skip-ablation", action="store_true")
+    parser.add_argument("--seeds", type=int, default=len(Settings.seeds), help="runs of every decoder and control")
+    parser.add_argument("--skip-ablation", action="store_true", help="no KL-only decoders (CE-only and DAPT stay)")
     args = parser.parse_args()
-    s = Settings(domains=tuple(args.domains.split(",")), memdec_steps=args.memdec_steps, k=args.k, beta=args.beta)
+    s = Settings(domains=tuple(args.domains.split(",")), memdec_steps=args.memdec_steps, k=args.k, beta=args.beta,
+                 seeds=tuple(range(args.seeds)))
+    losses = ("memdec", "ce") if args.skip_ablation else tuple(LOSSES)
     if args.base:
         s.bases = dict(item.split("=", 1) for item in args.base)
         s.key, s.init = args.key or list(s.bases)[-1], args.init or list(s.bases)[0]
@@ -226,16 +354,16 @@ def main():
     if missing:
         parser.error(f"no corpus for {', '.join(missing)} under {paths.CORPORA}")
     if not args.base:  # the embedded family: its corpora, tokenizer and bases are made here too
-        corpora_step(s)
-        tokenizer_step(s)
-        token_counts_step()
+        with timed("corpora and tokenizer"):
+            corpora_step(s)
+            tokenizer_step(s)
+            token_counts_step()
     for size in s.bases:
-        base_step(size, s)
+        with timed(f"train base-{size}"):
+            base_step(size, s)
     for domain in s.domains:
-        memdec_step(domain, s)
-    evaluate_step(s)
-    if not args.skip_ablation:
-        ablation_step(s)
+        memdec_step(domain, s, losses)
+    evaluate_step(s, losses)
 
 
 if __name__ == "__main__":

@@ -19,71 +19,81 @@ from . import targets
 from .trainer import TrainConfig, train
 
 
-def memdec_loss(logits: torch.Tensor, labels: torch.Tensor, target_ids: torch.Tensor, target_probs: torch.Tensor,
-                beta: float, vocab_size: int):
-    """logits (n, V'), labels (n,), target_ids / target_probs (n, m) zero-padded sparse p_kNN rows."""
+def memdec_loss(logits: torch.Tensor, labels: torch.Tensor, target_ids: torch.Tensor | None,
+                target_probs: torch.Tensor | None, beta: float, vocab_size: int):
+    """logits (n, V'), labels (n,), target_ids / target_probs (n, m) zero-padded sparse p_kNN rows (None for CE only)."""
     logp = torch.log_softmax(logits[:, :vocab_size].float(), dim=-1)
     ce = F.nll_loss(logp, labels)
+    if target_ids is None:
+        return ce, {"ce": ce.item()}
     # KL over the support of p_kNN: sum p (log p - log q); padded entries have p = 0 and add nothing.
     kl = (torch.xlogy(target_probs, target_probs) - target_probs * logp.gather(1, target_ids)).sum(-1).mean()
     return beta * kl + (1 - beta) * ce, {"kl": kl.item(), "ce": ce.item()}
 
 
 def make_batches(inputs: torch.Tensor, labels: torch.Tensor, knn, batch_size: int, seed: int = 0):
-    """batch_at(step): random blocks with their kNN rows; block b, column c is datastore entry b * block + c."""
+    """batch_at(step): random blocks with their kNN rows (when knn is given); block b, column c is datastore entry
+    b * block + c."""
     length = inputs.shape[1]
 
     def batch_at(step: int) -> dict:
         rows = np.random.default_rng([seed, step]).integers(0, len(inputs), size=batch_size)
-        positions = (rows[:, None] * length + np.arange(length)).ravel()
-        ids, probs = knn.padded(positions)
-        return {"input_ids": inputs[rows], "labels": labels[rows], "target_ids": ids, "target_probs": probs}
+        batch = {"input_ids": inputs[rows], "labels": labels[rows]}
+        if knn is not None:
+            positions = (rows[:, None] * length + np.arange(length)).ravel()
+            batch["target_ids"], batch["target_probs"] = knn.padded(positions)
+        return batch
 
     return batch_at
 
 
-def memdec_recipe(domain: str, knn: targets.SparseTargets, s: Settings, beta: float, steps: int) -> dict:
+def memdec_recipe(domain: str, knn: targets.SparseTargets | None, s: Settings, beta: float, steps: int, seed: int = 0,
+                  init: str | None = None) -> dict:
     """Everything a decoder depends on; a decoder whose recorded recipe matches this is current. The targets' recipe
-    holds the key model's datastore recipe, so a store made another way (model, corpus, index) means a new decoder."""
-    return {"kind": "memdec", "domain": domain, "init": model_fingerprint(s.bases[s.init]), "beta": beta, "steps": steps,
-            "lr": s.memdec_lr, "warmup": warmup(s.memdec_warmup, steps), "batch_size": s.batch_size, "block": s.block,
-            "targets": knn.recipe}
+    holds the key model's datastore recipe, so a store made another way (model, corpus, index) means a new decoder.
+    CE only (beta = 0) reads no targets: it is plain training on the domain text (from the key model, DAPT)."""
+    return {"kind": "memdec", "domain": domain, "init": model_fingerprint(s.bases[init or s.init]), "beta": beta,
+            "steps": steps, "lr": s.memdec_lr, "warmup": warmup(s.memdec_warmup, steps), "batch_size": s.batch_size,
+            "block": s.block, "targets": knn.recipe if beta > 0 else None, "seed": seed}
 
 
 def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, made_from: dict, steps: int,
                  beta: float, lr: float, batch_size: int, block: int, run_dir: Path | None = None,
-                 stop_after: int | None = None):
+                 stop_after: int | None = None, seed: int = 0):
     """Starts from init_folder (the smallest base, as in the paper), saves to out_folder with its recipe."""
     tokenizer = load_tokenizer(init_folder)
     model = load_lm(init_folder, torch.device("cpu")).float().requires_grad_(True)
     inputs, labels = blocks(stream, block)
-    if len(knn) != inputs.numel():
+    if knn is not None and len(knn) != inputs.numel():
         raise ValueError(f"{len(knn)} kNN targets for {inputs.numel()} training positions: targets are stale")
     vocab = len(tokenizer)
 
     def loss_fn(m, batch):
         logits = m(input_ids=batch["input_ids"]).logits.flatten(0, 1)
-        return memdec_loss(logits, batch["labels"].flatten(), batch["target_ids"], batch["target_probs"], beta, vocab)
+        return memdec_loss(logits, batch["labels"].flatten(), batch.get("target_ids"), batch.get("target_probs"), beta, vocab)
 
-    cfg = TrainConfig(steps=steps, lr=lr, warmup=made_from["warmup"], checkpoint_every=100)
+    cfg = TrainConfig(steps=steps, lr=lr, warmup=made_from["warmup"], checkpoint_every=100, seed=seed)
     run_dir = run_dir or paths.run_folder(out_folder.name, made_from)
-    model = train(model, make_batches(inputs, labels, knn, batch_size), loss_fn, cfg, run_dir,
+    model = train(model, make_batches(inputs, labels, knn, batch_size, seed), loss_fn, cfg, run_dir,
                   desc=out_folder.name, stop_after=stop_after)
     if stop_after is None or stop_after >= steps:
         save_model(model, tokenizer, out_folder, made_from)
     return model
 
 
-def distil(domain: str, knn: targets.SparseTargets, s: Settings, beta: float, steps: int, out: Path, announce=print) -> bool:
-    """Trains the domain's decoder unless the one in out is current; True when it trained."""
-    made_from = memdec_recipe(domain, knn, s, beta, steps)
+def distil(domain: str, knn: targets.SparseTargets | None, s: Settings, beta: float, steps: int, out: Path,
+           announce=print, seed: int = 0, init: str | None = None) -> bool:
+    """Trains a decoder of the domain (from the base named init, by default the smallest) unless the one in out is
+    current; True when it trained."""
+    made_from = memdec_recipe(domain, knn, s, beta, steps, seed, init)
     if recipe.is_current(out, made_from):
         return False
-    announce(f"{out.name}: training {steps} steps, beta={beta}")
-    tokenizer = load_tokenizer(s.bases[s.init])
+    announce(f"{out.name}: training {steps} steps, beta={beta}, seed={seed}")
+    folder = s.bases[init or s.init]
+    tokenizer = load_tokenizer(folder)
     stream = encode_file(tokenizer, paths.corpus_path(domain, "train"), tokenizer_fingerprint(tokenizer))
-    train_memdec(s.bases[s.init], stream, knn, out, made_from, steps, beta=beta, lr=s.memdec_lr,
-                 batch_size=s.batch_size, block=s.block)
+    train_memdec(folder, stream, knn if beta > 0 else None, out, made_from, steps, beta=beta, lr=s.memdec_lr,
+                 batch_size=s.batch_size, block=s.block, seed=seed)
     return True
 
 
