@@ -15,6 +15,7 @@ from app.make import targets
 from app.make.evaluate import knn_label_probs, label_probs, mixture_perplexity
 from app.make.train_memdec import make_batches, memdec_loss
 from app.make.trainer import TrainConfig, train
+from app.make.windows import sliding_windows
 
 TEXT = [
     "The licensee may copy and distribute the software provided that this notice is retained.",
@@ -131,31 +132,33 @@ def test_interrupted_training_resumes_and_matches_uninterrupted(world, tmp_path)
 def test_evaluator_perplexity_equals_direct_computation(world):
     model = load_lm(world["folders"]["a"], torch.device("cpu"))
     stream = np.array(world["tokenizer"](" ".join(TEXT))["input_ids"], dtype=np.int32)
-    inputs, labels = blocks(stream, 16)
-    p = label_probs(model, inputs, labels, len(world["tokenizer"]), batch_size=3)
+    windows = sliding_windows(stream, world["tokenizer"].eos_token_id, window=16, stride=8)
+    p = label_probs(model, windows, len(world["tokenizer"]), batch_size=3)
     with torch.no_grad():
-        logits = model(input_ids=inputs).logits
-        nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten())
+        logits = model(input_ids=windows.inputs).logits
+        nll = torch.nn.functional.cross_entropy(logits[:, -8:].flatten(0, 1), windows.labels[:, -8:].flatten())
     assert perplexity(p) == pytest.approx(math.exp(nll.item()), rel=1e-5)
     # A mixture's perplexity equals the logaddexp form applied to full log-distributions.
     other = load_lm(world["folders"]["b"], torch.device("cpu"))
-    q = label_probs(other, inputs, labels, len(world["tokenizer"]))
+    q = label_probs(other, windows, len(world["tokenizer"]))
     with torch.no_grad():
-        mixed = mix_log(torch.log_softmax(logits, -1), torch.log_softmax(other(input_ids=inputs).logits, -1), 0.3)
-    direct_mix = math.exp(-mixed.gather(-1, labels[..., None]).mean().item())
+        mixed = mix_log(torch.log_softmax(logits, -1), torch.log_softmax(other(input_ids=windows.inputs).logits, -1), 0.3)
+    direct_mix = math.exp(-mixed.gather(-1, windows.labels[..., None])[:, -8:].mean().item())
     assert mixture_perplexity(p, q, 0.3) == pytest.approx(direct_mix, rel=1e-5)
 
 
 def test_knn_label_probs_match_full_distribution(world):
     store = build_store(world)
     model = load_lm(world["folders"]["a"], torch.device("cpu"))
-    inputs, labels = blocks(np.array(world["tokenizer"](TEXT[1] + TEXT[2])["input_ids"], dtype=np.int32), 8)
-    probs = knn_label_probs(model, store, inputs, labels, k=5, temperatures=(1.0, 4.0))
+    stream = np.array(world["tokenizer"](TEXT[1] + TEXT[2])["input_ids"], dtype=np.int32)
+    windows = sliding_windows(stream, world["tokenizer"].eos_token_id, window=8, stride=4)
+    probs = knn_label_probs(model, store, windows, k=5, temperatures=(1.0, 4.0))
     with KeyCapture(model) as capture:
-        model(input_ids=inputs)
-    distances, _, values = store.neighbours(capture.keys.flatten(0, 1).numpy(), 5)
+        model(input_ids=windows.inputs)
+    distances, _, values = store.neighbours(capture.keys[:, -4:].flatten(0, 1).numpy(), 5)
     full = knn_probs(distances, values, 4.0, len(world["tokenizer"]))
-    np.testing.assert_allclose(probs[4.0], full.gather(1, labels.flatten()[:, None]).squeeze(1).numpy(), atol=1e-3)
+    labels = windows.scored(windows.labels)
+    np.testing.assert_allclose(probs[4.0], full.gather(1, labels[:, None]).squeeze(1).numpy(), atol=1e-3)
 
 
 def test_stale_datastore_is_refused_and_rebuilt(world):
