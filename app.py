@@ -13,7 +13,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app runs witho
 
 from app.serve.cli import engine_from, engine_options  # noqa: E402
 from app.serve.engine import InputError  # noqa: E402
-from app.serve.ui import CSS, MAX_UPLOAD, THEME, build  # noqa: E402
+from app.serve.ui import build, launch_options  # noqa: E402
 
 # parse_known_args: Spaces and gradio's reload mode may pass options of their own
 try:
@@ -26,4 +26,4 @@ except InputError as error:
 demo = build(engine)
 
 if __name__ == "__main__":
-    demo.launch(theme=THEME, css=CSS, max_file_size=MAX_UPLOAD)
+    demo.launch(**launch_options())

@@ -68,13 +68,17 @@ def test_score_endpoint(client, engine):
 
 
 def test_page_endpoint_exports_json_and_csv(client, engine):
-    """The Compare button's endpoint: figures, tables and the two export files."""
-    result = client.predict(PROMPT, engine.default_base, engine.default_domain, 0.5, 16, 5.0, 6, api_name="/compare_view")
-    def path(f):
-        return f if isinstance(f, str) else f.get("path", f.get("name"))
+    """The Compare button's endpoint, then the export button's: the two files are written only when asked for, into
+    Gradio's cache (which delete_cache empties), never left in the temporary folder."""
+    import glob
+    import tempfile
 
-    files = [path(f) for r in result if isinstance(r, (list, tuple)) for f in r if isinstance(f, (str, dict))]
-    paths = [p for p in files if p and p.endswith((".json", ".csv"))]
+    before = set(glob.glob(f"{tempfile.gettempdir()}/comparison-*"))
+    result = client.predict(PROMPT, engine.default_base, engine.default_domain, 0.5, 16, 5.0, 6, api_name="/compare_view")
+    assert not [r for r in result if isinstance(r, (list, tuple)) and r]  # no export files from a comparison alone
+    exported = client.predict(0.5, 6, api_name="/compare_export")
+    paths = [f if isinstance(f, str) else f.get("path", f.get("name")) for f in exported]
+    assert set(glob.glob(f"{tempfile.gettempdir()}/comparison-*")) == before
     data = json.loads(open(next(p for p in paths if p.endswith(".json"))).read())
     rows = list(csv.DictReader(open(next(p for p in paths if p.endswith(".csv")))))
     assert data["alpha"] == 0.5 and len(rows) == 6

@@ -215,7 +215,7 @@ def test_long_prompt_keeps_the_latest_tokens(engine):
     (lambda e: compare.next_token(e, "   \n"), "empty"),
     (lambda e: compare.next_token(e, "x" * 100_000), "at most"),
     (lambda e: compare.next_token(e, "cell", k=0), "k must be"),
-    (lambda e: compare.next_token(e, "cell", k="many"), "k must be a number"),
+    (lambda e: compare.next_token(e, "cell", k="many"), "k must be a whole number"),
     (lambda e: compare.next_token(e, "cell", k=2.5), "whole number"),
     (lambda e: compare.next_token(e, "cell", temperature=0), "temperature"),
     (lambda e: compare.next_token(e, "cell", base="gpt-17"), "unknown base"),

@@ -37,6 +37,9 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help=f"how much of a hub corpus the live kNN-LM searches (default {CORPUS_TOKENS})")
     parser.add_argument("--preload", action="store_true", default=bool(env("MEMDEC_PRELOAD")),
                         help="load the models and build the datastores before serving (MEMDEC_PRELOAD=1)")
+    parser.add_argument("--public", action="store_true", default=bool(env("MEMDEC_PUBLIC")),
+                        help="serve a public Space: only the presets can be loaded, and no visitor can name a file or "
+                             "model on this server (MEMDEC_PUBLIC=1)")
     parser.add_argument("--share-memories", action="store_true", default=bool(env("MEMDEC_SHARE_MEMORIES")),
                         help="memories that visitors upload are listed to every visitor, not only to their maker "
                              "(MEMDEC_SHARE_MEMORIES=1)")
@@ -46,6 +49,9 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def engine_from(args) -> Engine:
     options = dict(device=args.device, dtype=args.dtype, corpus_tokens=args.corpus_tokens,
                    share_memories=args.share_memories)
+    if args.public and (args.model or args.memory):
+        raise InputError("a public server serves presets only (--preset or --presets): leave out --model and --memory, "
+                         "or add the models as a preset in app/serve/presets.py")
     if not args.model and not args.memory:
         return Engine.from_presets(args.presets.split(",") if args.presets else [args.preset], **options)
     if not args.model or not args.memory:

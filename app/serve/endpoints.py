@@ -1,6 +1,7 @@
 """One function per endpoint, building the plain JSON that the API, the CLI and the page's export share: the text
 first, every other argument defaulted (None: the memory's own alpha, k and T)."""
 from . import compare, generate, score
+from .contract import check
 from .engine import DEFAULTS, Engine
 
 
@@ -9,6 +10,7 @@ def compare_json(engine: Engine, text: str, base=None, domain=None, alpha=None, 
     """Next-token distributions of base, memdec, knn and the two mixtures, the neighbours, the imitation and teach
     numbers, and latency_ms per component."""
     alpha = engine.alpha(base, domain, alpha)  # checked before any model runs
+    top_n = check("top_n", top_n, int, default=DEFAULTS["top_n"])
     return compare.to_dict(compare.next_token(engine, text, base, domain, k, temperature, progress), alpha, top_n)
 
 

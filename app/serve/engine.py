@@ -16,10 +16,10 @@ import torch
 from ..core import datastore, hub_text, models, paths, vocab
 from ..core.settings import Settings
 from ..core.tokens import block_entries, encode_file
-from . import presets
+from . import contract, presets
+from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
 from .presets import Memory
 
-MAX_CHARS = 4000  # longer text is refused: the embedded models read 256 tokens, and the CPU is shared
 MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
 # A hub corpus (WikiText-103 has 100M+ tokens) is read up to this many tokens for the live kNN-LM: its keys take one
 # forward pass of the base per token, minutes for 20k tokens of a 0.5B model on 2 CPU cores, seconds per 1M on a GPU.
@@ -27,12 +27,6 @@ CORPUS_TOKENS = {"cpu": 20_000, "cuda": 2_000_000}
 FREE_MEMORY_SHARE = 0.5  # a datastore may take at most this share of the memory free when it is built
 DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
 PRIVATE = "a visitor's own memory"  # how the Models panel names what belongs to one visitor
-LIMITS = {"alpha": (0.0, 1.0), "k": (1, 2048), "temperature": (0.01, 10000.0), "top_n": (1, 50),
-          "max_new_tokens": (1, 64), "seed": (0, 2**31 - 1)}
-
-
-class InputError(ValueError):
-    """A problem with what the user asked for; its message is shown as is."""
 
 
 @dataclass(frozen=True)
@@ -44,20 +38,6 @@ class Pair:
     decoder: torch.nn.Module
     tokenizer: object
     memory: Memory
-
-
-def check(name: str, value, cast=float):
-    """value as a number inside LIMITS[name], or an InputError that says what is allowed."""
-    low, high = LIMITS[name]
-    try:
-        number = cast(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a number between {low} and {high}, not {value!r}") from None
-    if cast is int and number != float(value):
-        raise InputError(f"{name} must be a whole number, not {value!r}")
-    if not (low <= number <= high):
-        raise InputError(f"{name} must be between {low} and {high}, not {value}")
-    return number
 
 
 class Engine:
@@ -116,18 +96,11 @@ class Engine:
 
     # --- choosing -----------------------------------------------------------------------------------
     def base_name(self, base) -> str:
-        base = base or self.default_base
-        if base not in self.bases:
-            raise InputError(f"unknown base model {base!r}; choose one of {', '.join(self.bases)}")
-        return base
+        return contract.choice("base model", base, self.bases)
 
     def memory(self, domain) -> tuple[str, Memory]:
-        domain = domain or self.default_domain
-        if domain in self.private:
-            return domain, self.private[domain][1]
-        if domain not in self.memories:
-            raise InputError(f"unknown memory {domain!r}; choose one of {', '.join(self.memories)}")
-        return domain, self.memories[domain]
+        domain = contract.choice("memory", domain, {**self.memories, **self.private}, listed=self.memories)
+        return domain, self.memories[domain] if domain in self.memories else self.private[domain][1]
 
     def add_memory(self, name: str, memory: Memory, family: str | None = None, label: str | None = None,
                    store_root: Path | None = None, owner: str | None = None):
@@ -309,10 +282,7 @@ class Engine:
     def encode(self, tokenizer, text, room: int, truncate: bool) -> tuple[torch.Tensor, int]:
         """Token ids (1, n), started as the family starts a text (vocab.start_ids); returns also how many tokens were
         cut. Too long for the context: the oldest tokens are dropped when truncate, else an InputError."""
-        if not isinstance(text, str) or not text.strip():
-            raise InputError("the text is empty: type a prompt or a passage")
-        if len(text) > MAX_CHARS:
-            raise InputError(f"the text has {len(text)} characters; the app takes at most {MAX_CHARS}")
+        text = contract.text(text)
         ids = vocab.start_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
         cut = max(0, len(ids) - room)
         if cut and not truncate:

@@ -8,7 +8,8 @@ from transformers import DynamicCache
 
 from ..core.distributions import knn_probs, mix, model_probs
 from ..core.keys import KeyCapture
-from .engine import DEFAULTS, Engine, check
+from .contract import check, flag
+from .engine import DEFAULTS, Engine
 
 
 class Incremental:
@@ -50,12 +51,13 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
              alpha=None, k=None, temperature=None, progress=None) -> dict:
     """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
     ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""
+    steps = check("max_new_tokens", max_new_tokens, int, default=DEFAULTS["max_new_tokens"])
+    seed = check("seed", seed, int, default=0)
+    sample = flag("sample", sample)
     pair = engine.pair(base, domain)
     tokenizer = pair.tokenizer
     alpha = engine.alpha(pair.base, pair.domain, alpha)
     k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
-    steps = check("max_new_tokens", max_new_tokens, int)
-    seed = check("seed", seed, int)
     ids, cut = engine.encode(tokenizer, prompt, engine.context(pair.lm, pair.decoder) - steps, truncate=True)
     store = engine.datastore(pair.base, pair.domain, progress)
     out = {}

@@ -37,6 +37,7 @@ from ..core.documents import write_documents
 from ..core.files import read_json, write_json
 from ..core.settings import Settings
 from ..core.vocab import document_start_ids
+from . import contract
 from .engine import Engine, InputError, Memory, key_width, store_under
 
 MAX_BYTES = 1_000_000  # of text, unpacked: about 250k tokens here, a distillation of about 16 minutes on 2 CPU cores
@@ -323,11 +324,12 @@ class Memories:
         """Reads the text, splits it, writes the memory's folder and builds the base's datastore (with progress): its
         kNN-LM is served from then on. Whatever fails leaves nothing behind."""
         self.sweep()
-        pasted = (pasted or "").strip()
+        pasted = contract.text(pasted, "the pasted text", limit=None, empty=None).strip()
         if bool(upload) == bool(pasted):
             raise InputError("upload a file or paste some text (one of the two)")
         default, documents = read_upload(upload) if upload else ("pasted", read_pasted(pasted))
-        name, base = check_name((name or "").strip() or default), self.engine.base_name(base)
+        name = contract.text(name, "the name", limit=None, empty=None).strip()
+        name, base = check_name(name or default), self.engine.base_name(base)
         if name in self.engine.memories or name in self.engine.bases or any(m.name == name for m in self.visible(who)):
             raise InputError(f"there is a memory named {name!r} already: choose another name, or delete that one")
         folder_name, family = self.engine.bases[base], self.engine.family.get(base)
@@ -383,10 +385,7 @@ class Memories:
         """Starts (or resumes: the trainer continues from its checkpoint) the distillation; in the foreground, waits
         for it with its output on this terminal (the command line)."""
         memory = self.owned(who, memory_id)
-        steps = steps_for(memory.tokens["train"]) if steps in (None, "", 0) else steps
-        if not isinstance(steps, (int, float)) or steps != int(steps) or not 1 <= steps <= MAX_STEPS:
-            raise InputError(f"steps must be a whole number between 1 and {MAX_STEPS}, not {steps!r}")
-        steps = int(steps)
+        steps = steps_for(memory.tokens["train"]) if steps is None else contract.check("steps", steps, int, (1, MAX_STEPS))
         with self.lock:
             if self.job(memory)["phase"] == "done":
                 raise InputError(f"{memory.name} has its Memory Decoder already")

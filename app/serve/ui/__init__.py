@@ -2,10 +2,11 @@
 wiring together), and the plain-JSON endpoints. All numbers come from the engine."""
 import gradio as gr
 
-from .. import memories
 from ..engine import Engine
 from . import (api, compare_tab, cost_tab, generate_tab, imitation_tab, memory_tab, models_panel, neighbours_tab,
                score_tab, settings_row, teach_tab)
+from .common import Page
+from .launch_settings import SETTINGS
 
 INTRO = """# Memory Decoder Explorer
 A **base** language model, a **Memory Decoder** (a small LM trained to imitate a retriever over a domain corpus) and
@@ -13,11 +14,10 @@ the **live kNN-LM** retriever it imitates, side by side on the same next token. 
 space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine: warm models, the median of 3 runs per component (the CPU may be shared)."""
 CSS = ".tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; }"
 THEME = gr.themes.Soft()
-MAX_UPLOAD = memories.MAX_BYTES  # refused before it is written to disk (a .gz is checked again once unpacked)
 
 
 def build(engine: Engine) -> gr.Blocks:
-    with gr.Blocks(title="Memory Decoder Explorer") as demo:
+    with Page(title="Memory Decoder Explorer", **SETTINGS.blocks()) as demo:
         gr.Markdown(INTRO)
         panel = models_panel.build()
         row = settings_row.build(engine)
@@ -32,12 +32,16 @@ def build(engine: Engine) -> gr.Blocks:
                         memory_tab.wire(engine, row, yours)]
         models_panel.wire(engine, panel, demo, model_events)
         api.add(engine)
-    # one request at a time on the models: the CPU is small and the key hooks are shared
-    return demo.queue(default_concurrency_limit=1, max_size=32)
+    return demo.queue(**SETTINGS.queue())
+
+
+def launch_options() -> dict:
+    """What Blocks.launch takes from the app: theme, style, and the settings for a public Space."""
+    return {"theme": THEME, "css": CSS, **SETTINGS.launch()}
 
 
 def launch(engine: Engine, **options):
-    """Serves the page with the app's theme and style; options go to Blocks.launch (port, threading, ...)."""
+    """Serves the page; options go to Blocks.launch (port, threading, ...)."""
     demo = build(engine)
-    demo.launch(theme=THEME, css=CSS, max_file_size=MAX_UPLOAD, **options)
+    demo.launch(**launch_options(), **options)
     return demo

@@ -1,10 +1,21 @@
-"""What every tab's handlers share: engine errors shown as Gradio errors, the datastore's progress bar, and a GPU
-for the calls that run models on ZeroGPU Spaces."""
+"""What every tab's handlers share: every failure answered with a sentence (a Gradio error), the datastore's progress
+bar, and a GPU for the calls that run models on ZeroGPU Spaces."""
 import functools
+import logging
 
 import gradio as gr
+from gradio.exceptions import ComponentProcessingError, InvalidPathError
+from pydantic import ValidationError
 
 from ..engine import InputError
+
+log = logging.getLogger("memdec")
+UNEXPECTED = ("Something went wrong on the server while answering this request; it has been logged. Try again, or "
+              "change the request: the app keeps serving.")
+WRONG_FIELD = ("A value sent does not fit its field: text for a text box, a number for a slider or number box, true "
+               "or false for a check box, one of the listed names for a menu, an uploaded file for a file field.")
+SERVER_PATH = ("A file must be uploaded first (POST /gradio_api/upload) and sent by the path that returns; files on "
+               "the server cannot be named.")
 
 try:  # on Hugging Face Spaces: ZeroGPU lends a GPU to each decorated call (elsewhere the decorator does nothing)
     import spaces
@@ -15,15 +26,46 @@ except ImportError:
         return fn
 
 
+def as_message(error: Exception) -> gr.Error:
+    """The sentence a failure is answered with: an InputError's own; any other failure's traceback goes to the log."""
+    if isinstance(error, gr.Error):
+        return error
+    if isinstance(error, InputError):
+        return gr.Error(str(error))
+    if isinstance(error, InvalidPathError):
+        return gr.Error(SERVER_PATH)
+    if isinstance(error, (ComponentProcessingError, ValidationError)):
+        return gr.Error(WRONG_FIELD)
+    log.error("a request failed", exc_info=error)
+    return gr.Error(UNEXPECTED)
+
+
 def shown(fn):
-    """InputError -> gr.Error, so a bad request gets its message in the page or the API and the app keeps serving."""
+    """Any failure -> gr.Error with its sentence (as_message), so a request always gets one in the page or the API
+    and the app keeps serving."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except InputError as error:
-            raise gr.Error(str(error)) from None
+        except Exception as error:
+            raise as_message(error) from None
     return wrapper
+
+
+class Page(gr.Blocks):
+    """gr.Blocks whose every event, handler or not, fails with a sentence: what goes wrong before or after a handler
+    (a value that does not fit its field, a file named by its path on the server) becomes a gr.Error too."""
+
+    async def process_api(self, block_fn, inputs, *args, **kwargs):
+        fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
+        if not fn.batch and isinstance(inputs, list) and len(inputs) < len(fn.inputs):
+            raise gr.Error(f"{fn.api_name or 'this event'} takes {len(fn.inputs)} values, in the order GET "
+                           f"/gradio_api/info lists them; this request sent {len(inputs)} (gradio_client fills in "
+                           "the defaults)")
+        try:
+            return await super().process_api(block_fn, inputs, *args, **kwargs)
+        except Exception as error:
+            raise as_message(error) from None
 
 
 def progress_bar(progress: gr.Progress):

@@ -10,7 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from .. import compare, plots
-from ..engine import Engine
+from ..engine import Engine, InputError
 from .common import on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
 
@@ -20,11 +20,16 @@ def axis_frame(rows: list[dict]) -> pd.DataFrame:
                          for r in rows])
 
 
-def export_files(nt: compare.NextToken, alpha: float, top_n: int) -> list[str]:
-    folder = Path(tempfile.mkdtemp(prefix="comparison-"))
-    (folder / "comparison.json").write_text(json.dumps(compare.to_dict(nt, alpha, top_n), indent=1))
-    (folder / "comparison.csv").write_text(compare.to_csv(nt, alpha, top_n))
-    return [str(folder / "comparison.json"), str(folder / "comparison.csv")]
+def export_files(nt: compare.NextToken, alpha: float, top_n: int, files: gr.File) -> list[str]:
+    """Written only when asked for: into a folder that is removed at once, after Gradio has copied the files into its
+    cache (which delete_cache empties, app.serve.ui.launch_settings)."""
+    if nt is None:
+        raise InputError("compare first, then export that comparison")
+    with tempfile.TemporaryDirectory(prefix="comparison-") as folder:
+        written = [Path(folder) / "comparison.json", Path(folder) / "comparison.csv"]
+        written[0].write_text(json.dumps(compare.to_dict(nt, alpha, top_n), indent=1))
+        written[1].write_text(compare.to_csv(nt, alpha, top_n))
+        return [files.move_resource_to_block_cache(path) for path in written]
 
 
 @dataclass
@@ -32,17 +37,18 @@ class CompareTab:
     distributions: gr.Plot
     latency: gr.Plot
     axis: gr.Dataframe
+    export: gr.Button
     files: gr.File
     remixes = True  # what it shows depends on alpha and the token count
 
     @property
     def outputs(self) -> list:
-        return [self.distributions, self.latency, self.axis, self.files]
+        return [self.distributions, self.latency, self.axis, self.files]  # files: emptied by each new comparison
 
     def show(self, nt: compare.NextToken, alpha: float, top_n: int) -> dict:
         rows = compare.rows(nt, alpha, top_n)
         return {self.distributions: plots.distributions(rows, alpha), self.latency: plots.latency(nt.latency_ms),
-                self.axis: axis_frame(rows), self.files: export_files(nt, alpha, top_n)}
+                self.axis: axis_frame(rows), self.files: None}
 
 
 def build() -> CompareTab:
@@ -52,8 +58,9 @@ def build() -> CompareTab:
             latency = gr.Plot(label="latency", elem_id="latency-plot")
             with gr.Column():
                 axis = gr.Dataframe(label="probabilities on the shared axis", wrap=True)
-                files = gr.File(label="export this comparison (JSON, CSV)", file_count="multiple")
-    return CompareTab(distributions, latency, axis, files)
+                export = gr.Button("Export this comparison (JSON, CSV)", elem_id="export-button")
+                files = gr.File(label="exported comparison", file_count="multiple", interactive=False)
+    return CompareTab(distributions, latency, axis, export, files)
 
 
 def wire(engine: Engine, row: SettingsRow, views: list):
@@ -77,11 +84,14 @@ def wire(engine: Engine, row: SettingsRow, views: list):
     @shown
     def on_remix(nt, alpha, top_n):
         """Re-mixes the cached distributions; no model runs."""
-        return show_all(nt, alpha, top_n, [v for v in views if v.remixes]) if nt is not None else {}
+        return show_all(nt, alpha, top_n, [v for v in views if v.remixes]) if nt is not None else gr.skip()  # nothing compared yet
 
     comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n], outputs,
                       api_name="compare_view", api_visibility="undocumented", concurrency_id="models")
     gr.on([row.alpha.release, row.top_n.release], on_remix, [state, row.alpha, row.top_n],
           [c for view in views if view.remixes for c in view.outputs],
           api_name="remix", api_visibility="undocumented", queue=False)
+    views[0].export.click(shown(lambda nt, alpha, top_n: export_files(nt, alpha, top_n, views[0].files)),
+                          [state, row.alpha, row.top_n], views[0].files, api_name="compare_export",
+                          api_visibility="undocumented")
     return comparing

@@ -11,7 +11,7 @@ from .. import memories
 from ..engine import Engine, InputError
 from ..plots import COLOURS
 from .common import progress_bar, shown
-from .settings_row import SettingsRow, memory_menu
+from .settings_row import SettingsRow, checked_family, memory_menu
 
 POLL_S = 2.0  # how often the page reads a running distillation's status and loss log
 
@@ -161,7 +161,7 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
 
     @shown
     def on_build(upload, pasted, name, base, family, request: gr.Request, progress=gr.Progress()):
-        visitor = memories.owner(request.session_hash)
+        visitor, family = memories.owner(request.session_hash), checked_family(engine, family)
         made = registry.build(visitor, name, base, upload, pasted, progress_bar(progress))
         return {session: visitor, tab.mine: mine_menu(visitor, made.id), tab.upload: None, tab.pasted: "",
                 row.domain: memory_menu(engine, visitor, family, made.id), **show(visitor, made.id)}

@@ -81,7 +81,7 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     @shown
     def on_remix(scored, alpha):
         """Re-mixes the cached target probabilities; no model runs."""
-        return tab.show(scored, alpha) if scored is not None else {}
+        return tab.show(scored, alpha) if scored is not None else gr.skip()  # nothing scored yet
 
     row.alpha.release(on_remix, [state, row.alpha], tab.outputs, api_name="score_remix", api_visibility="undocumented",
                       queue=False)

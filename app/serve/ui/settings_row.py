@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import memories
+from .. import contract, memories
 from ..engine import LIMITS, Engine
 from .common import shown
 
@@ -29,9 +29,16 @@ class SettingsRow:
         return [self.prompt, self.base, self.domain, self.alpha, self.k, self.temperature]
 
 
+def checked_family(engine: Engine, family) -> str | None:
+    """The family a request names, one of those served (None: no family chosen)."""
+    families = dict.fromkeys(engine.family.values())
+    return None if family is None or not families else contract.choice("model family", family, families)
+
+
 def family_choices(engine: Engine, family: str | None, visitor: str | None = None) -> tuple[list, list]:
     """The bases and memories of one preset (all of them when the engine serves a single family), memories as
     (label, name) with this visitor's own."""
+    family = checked_family(engine, family)
     return [n for n in engine.bases if family is None or engine.family.get(n) == family], engine.memory_choices(visitor, family)
 
 
@@ -67,6 +74,7 @@ def build(engine: Engine) -> SettingsRow:
         """The memory's own alpha, k and T for this base (they differ per base in the GPT-2 family)."""
         return engine.memory(chosen_domain)[1].defaults(engine.base_name(chosen_base))
 
+    @shown
     def switch_family(chosen_family, request: gr.Request):
         bases = family_choices(engine, chosen_family)[0]
         return gr.update(choices=bases, value=bases[0]), memory_menu(engine, memories.owner(request.session_hash),
