@@ -96,3 +96,17 @@ def test_uploads_over_the_limit_are_refused_before_they_are_written(public_serve
     assert answer.status_code == 413
     small = httpx.post(f"{public_server}gradio_api/upload", files={"files": ("small.txt", b"word " * 100)}, timeout=60)
     assert small.status_code == 200
+
+
+@pytest.mark.parametrize("value, public", [("1", True), ("true", True), ("ON", True), ("0", False), ("false", False),
+                                           ("", False)])
+def test_public_variable_reads_off_values_as_off(monkeypatch, value, public):
+    monkeypatch.setenv("MEMDEC_PUBLIC", value)
+    assert engine_options(argparse.ArgumentParser()).parse_args([]).public is public
+
+
+def test_public_variable_with_an_unclear_value_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("MEMDEC_PUBLIC", "maybe")
+    with pytest.raises(SystemExit):
+        engine_options(argparse.ArgumentParser()).parse_args([])
+    assert "MEMDEC_PUBLIC='maybe': use 1 or 0" in capsys.readouterr().err

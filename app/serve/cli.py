@@ -25,6 +25,16 @@ from .engine import CORPUS_TOKENS, DEFAULTS, Engine, InputError, Memory
 def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Which models, where and how: shared by `python app.py` and this command; each has a variable for Spaces."""
     env = os.environ.get
+
+    def switch(name: str) -> bool:
+        """An on/off variable: 1, true, yes or on (any case) turn it on; unset, empty, 0, false, no or off leave it off."""
+        value = env(name, "").strip().lower()
+        if value in ("", "0", "false", "no", "off"):
+            return False
+        if value in ("1", "true", "yes", "on"):
+            return True
+        parser.error(f"{name}={env(name)!r}: use 1 or 0 (true/false, yes/no, on/off)")
+
     parser.add_argument("--preset", default=env("MEMDEC_PRESET", "embedded"),
                         help=f"one of embedded, {', '.join(presets.PRESETS)} (default: MEMDEC_PRESET or embedded)")
     parser.add_argument("--presets", default=env("MEMDEC_PRESETS"), help="several presets the page switches among, a,b")
@@ -35,12 +45,12 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="weights' precision (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--corpus-tokens", type=int, default=env("MEMDEC_CORPUS_TOKENS"),
                         help=f"how much of a hub corpus the live kNN-LM searches (default {CORPUS_TOKENS})")
-    parser.add_argument("--preload", action="store_true", default=bool(env("MEMDEC_PRELOAD")),
+    parser.add_argument("--preload", action="store_true", default=switch("MEMDEC_PRELOAD"),
                         help="load the models and build the datastores before serving (MEMDEC_PRELOAD=1)")
-    parser.add_argument("--public", action="store_true", default=bool(env("MEMDEC_PUBLIC")),
+    parser.add_argument("--public", action="store_true", default=switch("MEMDEC_PUBLIC"),
                         help="serve a public Space: only the presets can be loaded, and no visitor can name a file or "
                              "model on this server (MEMDEC_PUBLIC=1)")
-    parser.add_argument("--share-memories", action="store_true", default=bool(env("MEMDEC_SHARE_MEMORIES")),
+    parser.add_argument("--share-memories", action="store_true", default=switch("MEMDEC_SHARE_MEMORIES"),
                         help="memories that visitors upload are listed to every visitor, not only to their maker "
                              "(MEMDEC_SHARE_MEMORIES=1)")
     return parser
