@@ -25,20 +25,22 @@ def full_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def sampled_digest(path: Path) -> str:
+def sampled_digest(path: Path, samples: int, sample_bytes: int) -> str:
     size = Path(path).stat().st_size
     h = hashlib.blake2b(str(size).encode(), digest_size=16)
-    last = max(0, size - SAMPLE_BYTES)
+    last = max(0, size - sample_bytes)
     with open(path, "rb") as f:
-        for i in range(SAMPLES):
-            f.seek(last * i // (SAMPLES - 1))
-            h.update(f.read(SAMPLE_BYTES))
+        for i in range(samples):
+            f.seek(last * i // max(1, samples - 1))
+            h.update(f.read(sample_bytes))
     return h.hexdigest()
 
 
 def entry(path: Path) -> dict:
-    """What is recorded of one file: its size and both checksums."""
-    return {"bytes": Path(path).stat().st_size, "blake2b": full_digest(path), "sampled": sampled_digest(path)}
+    """What is recorded of one file: its size, its checksum, and its sampled checksum with how it was sampled."""
+    return {"bytes": Path(path).stat().st_size, "blake2b": full_digest(path),
+            "sampled": {"samples": SAMPLES, "sample_bytes": SAMPLE_BYTES,
+                        "blake2b": sampled_digest(path, SAMPLES, SAMPLE_BYTES)}}
 
 
 def mismatch(path: Path, recorded: dict, full: bool | None = None) -> str | None:
@@ -50,7 +52,9 @@ def mismatch(path: Path, recorded: dict, full: bool | None = None) -> str | None
     if size != recorded["bytes"]:
         return f"{path.name} has {size:,} bytes, {recorded['bytes']:,} were written"
     whole = size <= FULL_BYTES if full is None else full
-    if (full_digest(path) if whole else sampled_digest(path)) != recorded["blake2b" if whole else "sampled"]:
+    sampled = recorded["sampled"]
+    if whole and full_digest(path) != recorded["blake2b"] or not whole and sampled_digest(
+            path, sampled["samples"], sampled["sample_bytes"]) != sampled["blake2b"]:
         return f"{path.name} does not match the checksum written when it was built"
     return None
 
