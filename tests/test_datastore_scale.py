@@ -191,7 +191,8 @@ def test_flat_search_is_unchanged_by_the_file(world):
     fresh.add(np.asarray(store.keys, dtype=np.float32))
     queries = datastore.recall_queries(store.keys, 50, seed=2)
     old = datastore.Datastore(store.keys, store.values, fresh, {}, {}).search(queries, 20)
-    (world["root"] / "flat" / "index.faiss").unlink()  # a store of the old layout
+    for name in ("index.faiss", "checksums.json"):  # a store of the old layout
+        (world["root"] / "flat" / name).unlink()
     legacy = datastore.load(world["root"] / "flat", wanted(world))
     for answer in (store.search(queries, 20), legacy.search(queries, 20)):
         assert np.array_equal(answer[0], old[0]) and np.array_equal(answer[1], old[1])

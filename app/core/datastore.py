@@ -6,6 +6,9 @@ block length and the index, so a store made another way is never reused.
 
 Building streams the keys in chunks into a folder of its own per recipe, so a killed build resumes from its last
 finished chunk; the index is written next to the keys and memory-mapped on load, so a store need not fit in RAM.
+One process builds a store at a time (a file lock per store); the others wait and load it. Each load checks the files
+against the checksums written at build time and their shapes and counts against each other and the corpus; a damaged
+store is moved aside (logged) and rebuilt by load_or_build.
 """
 import hashlib
 import json
@@ -18,8 +21,8 @@ import numpy as np
 import torch
 import faiss  # after torch (faiss issue 2126)
 
-from . import recipe
-from .files import read_json, write_json
+from . import checksums, locks, quarantine, recipe
+from .files import read_json, replace_folder, write_json
 from .keys import key_batches
 from .models import file_digest, model_fingerprint, tokenizer_fingerprint
 from .settings import Settings
@@ -46,6 +49,10 @@ KEYS, VALUES, INDEX, META, DONE = "keys.npy", "values.npy", "index.faiss", "meta
 
 class StaleDatastore(Exception):
     """The store on disk was made from another model, tokenizer, corpus, block length or index."""
+
+
+class DamagedDatastore(Exception):
+    """A file of the store on disk is unreadable, differs from what was written, or disagrees with the others."""
 
 
 def index_spec(entries: int, kind: str | None = None) -> dict:
@@ -199,27 +206,29 @@ def write_index(keys: np.ndarray, spec: dict, work: Path) -> dict:
 def build(model, tokenizer, model_folder, corpus_path, folder: Path, block: int, progress=None,
           kind: str | None = None) -> Datastore:
     """Builds the store in its building folder (resuming a killed build of the same recipe) and renames it into place;
-    the recipe is recorded last, so a cut-off build never leaves a store that loads as current."""
-    stream = encode_file(tokenizer, corpus_path, tokenizer_fingerprint(tokenizer))
-    made_from = wanted_recipe(model_folder, tokenizer, corpus_path, block, stream, kind)
-    inputs, labels = blocks(stream, block)
-    work = building_folder(folder, made_from)
-    for abandoned in folder.parent.glob(f"{folder.name}.building-*"):  # cut-off builds of recipes no longer wanted
-        if abandoned != work:
-            shutil.rmtree(abandoned, ignore_errors=True)
-    work.mkdir(parents=True, exist_ok=True)
-    keys = write_keys(model, inputs, work, progress)
-    np.save(work / VALUES, labels.flatten().numpy().astype(np.int32))
-    if progress:
-        progress(0.0, "datastore index")
-    meta = {"entries": len(keys), "dim": int(keys.shape[1]), "recall": write_index(keys, made_from["index"], work),
-            "model_folder": str(model_folder), "corpus_path": str(corpus_path)}
-    write_json(work / META, meta)
-    recipe.record(work, made_from)
-    shutil.rmtree(folder, ignore_errors=True)
-    work.rename(folder)
-    (folder / DONE).unlink()
-    return load(folder, made_from)
+    the checksums and then the recipe are recorded last, so a cut-off build never leaves a store that loads as current.
+    Under the store's lock: a second builder waits, then finds the store built."""
+    with locks.held(folder):
+        stream = encode_file(tokenizer, corpus_path, tokenizer_fingerprint(tokenizer))
+        made_from = wanted_recipe(model_folder, tokenizer, corpus_path, block, stream, kind)
+        inputs, labels = blocks(stream, block)
+        work = building_folder(folder, made_from)
+        for abandoned in folder.parent.glob(f"{folder.name}.building-*"):  # cut-off builds of recipes no longer wanted
+            if abandoned != work:
+                shutil.rmtree(abandoned, ignore_errors=True)
+        work.mkdir(parents=True, exist_ok=True)
+        keys = write_keys(model, inputs, work, progress)
+        np.save(work / VALUES, labels.flatten().numpy().astype(np.int32))
+        if progress:
+            progress(0.0, "datastore index")
+        meta = {"entries": len(keys), "dim": int(keys.shape[1]), "recall": write_index(keys, made_from["index"], work),
+                "model_folder": str(model_folder), "corpus_path": str(corpus_path)}
+        write_json(work / META, meta)
+        (work / DONE).unlink()
+        checksums.seal(work, [KEYS, VALUES, INDEX, META])
+        recipe.record(work, made_from)
+        replace_folder(work, folder)
+        return load(folder, made_from, stream)
 
 
 def read_index(keys: np.ndarray, folder: Path, spec: dict) -> faiss.Index:
@@ -229,22 +238,69 @@ def read_index(keys: np.ndarray, folder: Path, spec: dict) -> faiss.Index:
     return faiss.read_index(str(path), READ) if path.exists() else make_index(keys, spec)
 
 
-def load(folder: Path, wanted: dict) -> Datastore:
-    """Loads a store, refusing one made from anything other than the wanted recipe."""
-    if recipe.recorded(folder) is None:
-        raise FileNotFoundError(f"no datastore at {folder}")
-    if not recipe.is_current(folder, wanted):
-        raise StaleDatastore(f"datastore {folder} was made from another model, tokenizer, corpus or index")
-    keys = np.load(folder / KEYS, mmap_mode="r")
-    made_from = recipe.recorded(folder)
-    return Datastore(keys, np.load(folder / VALUES), read_index(keys, folder, made_from["index"]), made_from,
-                     read_json(folder / META))
+def load(folder: Path, wanted: dict, stream: np.ndarray | None = None) -> Datastore:
+    """Loads a store, refusing one made from anything other than the wanted recipe (StaleDatastore) and a damaged one
+    (DamagedDatastore): a file that differs from its checksum or cannot be read, shapes and counts that disagree, or,
+    given the corpus's token stream, values that are not its next tokens. A store written before checksums were is
+    accepted when its shapes and counts hold (rebuilding costs minutes a store), and its checksums are recorded then."""
+    folder = Path(folder)
+    with locks.held(folder):
+        try:
+            made_from = recipe.recorded(folder)
+        except ValueError as error:
+            raise DamagedDatastore(f"{recipe.FILE} is unreadable ({error})") from None
+        if made_from is None:
+            raise FileNotFoundError(f"no datastore at {folder}")
+        if not recipe.is_current(folder, wanted):
+            raise StaleDatastore(f"datastore {folder} was made from another model, tokenizer, corpus or index")
+        sealed = checksums.is_sealed(folder)
+        problem = checksums.problem(folder) if sealed else None  # first: a damaged index is never handed to FAISS
+        if problem is None:
+            try:
+                meta = read_json(folder / META)
+                keys = np.load(folder / KEYS, mmap_mode="r")
+                values = np.load(folder / VALUES)
+                index = read_index(keys, folder, made_from["index"])
+                problem = disagreement(keys, values, index, meta, stream, made_from["block"])
+            except (OSError, ValueError, EOFError, RuntimeError, KeyError, TypeError) as error:
+                problem = f"unreadable: {error}"
+        if problem:
+            raise DamagedDatastore(problem)
+        if not sealed:
+            checksums.seal(folder, [name for name in (KEYS, VALUES, INDEX, META) if (folder / name).exists()])
+        return Datastore(keys, values, index, made_from, meta)
+
+
+def disagreement(keys: np.ndarray, values: np.ndarray, index: faiss.Index, meta: dict, stream: np.ndarray | None,
+                 block: int) -> str | None:
+    """What does not add up between a store's files, and its corpus's tokens when given; None when all does."""
+    entries, dim = meta["entries"], meta["dim"]
+    if keys.dtype != np.float16 or keys.shape != (entries, dim):
+        return f"{KEYS} holds {keys.dtype} of shape {keys.shape}, {META} says float16 of shape ({entries}, {dim})"
+    if values.dtype != np.int32 or values.shape != (entries,):
+        return f"{VALUES} holds {values.dtype} of shape {values.shape}, {META} says int32 of shape ({entries},)"
+    if index.ntotal != entries or index.d != dim:
+        return f"{INDEX} holds {index.ntotal} keys of width {index.d}, {META} says {entries} of width {dim}"
+    if stream is not None and block_entries(stream, block) != entries:
+        return f"the corpus has {block_entries(stream, block)} positions, the store {entries}"
+    if stream is not None and not np.array_equal(values, stream[1: entries + 1]):
+        return f"{VALUES} are not the next tokens of the corpus"
+    return None
 
 
 def load_or_build(model, tokenizer, model_folder, corpus_path, folder: Path, block: int, progress=None,
                   kind: str | None = None) -> Datastore:
-    """The current store for (model, corpus): reused when its recipe matches, rebuilt when missing or stale."""
-    try:
-        return load(folder, wanted_recipe(model_folder, tokenizer, corpus_path, block, kind=kind))
-    except (FileNotFoundError, StaleDatastore):
+    """The current store for (model, corpus): reused when its recipe matches and it is intact, rebuilt when missing
+    or stale, moved aside (logged, and said through progress) and rebuilt when damaged."""
+    stream = encode_file(tokenizer, corpus_path, tokenizer_fingerprint(tokenizer))
+    wanted = wanted_recipe(model_folder, tokenizer, corpus_path, block, stream, kind)
+    with locks.held(folder):
+        try:
+            return load(folder, wanted, stream)
+        except (FileNotFoundError, StaleDatastore):
+            pass
+        except DamagedDatastore as damage:
+            quarantine.move_aside(folder, str(damage))
+            if progress:
+                progress(0.0, f"the datastore was damaged ({damage}): rebuilding it")
         return build(model, tokenizer, model_folder, corpus_path, folder, block, progress, kind)

@@ -110,12 +110,7 @@ def distil(folder: Path, steps: int, status: Status):
         temperature, lam = tune_knn(p_base, p_knn, s.alphas)
 
     with status.phase("kNN targets"):
-        targets_folder = folder / "making" / "targets"
-        if recipe.is_current(targets_folder, targets.targets_recipe(store.recipe, s.k, temperature)):
-            knn = targets.load(targets_folder)
-        else:
-            knn = targets.build_targets(store, s.k, temperature, progress=status.progress)
-            targets.save(knn, targets_folder)
+        knn = targets.load_or_build(store, s.k, temperature, folder / "making" / "targets", status.progress)
 
     decoder_folder, made_from = folder / "decoder", memdec_recipe(spec["id"], knn, s, s.beta, steps)
     with status.phase("training"):

@@ -1,5 +1,7 @@
 """Sparse kNN targets: for every training position, the kNN-LM's next-token distribution, which the Memory
-Decoder learns to imitate. Stored as CSR rows (token ids int32 + probabilities fp16)."""
+Decoder learns to imitate. Stored as CSR rows (token ids int32 + probabilities fp16), checked on load and rebuilt when
+damaged (app.core.sealed)."""
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -7,8 +9,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core import recipe
+from ..core import locks, quarantine, recipe, sealed
 from ..core.distributions import knn_weights
+
+LEGACY = "targets.npz"  # how targets were saved before they had checksums
 
 
 @dataclass
@@ -75,15 +79,54 @@ def build_targets(store, k: int, temperature: float, batch_size: int = 2048, pro
 
 
 def save(targets: SparseTargets, folder: Path):
-    """The recipe is removed first and written last: targets cut off half-way are never taken as current."""
-    folder.mkdir(parents=True, exist_ok=True)
-    recipe.forget(folder)
-    tmp = folder / "targets.tmp.npz"
-    np.savez(tmp, offsets=targets.offsets, ids=targets.ids, probs=targets.probs)
-    tmp.replace(folder / "targets.npz")
-    recipe.record(folder, targets.recipe)
+    """Written whole with checksums, the recipe last (app.core.sealed): targets cut off half-way are never current."""
+    sealed.save(folder, {"offsets": targets.offsets, "ids": targets.ids, "probs": targets.probs}, targets.recipe)
 
 
-def load(folder: Path) -> SparseTargets:
-    data = np.load(folder / "targets.npz")
-    return SparseTargets(data["offsets"], data["ids"], data["probs"], recipe.recorded(folder))
+def load(folder: Path, wanted: dict | None = None) -> SparseTargets | None:
+    """The targets in folder when made from the wanted recipe (None: whichever is recorded) and intact; None when
+    missing, stale or damaged (then moved aside, logged). Targets saved before checksums were (targets.npz) are
+    accepted when their rows add up, and saved again with checksums."""
+    folder = Path(folder)
+    with locks.held(folder):
+        try:
+            wanted = recipe.recorded(folder) if wanted is None else wanted
+        except ValueError as error:
+            quarantine.move_aside(folder, f"{recipe.FILE} is unreadable ({error})")
+            return None
+        if wanted is None:
+            return None
+        arrays = sealed.load(folder, wanted) or legacy(folder, wanted)
+        if arrays is None:
+            return None
+        return SparseTargets(arrays["offsets"], arrays["ids"], arrays["probs"], recipe.recorded(folder))
+
+
+def legacy(folder: Path, wanted: dict) -> dict | None:
+    """The arrays of a targets.npz from before checksums, saved again sealed, when it is current and its rows add up."""
+    if not (folder / LEGACY).exists() or not recipe.is_current(folder, wanted):
+        return None
+    try:
+        with np.load(folder / LEGACY) as data:
+            arrays = {name: data[name] for name in ("offsets", "ids", "probs")}
+        offsets = arrays["offsets"]
+        intact = offsets[0] == 0 and (np.diff(offsets) >= 0).all() and offsets[-1] == len(arrays["ids"]) == len(arrays["probs"])
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        intact = False
+    if not intact:
+        quarantine.move_aside(folder, f"{LEGACY} is unreadable or its rows do not add up")
+        return None
+    sealed.save(folder, arrays, wanted)
+    return arrays
+
+
+def load_or_build(store, k: int, temperature: float, folder: Path, progress=None) -> SparseTargets:
+    """The targets of (store, k, temperature) from folder when current and intact, else built and saved there, once
+    however many threads and processes ask at the same time."""
+    wanted = targets_recipe(store.recipe, k, temperature)
+    with locks.held(folder):
+        found = load(folder, wanted)
+        if found is None:
+            found = build_targets(store, k, temperature, progress=progress)
+            save(found, folder)
+        return found

@@ -108,11 +108,12 @@ def main():
     made_from = recipe.recorded(folder)
     key = s.bases[s.key]
     store = datastore.wanted_recipe(key, load_tokenizer(key), paths.corpus_path(args.domain, "train"), s.block)
-    if made_from is None or made_from != targets.targets_recipe(store, s.k, made_from["temperature"]):
-        parser.error(f"the kNN targets for {args.domain} are missing or stale: run python -m app.make.pipeline "
+    knn = None if made_from is None else targets.load(folder, targets.targets_recipe(store, s.k, made_from["temperature"]))
+    if knn is None:
+        parser.error(f"the kNN targets for {args.domain} are missing, stale or damaged: run python -m app.make.pipeline "
                      f"--domains {args.domain} (it builds them, then trains the decoder too)")
     out = args.out or paths.model_folder("memdec", args.domain)
-    if not distil(args.domain, targets.load(folder), s, args.beta, args.steps, out):
+    if not distil(args.domain, knn, s, args.beta, args.steps, out):
         print(f"{out.name}: current")
 
 
