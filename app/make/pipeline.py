@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import datastore, paths, recipe
+from ..core import datastore, paths, recipe, sealed
 from ..core.distributions import mix
 from ..core.documents import read_documents
 from ..core.files import read_json, write_json, write_text
@@ -100,17 +100,9 @@ def split_windows(tokenizer, domain: str, split: str, s: Settings) -> Windows:
 
 
 def cached_probs(folder: Path, made_from: dict, compute) -> dict:
-    """{name: p(next token)} from compute(), kept with its recipe so that a second run reads it back."""
-    if recipe.is_current(folder, made_from):
-        data = np.load(folder / "probs.npz")
-        return {name: data[name] for name in data.files}
-    probs = compute()
-    folder.mkdir(parents=True, exist_ok=True)
-    recipe.forget(folder)
-    np.savez(folder / "probs.tmp.npz", **probs)
-    (folder / "probs.tmp.npz").replace(folder / "probs.npz")
-    recipe.record(folder, made_from)
-    return probs
+    """{name: p(next token)} from compute(), sealed with its recipe (app.core.sealed) so that a second run reads it
+    back and a damaged copy is moved aside and recomputed."""
+    return sealed.load_or_make(folder, made_from, compute)
 
 
 def protocol(domain: str, split: str, s: Settings) -> dict:
@@ -150,13 +142,12 @@ def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
     val = predictions(s.key, domain, "validation", s)
     temperature, lam = tune_knn(val["base"], val["knn"], weight_grid(s, val["base"], val["knn"]))
     folder = paths.targets_folder(domain)
-    if recipe.is_current(folder, targets.targets_recipe(store.recipe, s.k, temperature)):
+    found = targets.load(folder, targets.targets_recipe(store.recipe, s.k, temperature))
+    if found is not None:
         say(f"targets {domain}: current (T={temperature})")
-        return targets.load(folder)
-    say(f"targets {domain}: k={s.k}, T={temperature} (validation kNN-LM best at lambda={lam})")
-    built = targets.build_targets(store, s.k, temperature)
-    targets.save(built, folder)
-    return built
+        return found
+    say(f"targets {domain}: k={s.k}, T={temperature} (the validation kNN-LM's best, at lambda={lam})")
+    return targets.load_or_build(store, s.k, temperature, folder)
 
 
 # The decoders and controls, by loss: beta of beta * KL + (1 - beta) * CE. "memdec" is the Memory Decoder.
