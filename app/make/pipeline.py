@@ -102,7 +102,14 @@ def split_windows(tokenizer, domain: str, split: str, s: Settings) -> Windows:
 def cached_probs(folder: Path, made_from: dict, compute) -> dict:
     """{name: p(next token)} from compute(), sealed with its recipe (app.core.sealed) so that a second run reads it
     back and a damaged copy is moved aside and recomputed."""
-    return sealed.load_or_make(folder, made_from, compute)
+    def make():
+        COMPUTED["predictions"] += 1
+        return compute()
+
+    return sealed.load_or_make(folder, made_from, make)
+
+
+COMPUTED = {"predictions": 0}  # how many predictions this run computed rather than read back
 
 
 def protocol(domain: str, split: str, s: Settings) -> dict:
@@ -174,13 +181,15 @@ def memdec_step(domain: str, s: Settings, losses=("memdec", "ce", "kl")):
             knn = targets_step(domain, s)
         for seed in s.seeds:
             out = decoder_folder(domain, loss, seed)
-            with timed(f"train {out.name} ({domain})"):
-                if not distil(domain, knn, s, beta, s.memdec_steps, out, announce=say, seed=seed):
+            with timed(f"train {out.name} ({domain})") as run:
+                run["worked"] = distil(domain, knn, s, beta, s.memdec_steps, out, announce=say, seed=seed)
+                if not run["worked"]:
                     say(f"{domain} {out.name}: current")
     for seed in s.seeds:
         out = dapt_folder(domain, seed)
-        with timed(f"train {out.name} ({domain})"):
-            if not distil(domain, None, s, 0.0, s.memdec_steps, out, announce=say, seed=seed, init=s.key):
+        with timed(f"train {out.name} ({domain})") as run:
+            run["worked"] = distil(domain, None, s, 0.0, s.memdec_steps, out, announce=say, seed=seed, init=s.key)
+            if not run["worked"]:
                 say(f"{domain} {out.name}: current")
 
 
@@ -255,8 +264,10 @@ def memdec_card(domain: str, s: Settings, tuned: dict, seed0: dict) -> dict:
 def evaluate_step(s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
     rows, ablation = [], []
     for domain in s.domains:
-        with timed(f"evaluate {domain}"):
+        with timed(f"evaluate {domain}") as run:
+            before = COMPUTED["predictions"]
             r, a = evaluate_domain(domain, s, losses)
+            run["worked"] = COMPUTED["predictions"] > before
         rows += r
         ablation += a
     write_results("evaluation", rows, evaluation_table(rows))
@@ -309,12 +320,12 @@ def finite(value):
 
 @contextmanager
 def timed(step: str):
-    """Wall time of each step this run did, merged into assets/results/timings.json (a skipped step keeps its
-    earlier time): their sum is what the pipeline costs from scratch."""
-    began = time.monotonic()
-    yield
+    """Wall time of each step this run did, merged into assets/results/timings.json (a step that found its output
+    current, or set run["worked"] False, keeps its earlier time): their sum is what the pipeline costs from scratch."""
+    began, run = time.monotonic(), {"worked": True}
+    yield run
     spent = time.monotonic() - began
-    if spent > 1.0:
+    if run["worked"] and spent > 1.0:
         path = paths.RESULTS / "timings.json"
         times = read_json(path) or {}
         times[step] = round(spent, 1)
