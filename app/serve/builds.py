@@ -16,9 +16,6 @@ class Builds:
         self._thread = threading.Thread(target=self._build_all, name="datastore-builds", daemon=True)
         self._thread.start()
 
-    def is_builder(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def add(self, key: tuple[str, str]):
         with self._more:
             if key not in self.order:
@@ -50,7 +47,7 @@ class Builds:
                 key = self.order[0]
             try:
                 self.engine.pair(*key)  # its models are loaded (and checked) by the same thread
-                self.engine.datastore(*key, progress=lambda fraction, step: self.progress.__setitem__(key, (fraction, step)))
+                self.engine.datastore(*key, lambda fraction, step: self.progress.__setitem__(key, (fraction, step)), here=True)
             except InputError as error:
                 self.failed[key] = error
             except Exception as error:  # the server goes on; the next request for this store tries again

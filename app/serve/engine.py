@@ -243,16 +243,17 @@ class Engine:
                 raise InputError(f"the {domain} corpus ({source.repo}) is neither cached nor reachable: {error}") from error
         return self._corpora[key]
 
-    def datastore(self, base: str, domain: str, progress=None) -> datastore.Datastore | None:
+    def datastore(self, base: str, domain: str, progress=None, here: bool = False) -> datastore.Datastore | None:
         """The base's kNN-LM store over the memory's corpus: from disk when current, else built once (with progress),
         refused when it would not fit in memory; None when the memory has no corpus. While serving, a store not ready
-        yet is built in the background and the request is told how far it has got (StillBuilding)."""
+        yet is built in the background and the request is told how far it has got (StillBuilding), unless here: then
+        this thread builds it."""
         key = (base, domain)
         if key in self._stores:
             return self._stores[key]
         if self.memory(domain)[1].corpus is None:
             return None
-        if self.builds is not None and not self.builds.is_builder():
+        if self.builds is not None and not here:
             raise self.builds.wait(key)
         folder = self.store_folder(base, domain)
         with self.lock:

@@ -1,10 +1,15 @@
-"""What every tab's handlers share: engine errors shown as Gradio errors, the datastore's progress bar, and a GPU
-for the calls that run models on ZeroGPU Spaces."""
+"""What every tab's handlers share: engine errors shown as Gradio errors, the datastore's progress bar, a GPU for
+the calls that run models on ZeroGPU Spaces, and how many model calls may run at once, per visitor and in all."""
 import functools
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from ..engine import InputError
+from ..sessions import SessionLimit
+
+MODEL_SLOTS = 32  # requests inside the engine at once: its scheduler batches and interleaves their model calls
+PER_SESSION = SessionLimit(4)  # a page runs at most a few at once (compare, generate, score, cost)
 
 try:  # on Hugging Face Spaces: ZeroGPU lends a GPU to each decorated call (elsewhere the decorator does nothing)
     import spaces
@@ -23,6 +28,19 @@ def shown(fn):
             return fn(*args, **kwargs)
         except InputError as error:
             raise gr.Error(str(error)) from None
+    return wrapper
+
+
+def limited(fn):
+    """Counts the call against its visitor's PER_SESSION (refused when over it); calls without a session are not
+    limited."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        request = LocalContext.request.get(None)
+        if request is None or not request.session_hash:
+            return fn(*args, **kwargs)
+        with PER_SESSION.slot(request.session_hash):
+            return fn(*args, **kwargs)
     return wrapper
 
 
