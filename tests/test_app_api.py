@@ -74,7 +74,8 @@ def test_page_endpoint_exports_json_and_csv(client, engine):
     import tempfile
 
     before = set(glob.glob(f"{tempfile.gettempdir()}/comparison-*"))
-    result = client.predict(PROMPT, engine.default_base, engine.default_domain, 0.5, 16, 5.0, 6, api_name="/compare_view")
+    result = client.predict(PROMPT, engine.default_base, engine.default_domain, 0.5, 16, 5.0, 6, False,
+                            api_name="/compare_view")
     assert not [r for r in result if isinstance(r, (list, tuple)) and r]  # no export files from a comparison alone
     exported = client.predict(0.5, 6, api_name="/compare_export")
     paths = [f if isinstance(f, str) else f.get("path", f.get("name")) for f in exported]
@@ -136,7 +137,14 @@ def test_python_app_py_serves_the_embedded_models():
                 assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
                 time.sleep(0.5)
         assert time.perf_counter() - start < 20, "the app should answer within about 20 s"
-        out = Client(url, verbose=False).predict("The", api_name="/compare")
+        client = Client(url, verbose=False)
+        while True:  # the datastores are loaded (built when missing) in the background; until then, a request says so
+            try:
+                out = client.predict("The", api_name="/compare")
+                break
+            except Exception as error:
+                assert "is being built in the background" in str(error) and time.perf_counter() - start < 300, error
+                time.sleep(1)
         assert sum(t["p"] for t in out["top"]["mix_knn"]) <= 1 + 1e-6
         assert set(out["latency_ms"]) == {"base forward", "decoder forward", "kNN search", "mixing"}
     finally:

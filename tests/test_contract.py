@@ -28,8 +28,8 @@ VALUES = [None, True, False, 0, 1, -1, 3, 3.0, 2.5, 1e-9, 0.5, 2048, 2049, 10**3
           "../models", "openai-community/gpt2", "\x00\x1b[31m", "tiny-b", "law", "cell protein gene"]
 CI_VALUES = [None, True, 2.5, RAW_1E400, NAN, "3", [1], {"a": 1}, "\ud800", "tiny-b", "law"]
 VALID = {"text": "cell protein gene", "base": "tiny-a", "domain": "bio", "alpha": None, "k": None, "temperature": None,
-         "top_n": 3, "max_new_tokens": 3, "sample": False, "seed": 0}
-PARAMETERS = {"compare": ["text", "base", "domain", "alpha", "k", "temperature", "top_n"],
+         "top_n": 3, "max_new_tokens": 3, "sample": False, "seed": 0, "precise": False}
+PARAMETERS = {"compare": ["text", "base", "domain", "alpha", "k", "temperature", "top_n", "precise"],
               "generate": ["text", "base", "domain", "max_new_tokens", "sample", "seed", "alpha", "k", "temperature"],
               "score": ["text", "base", "domain", "alpha", "k", "temperature"]}
 WHOLE = {"k", "top_n", "max_new_tokens", "seed"}
@@ -50,7 +50,7 @@ def accepted(parameter: str, value):
         return bool(clean.strip())
     if parameter in ("base", "domain"):
         return value in (None, "") or value in (("tiny-a", "tiny-b") if parameter == "base" else ("bio", "law"))
-    if parameter == "sample":
+    if parameter in ("sample", "precise"):
         return value is None or isinstance(value, bool)
     if value is None:
         return True  # the default
@@ -131,7 +131,7 @@ def fuzz_table(server, values) -> int:
 
 
 def test_raw_http_fuzz_table(server):
-    assert fuzz_table(server, CI_VALUES) == 22 * len(CI_VALUES)
+    assert fuzz_table(server, CI_VALUES) == 23 * len(CI_VALUES)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_page_endpoints_answer_bad_values_with_a_sentence(server):
 
 def test_missing_values_get_a_sentence(server):
     event, message = call(server, "compare", ["cell"])
-    assert event == "error" and "takes 7 values" in message
+    assert event == "error" and "takes 8 values" in message
 
 
 def test_cli_refuses_damaged_text(tiny_models, tmp_path):

@@ -46,7 +46,8 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--corpus-tokens", type=int, default=env("MEMDEC_CORPUS_TOKENS"),
                         help=f"how much of a hub corpus the live kNN-LM searches (default {CORPUS_TOKENS})")
     parser.add_argument("--preload", action="store_true", default=switch("MEMDEC_PRELOAD"),
-                        help="load the models and build the datastores before serving (MEMDEC_PRELOAD=1)")
+                        help="load the models and build the datastores before serving (MEMDEC_PRELOAD=1); without it "
+                             "they are built in the background while the app serves")
     parser.add_argument("--public", action="store_true", default=switch("MEMDEC_PUBLIC"),
                         help="serve a public Space: only the presets can be loaded, and no visitor can name a file or "
                              "model on this server (MEMDEC_PUBLIC=1)")
@@ -100,6 +101,7 @@ def run():
     parser.add_argument("--sample", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int)
+    parser.add_argument("--precise", action="store_true", help="compare: time each component alone, the median of 3 runs")
     args = engine_options(parser).parse_args()
     engine = engine_from(args)
     if args.command == "prepare" or args.preload:
@@ -107,12 +109,13 @@ def run():
     if args.command == "serve":
         from .ui import launch  # gradio is imported only to serve: the other commands start faster without it
 
+        engine.prepare_in_background()  # no visitor waits on a build; a request for a store not ready says so
         launch(engine, server_port=args.port)
     if args.command in ("serve", "prepare"):
         return
     knn = dict(k=args.k, temperature=args.temperature)
     if args.command == "compare":
-        out = endpoints.compare_json(engine, args.text, args.base, args.domain, args.alpha, top_n=args.top_n, **knn)
+        out = endpoints.compare_json(engine, args.text, args.base, args.domain, args.alpha, top_n=args.top_n, precise=args.precise, **knn)
     elif args.command == "generate":
         out = endpoints.generate_json(engine, args.text, args.base, args.domain, args.max_new_tokens, args.sample,
                                       args.seed, args.alpha, **knn)

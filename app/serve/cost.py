@@ -63,7 +63,7 @@ def step_times(engine: Engine, base, domain, store, tokens: int = TOKENS, repeat
     timed = TimedSearch(store)
     makers = predictors(pair.lm, pair.decoder, timed, len(pair.tokenizer), alpha, k, temperature)
     runs = {"base_ms": [], "memdec_ms": [], "knn_rest_ms": [], "search_ms": []}
-    with engine.lock, torch.no_grad():
+    with torch.no_grad():
         for run in range(repeats + 1):  # run 0 warms up
             base_ms = greedy_step_ms(makers["base"](), ids, tokens)
             memdec_ms = greedy_step_ms(makers["mix_memdec"](), ids, tokens)

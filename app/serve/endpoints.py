@@ -6,12 +6,13 @@ from .engine import DEFAULTS, Engine
 
 
 def compare_json(engine: Engine, text: str, base=None, domain=None, alpha=None, k=None, temperature=None,
-                 top_n=DEFAULTS["top_n"], progress=None) -> dict:
+                 top_n=DEFAULTS["top_n"], progress=None, precise: bool = False) -> dict:
     """Next-token distributions of base, memdec, knn and the two mixtures, the neighbours, the imitation and teach
-    numbers, and latency_ms per component."""
+    numbers, and latency_ms per component: of the real call (latency_batch: how many requests shared it), or with
+    precise, of each alone, the median of 3 runs."""
     alpha = engine.alpha(base, domain, alpha)  # checked before any model runs
     top_n = check("top_n", top_n, int, default=DEFAULTS["top_n"])
-    return compare.to_dict(compare.next_token(engine, text, base, domain, k, temperature, progress), alpha, top_n)
+    return compare.to_dict(compare.next_token(engine, text, base, domain, k, temperature, progress, precise), alpha, top_n)
 
 
 def generate_json(engine: Engine, text: str, base=None, domain=None, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False, seed=0,

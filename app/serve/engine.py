@@ -19,6 +19,7 @@ from ..core.tokens import block_entries, encode_file
 from . import contract, presets
 from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
 from .presets import Memory
+from .scheduler import Scheduler
 
 MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
 # A hub corpus (WikiText-103 has 100M+ tokens) is read up to this many tokens for the live kNN-LM: its keys take one
@@ -27,6 +28,10 @@ CORPUS_TOKENS = {"cpu": 20_000, "cuda": 2_000_000}
 FREE_MEMORY_SHARE = 0.5  # a datastore may take at most this share of the memory free when it is built
 DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
 PRIVATE = "a visitor's own memory"  # how the Models panel names what belongs to one visitor
+
+
+class StillBuilding(InputError):
+    """The datastore asked for is being built in the background; the message says how far it has got."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,10 @@ class Engine:
         # memories added while serving: the private ones (name -> (owner, Memory)), kept out of self.memories so that
         # nothing lists them to others; labels for the menu; the folders that hold their stores
         self.private, self.memory_labels, self.store_roots = {}, {}, {}
-        self.lock = threading.RLock()  # one model call at a time: KeyCapture hooks are shared state
+        self.lock = threading.RLock()  # guards the caches of loaded models and stores
+        self.scheduler = Scheduler()  # every model call of a request goes through it (app.serve.batched)
+        self.builds = None  # once serving: the datastores built in the background (app.serve.builds)
+        self._folder_locks = {}  # one builder per store folder
 
     @classmethod
     def from_presets(cls, names, **options) -> "Engine":
@@ -208,15 +216,24 @@ class Engine:
                 raise InputError(f"the {domain} corpus ({source.repo}) is neither cached nor reachable: {error}") from error
         return self._corpora[key]
 
-    def datastore(self, base: str, domain: str, progress=None) -> datastore.Datastore | None:
+    def datastore(self, base: str, domain: str, progress=None, here: bool = False) -> datastore.Datastore | None:
         """The base's kNN-LM store over the memory's corpus: from disk when current, else built once (with progress),
-        refused when it would not fit in memory; None when the memory has no corpus."""
+        refused when it would not fit in memory; None when the memory has no corpus. While serving, a store not ready
+        yet is built in the background and the request is told how far it has got (StillBuilding), unless here: then
+        this thread builds it."""
+        key = (base, domain)
+        if key in self._stores:
+            return self._stores[key]
+        if self.memory(domain)[1].corpus is None:
+            return None
+        if self.builds is not None and not here:
+            raise self.builds.wait(key)
+        folder = self.store_folder(base, domain)
         with self.lock:
-            key = (base, domain)
+            folder_lock = self._folder_locks.setdefault(folder, threading.Lock())
+        with folder_lock:  # not the engine's lock: other requests go on while a store is built
             if key not in self._stores:
                 corpus = self.corpus(base, domain, progress)
-                if corpus is None:
-                    return None
                 name = self.bases[base]
                 model = self.model(name)
                 entries = block_entries(self.stream(base, domain, progress), Settings.block)
@@ -225,8 +242,7 @@ class Engine:
                     raise InputError(f"the {domain} datastore for {base} would hold {entries:,} entries and need "
                                      f"{needed / 1e9:.1f} GB, more than half of the {free / 1e9:.1f} GB free: use a "
                                      "smaller corpus or a larger machine")
-                folder = self.store_folder(base, domain)
-                shared = [store for (b, d), store in self._stores.items() if self.store_folder(b, d) == folder]
+                shared = [store for (b, d), store in list(self._stores.items()) if self.store_folder(b, d) == folder]
                 self._stores[key] = shared[0] if shared else datastore.load_or_build(
                     model, self.tokenizer(name), name, corpus, folder, Settings.block, progress)
             return self._stores[key]
@@ -252,6 +268,14 @@ class Engine:
             self.pair(None, domain)
             self.datastore(self.default_base, domain)
         return self.loaded()
+
+    def prepare_in_background(self):
+        """What prepare() does, in a background thread while the app serves; later stores are built there too."""
+        from .builds import Builds
+
+        self.builds = Builds(self)
+        for domain in self.memories:
+            self.builds.add((self.default_base, domain))
 
     def labels(self, base: str) -> vocab.TokenText:
         """id -> token text for the base's tokenizer, decoded on demand, for labels and neighbour text."""

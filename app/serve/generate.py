@@ -1,7 +1,7 @@
 """Side-by-side continuations of base, base + MemDec and base + kNN-LM. Each model keeps its own KV cache, so
 every step reads one new token; the kNN-LM takes its query key from the base's pass over that token."""
 import statistics
-import time
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
@@ -47,10 +47,22 @@ def predictors(lm, decoder, store, vocab: int, alpha: float, k: int, temperature
     return out
 
 
+@dataclass
+class Run:
+    """One predictor's generation under way: its stateful step, the ids it reads next, its own random generator."""
+    step: object
+    chunk: torch.Tensor
+    generator: torch.Generator
+    new: list = field(default_factory=list)
+    times: list = field(default_factory=list)  # ms of each step's model call
+    ended: bool = False
+
+
 def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False, seed=0,
              alpha=None, k=None, temperature=None, progress=None) -> dict:
     """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
-    ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""
+    ms_per_token is the median step time (one step = the forward passes, search and mixing for one token, timed
+    on the real call)."""
     steps = check("max_new_tokens", max_new_tokens, int, default=DEFAULTS["max_new_tokens"])
     seed = check("seed", seed, int, default=0)
     sample = flag("sample", sample)
@@ -60,21 +72,26 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
     k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
     ids, cut = engine.encode(tokenizer, prompt, engine.context(pair.lm, pair.decoder) - steps, truncate=True)
     store = engine.datastore(pair.base, pair.domain, progress)
-    out = {}
-    with engine.lock, torch.no_grad():
-        for name, make in predictors(pair.lm, pair.decoder, store, len(tokenizer), alpha, k, temperature).items():
-            step, chunk, new, times = make(), ids, [], []
-            generator = torch.Generator().manual_seed(seed)
-            for _ in range(steps):
-                start = time.perf_counter()
-                p = step(chunk)
-                token = int(torch.multinomial(p, 1, generator=generator)) if sample else int(p.argmax())
-                times.append((time.perf_counter() - start) * 1000)
-                if token == tokenizer.eos_token_id:
-                    break
-                new.append(token)
-                chunk = torch.tensor([[token]])
-            out[name] = {"text": tokenizer.decode(new), "tokens": [tokenizer.decode([t]) for t in new],
-                         "ms_per_token": round(statistics.median(times), 3) if times else 0.0}
+    # the predictors advance together, one model call each per token, so a long generation shares the models
+    # with other requests step by step (app.serve.scheduler)
+    runs = {name: Run(make(), ids, torch.Generator().manual_seed(seed))
+            for name, make in predictors(pair.lm, pair.decoder, store, len(tokenizer), alpha, k, temperature).items()}
+    for _ in range(steps):
+        live = [run for run in runs.values() if not run.ended]
+        if not live:
+            break
+        calls = [(run, engine.scheduler.submit(lambda items, step=run.step: [step(items[0])], run.chunk)) for run in live]
+        for run, call in calls:
+            done = call.result()
+            token = int(torch.multinomial(done.value, 1, generator=run.generator)) if sample else int(done.value.argmax())
+            run.times.append(done.ms)
+            if token == tokenizer.eos_token_id:
+                run.ended = True
+            else:
+                run.new.append(token)
+                run.chunk = torch.tensor([[token]])
+    out = {name: {"text": tokenizer.decode(run.new), "tokens": [tokenizer.decode([t]) for t in run.new],
+                  "ms_per_token": round(statistics.median(run.times), 3) if run.times else 0.0}
+           for name, run in runs.items()}
     return {"prompt": prompt, "base": pair.base, "domain": pair.domain, "alpha": alpha, "k": k, "temperature": temperature,
             "sample": bool(sample), "seed": seed, "prompt_tokens_dropped": cut, "continuations": out}

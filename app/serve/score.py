@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.distributions import knn_target_probs, mix, model_probs, perplexity
-from ..core.keys import KeyCapture
+from ..core.distributions import knn_target_probs, mix, perplexity
+from . import batched
 from .engine import Engine, InputError, check
 
 CURVE_ALPHAS = [round(a * 0.05, 2) for a in range(21)]  # the chart's x axis, 0 to 1
@@ -36,15 +36,13 @@ def score(engine: Engine, text: str, base=None, domain=None, k=None, temperature
     store = engine.datastore(pair.base, pair.domain, progress)
     targets, vocab = ids[0, 1:], len(tokenizer)
     positions = torch.arange(len(targets))
-    with engine.lock, torch.no_grad():
-        with KeyCapture(lm) as capture:
-            logits = lm(input_ids=ids.to(lm.device)).logits[0, :-1]
-        p_base = model_probs(logits, vocab).cpu()[positions, targets]
-        p_mem = model_probs(decoder(input_ids=ids.to(decoder.device)).logits[0, :-1], vocab).cpu()[positions, targets]
-        p_knn = None
-        if store is not None:
-            distances, _, values = store.neighbours(capture.keys[0, :-1].float().cpu().numpy(), k)
-            p_knn = knn_target_probs(distances, values, temperature, targets)
+    calls = [batched.forward(engine, model, vocab, ids, positions.tolist()) for model in (lm, decoder)]
+    (p_base, keys), (p_mem, _) = [call.result().value for call in calls]
+    p_base, p_mem = p_base[positions, targets], p_mem[positions, targets]
+    p_knn = None
+    if store is not None:
+        distances, _, values = batched.search(engine, store, keys.numpy(), k).result().value
+        p_knn = knn_target_probs(distances, values, temperature, targets)
     return Scored(text, pair.base, pair.domain, k, temperature, tokenizer.batch_decode(targets[:, None].tolist()),
                   p_base, p_mem, p_knn)
 

@@ -11,7 +11,7 @@ import pandas as pd
 
 from .. import compare, plots
 from ..engine import Engine, InputError
-from .common import on_gpu, progress_bar, shown
+from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
 
 
@@ -36,6 +36,7 @@ def export_files(nt: compare.NextToken, alpha: float, top_n: int, files: gr.File
 class CompareTab:
     distributions: gr.Plot
     latency: gr.Plot
+    precise: gr.Checkbox
     axis: gr.Dataframe
     export: gr.Button
     files: gr.File
@@ -55,12 +56,14 @@ def build() -> CompareTab:
     with gr.Tab("Compare"):
         distributions = gr.Plot(label="distributions", elem_id="dist-plot")
         with gr.Row():
-            latency = gr.Plot(label="latency", elem_id="latency-plot")
+            with gr.Column():
+                latency = gr.Plot(label="latency", elem_id="latency-plot")
+                precise = gr.Checkbox(label="measure precisely (each component alone, the median of 3 runs)")
             with gr.Column():
                 axis = gr.Dataframe(label="probabilities on the shared axis", wrap=True)
                 export = gr.Button("Export this comparison (JSON, CSV)", elem_id="export-button")
                 files = gr.File(label="exported comparison", file_count="multiple", interactive=False)
-    return CompareTab(distributions, latency, axis, export, files)
+    return CompareTab(distributions, latency, precise, axis, export, files)
 
 
 def wire(engine: Engine, row: SettingsRow, views: list):
@@ -76,9 +79,10 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         return out
 
     @shown
+    @limited
     @on_gpu
-    def on_compare(text, base, domain, alpha, k, temperature, top_n, progress=gr.Progress()):
-        nt = compare.next_token(engine, text, base, domain, k, temperature, progress_bar(progress))
+    def on_compare(text, base, domain, alpha, k, temperature, top_n, precise, progress=gr.Progress()):
+        nt = compare.next_token(engine, text, base, domain, k, temperature, progress_bar(progress), precise)
         return {state: nt, **show_all(nt, alpha, top_n, views)}
 
     @shown
@@ -86,8 +90,8 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         """Re-mixes the cached distributions; no model runs."""
         return show_all(nt, alpha, top_n, [v for v in views if v.remixes]) if nt is not None else gr.skip()  # nothing compared yet
 
-    comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n], outputs,
-                      api_name="compare_view", api_visibility="undocumented", concurrency_id="models")
+    comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n, views[0].precise], outputs,
+                      api_name="compare_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)
     gr.on([row.alpha.release, row.top_n.release], on_remix, [state, row.alpha, row.top_n],
           [c for view in views if view.remixes for c in view.outputs],
           api_name="remix", api_visibility="undocumented", queue=False)

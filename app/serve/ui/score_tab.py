@@ -7,7 +7,7 @@ import gradio as gr
 
 from .. import compare, plots, score
 from ..engine import Engine
-from .common import on_gpu, progress_bar, shown
+from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
 
 
@@ -73,6 +73,7 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     state = gr.State()
 
     @shown
+    @limited
     @on_gpu
     def on_score(text, base, domain, alpha, k, temperature, progress=gr.Progress()):
         scored = score.score(engine, text, base, domain, k, temperature, progress_bar(progress))
@@ -86,4 +87,4 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     row.alpha.release(on_remix, [state, row.alpha], tab.outputs, api_name="score_remix", api_visibility="undocumented",
                       queue=False)
     return tab.run.click(on_score, [tab.passage] + row.model_inputs[1:], [state] + tab.outputs,
-                         api_name="score_view", api_visibility="undocumented", concurrency_id="models")
+                         api_name="score_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)
