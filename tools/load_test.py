@@ -96,11 +96,13 @@ def concurrent(url: str, requests: list, expected: list) -> dict:
     from gradio_client import Client
 
     results, start = [None] * len(requests), threading.Barrier(len(requests))
+    # connected before any thread starts: a client that fails to connect then fails the run instead of leaving the
+    # others waiting at the barrier for ever
+    clients = [Client(url, verbose=False) for _ in requests]
 
     def client_run(c):
-        client = Client(url, verbose=False)
         start.wait()
-        results[c] = [(kind, *ask(client, kind, args)) for kind, args in requests[c]]
+        results[c] = [(kind, *ask(clients[c], kind, args)) for kind, args in requests[c]]
 
     threads = [threading.Thread(target=client_run, args=(c,)) for c in range(len(requests))]
     began = time.perf_counter()
