@@ -10,9 +10,9 @@ import gradio as gr
 import pandas as pd
 
 from .. import compare, plots
-from ..engine import Engine
+from ..engine import Engine, Weights
 from .common import on_gpu, progress_bar, shown
-from .settings_row import SettingsRow
+from .settings_row import SettingsRow, weights
 
 
 def axis_frame(rows: list[dict]) -> pd.DataFrame:
@@ -20,10 +20,10 @@ def axis_frame(rows: list[dict]) -> pd.DataFrame:
                          for r in rows])
 
 
-def export_files(nt: compare.NextToken, alpha: float, top_n: int) -> list[str]:
+def export_files(nt: compare.NextToken, w: Weights, top_n: int) -> list[str]:
     folder = Path(tempfile.mkdtemp(prefix="comparison-"))
-    (folder / "comparison.json").write_text(json.dumps(compare.to_dict(nt, alpha, top_n), indent=1))
-    (folder / "comparison.csv").write_text(compare.to_csv(nt, alpha, top_n))
+    (folder / "comparison.json").write_text(json.dumps(compare.to_dict(nt, w, top_n), indent=1))
+    (folder / "comparison.csv").write_text(compare.to_csv(nt, w, top_n))
     return [str(folder / "comparison.json"), str(folder / "comparison.csv")]
 
 
@@ -33,16 +33,16 @@ class CompareTab:
     latency: gr.Plot
     axis: gr.Dataframe
     files: gr.File
-    remixes = True  # what it shows depends on alpha and the token count
+    remixes = True  # what it shows depends on the weights and the token count
 
     @property
     def outputs(self) -> list:
         return [self.distributions, self.latency, self.axis, self.files]
 
-    def show(self, nt: compare.NextToken, alpha: float, top_n: int) -> dict:
-        rows = compare.rows(nt, alpha, top_n)
-        return {self.distributions: plots.distributions(rows, alpha), self.latency: plots.latency(nt.latency_ms),
-                self.axis: axis_frame(rows), self.files: export_files(nt, alpha, top_n)}
+    def show(self, nt: compare.NextToken, w: Weights, top_n: int) -> dict:
+        rows = compare.rows(nt, w, top_n)
+        return {self.distributions: plots.distributions(rows, w), self.latency: plots.latency(nt.latency_ms),
+                self.axis: axis_frame(rows), self.files: export_files(nt, w, top_n)}
 
 
 def build() -> CompareTab:
@@ -62,26 +62,31 @@ def wire(engine: Engine, row: SettingsRow, views: list):
     state = gr.State()
     outputs = [state] + [c for view in views for c in view.outputs]
 
-    def show_all(nt, alpha, top_n, which) -> dict:
+    def show_all(nt, w, top_n, which) -> dict:
         out = {}
         for view in which:
-            out.update(view.show(nt, alpha, top_n))
+            out.update(view.show(nt, w, top_n))
         return out
 
     @shown
     @on_gpu
-    def on_compare(text, base, domain, alpha, k, temperature, top_n, progress=gr.Progress()):
+    def on_compare(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, top_n, progress=gr.Progress()):
+        w = weights(engine, base, domain, alpha, knn_lambda, lock_alpha)
         nt = compare.next_token(engine, text, base, domain, k, temperature, progress_bar(progress))
-        return {state: nt, **show_all(nt, alpha, top_n, views)}
+        return {state: nt, **show_all(nt, w, top_n, views)}
 
     @shown
-    def on_remix(nt, alpha, top_n):
+    def on_remix(nt, alpha, knn_lambda, lock_alpha, top_n):
         """Re-mixes the cached distributions; no model runs."""
-        return show_all(nt, alpha, top_n, [v for v in views if v.remixes]) if nt is not None else {}
+        if nt is None:
+            return {}
+        w = weights(engine, nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
+        return show_all(nt, w, top_n, [v for v in views if v.remixes])
 
     comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n], outputs,
                       api_name="compare_view", api_visibility="undocumented", concurrency_id="models")
-    gr.on([row.alpha.release, row.top_n.release], on_remix, [state, row.alpha, row.top_n],
+    gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input, row.top_n.release], on_remix,
+          [state, *row.weight_inputs, row.top_n],
           [c for view in views if view.remixes for c in view.outputs],
           api_name="remix", api_visibility="undocumented", queue=False)
     return comparing
