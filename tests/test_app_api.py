@@ -20,15 +20,15 @@ def test_compare_endpoint_numbers(client, engine):
     out = client.predict(PROMPT, api_name="/compare")
     memory = engine.memories[engine.default_domain]
     assert (out["base"], out["domain"], out["alpha"], out["k"]) == (engine.default_base, engine.default_domain, memory.alpha, memory.knn_k)
-    direct = compare.to_dict(compare.next_token(engine, PROMPT), memory.alpha)
+    direct = compare.to_dict(compare.next_token(engine, PROMPT), engine.weights(None, None))
     for name in ("base", "memdec", "knn", "mix_memdec", "mix_knn"):
         assert [t["id"] for t in out["top"][name]] == [t["id"] for t in direct["top"][name]], name
         assert [t["p"] for t in out["top"][name]] == pytest.approx([t["p"] for t in direct["top"][name]], abs=1e-6)
         assert sum(t["p"] for t in out["top"][name]) <= 1.0 + 1e-6
-    a = out["alpha"]
+    a, lam = out["alpha"], out["knn_lambda"]
     for row in out["axis"]:
         assert row["mix_memdec"] == pytest.approx(a * row["memdec"] + (1 - a) * row["base"], abs=1e-7)
-        assert row["mix_knn"] == pytest.approx(a * row["knn"] + (1 - a) * row["base"], abs=1e-7)
+        assert row["mix_knn"] == pytest.approx(lam * row["knn"] + (1 - lam) * row["base"], abs=1e-7)
     assert set(out["latency_ms"]) == {"base forward", "decoder forward", "kNN search", "mixing"}
     assert all(v > 0 for v in out["latency_ms"].values())
 
