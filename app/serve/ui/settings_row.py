@@ -78,7 +78,7 @@ def build(engine: Engine) -> SettingsRow:
             bases, menu = family_choices(engine, engine.family.get(engine.default_base) if len(families) > 1 else None)
             base = gr.Dropdown(bases, value=engine.default_base, label="Base model")
             domain = gr.Dropdown(menu, value=engine.default_domain, label="Memory (domain)", elem_id="domain")
-    about = gr.Markdown(about_text(engine, engine.default_base, engine.default_domain), elem_id="memory-about")
+    about = gr.Markdown(about_text(engine, engine.default_base, engine.default_domain), elem_id="memory-knows")
     with gr.Row():
         alpha = gr.Slider(0, 1, value=tuned.alpha, step=0.01, label="α: weight of the Memory Decoder", elem_id="alpha")
         knn_lambda = gr.Slider(0, 1, value=tuned.knn_lambda, step=0.01, label="λ: weight of the kNN-LM", elem_id="knn-lambda")
