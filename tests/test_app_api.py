@@ -69,7 +69,8 @@ def test_score_endpoint(client, engine):
 
 def test_page_endpoint_exports_json_and_csv(client, engine):
     """The Compare button's endpoint: figures, tables and the two export files."""
-    result = client.predict(PROMPT, engine.default_base, engine.default_domain, 0.5, 16, 5.0, 6, api_name="/compare_view")
+    result = client.predict(PROMPT, engine.default_base, engine.default_domain, 0.5, 0.25, False, 16, 5.0, 6,
+                            api_name="/compare_view")  # alpha, lambda, lock, k, T, tokens shown
     def path(f):
         return f if isinstance(f, str) else f.get("path", f.get("name"))
 
@@ -77,7 +78,7 @@ def test_page_endpoint_exports_json_and_csv(client, engine):
     paths = [p for p in files if p and p.endswith((".json", ".csv"))]
     data = json.loads(open(next(p for p in paths if p.endswith(".json"))).read())
     rows = list(csv.DictReader(open(next(p for p in paths if p.endswith(".csv")))))
-    assert data["alpha"] == 0.5 and len(rows) == 6
+    assert (data["alpha"], data["knn_lambda"], data["lock_alpha"]) == (0.5, 0.25, False) and len(rows) == 6
     assert [int(r["id"]) for r in rows] == [r["id"] for r in data["axis"]]
     assert float(rows[0]["mix_knn"]) == pytest.approx(data["axis"][0]["mix_knn"])
 

@@ -9,6 +9,7 @@ pytest.importorskip("selenium")
 if not (shutil.which("chromium") and shutil.which("chromedriver")):
     pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)", allow_module_level=True)
 
+from selenium.common.exceptions import ElementClickInterceptedException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -28,6 +29,14 @@ def text(driver, elem_id) -> str:
     return driver.find_element(By.ID, elem_id).text
 
 
+def click(driver, css: str):
+    """Clicks once the page's loading overlay has left the element (the menu is refreshed when the page opens)."""
+    def clicked(d):
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+    WebDriverWait(driver, 90, ignored_exceptions=[ElementClickInterceptedException]).until(clicked)
+
+
 def titles(driver, plot_id) -> str:
     return driver.execute_script(f"return [...document.querySelectorAll('#{plot_id} text')].map(e => e.textContent).join('|')")
 
@@ -35,24 +44,23 @@ def titles(driver, plot_id) -> str:
 def test_memory_line_weights_and_lock(page):
     assert "bio knows made-up bio word lists" in text(page, "memory-knows")
     assert "far less on other legal or financial text" in text(page, "memory-knows")
-    page.find_element(By.CSS_SELECTOR, "#domain input").click()
-    WebDriverWait(page, 60).until(lambda d: [o for o in d.find_elements(By.CSS_SELECTOR, "ul.options li") if "law:" in o.text])
-    next(o for o in page.find_elements(By.CSS_SELECTOR, "ul.options li") if "made-up law word lists" in o.text).click()
+    click(page, "#domain input")
+    click(page, '[role=option][aria-label="law: made-up law word lists"]')  # the menu names what each memory knows
     WebDriverWait(page, 90).until(lambda d: "law knows made-up law word lists" in text(d, "memory-knows"))
 
-    page.find_element(By.ID, "compare-button").click()
+    click(page, "#compare-button")
     WebDriverWait(page, 240).until(lambda d: "kNN-LM at lambda = 0.35" in titles(d, "dist-plot"))
     assert "MemDec at alpha = 0.50" in titles(page, "dist-plot")
-    page.find_element(By.CSS_SELECTOR, "#lock-alpha input[type=checkbox]").click()
+    click(page, "#lock-alpha input[type=checkbox]")
     WebDriverWait(page, 90).until(lambda d: "alpha = 0.50 for both" in titles(d, "dist-plot"))
     assert page.find_element(By.CSS_SELECTOR, "#knn-lambda input[type=range]").get_attribute("disabled")
-    page.find_element(By.CSS_SELECTOR, "#lock-alpha input[type=checkbox]").click()  # as the other tests expect it
+    click(page, "#lock-alpha input[type=checkbox]")  # as the other tests expect it
 
 
 def test_score_chart_marks_both_tuned_points(page):
     next(b for b in page.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Score").click()
     WebDriverWait(page, 10).until(lambda d: d.find_elements(By.ID, "score-button"))
-    page.find_element(By.ID, "score-button").click()
+    click(page, "#score-button")
     WebDriverWait(page, 240).until(lambda d: "tuned λ = 0.35" in d.find_element(By.TAG_NAME, "body").text)
     body = page.find_element(By.TAG_NAME, "body").text
     assert "tuned α = 0.5" in body and "made-up law word lists" in body
