@@ -2,7 +2,9 @@
 
     python -m app.serve.cli compare "The protein binds to" --domain biomed
     python -m app.serve.cli generate "The licence grants" --domain law --max-new-tokens 20
-    python -m app.serve.cli score "Gross domestic product fell." --domain finance --alpha 0.6
+    python -m app.serve.cli score "Gross domestic product fell." --domain finance   # each mixture at its tuned weight
+    python -m app.serve.cli score "Gross domestic product fell." --domain finance --alpha 0.6 --lock-alpha
+    python -m app.serve.cli memories --base small                                  # what each memory knows, its defaults
     python -m app.serve.cli compare "The history of the" --preset gpt2-wikitext --base gpt2-medium
     python -m app.serve.cli serve --presets gpt2-wikitext,qwen2.5-law --device cuda
     python -m app.serve.cli serve --model gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
@@ -87,13 +89,16 @@ def run():
     if sys.argv[1:2] == ["memory"]:
         return memory_command(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["compare", "generate", "score", "serve", "prepare", "memory"],
-                        help="prepare: load the default base and every memory and build their datastores; memory: "
-                             "your own text as a memory (python -m app.serve.cli memory --help)")
+    parser.add_argument("command", choices=["compare", "generate", "score", "memories", "serve", "prepare", "memory"],
+                        help="memories: what each memory knows and its defaults for --base; prepare: load the default "
+                             "base and every memory and build their datastores; memory: your own text as a memory "
+                             "(python -m app.serve.cli memory --help)")
     parser.add_argument("text", nargs="?", default="")
     parser.add_argument("--base", help="which base to use (default: the first)")
     parser.add_argument("--domain", help="which memory to use (default: the first)")
-    parser.add_argument("--alpha", type=float)
+    parser.add_argument("--alpha", type=float, help="weight of the Memory Decoder (default: tuned for the base)")
+    parser.add_argument("--knn-lambda", type=float, help="weight of the kNN-LM (default: tuned for the base)")
+    parser.add_argument("--lock-alpha", action="store_true", help="mix both at --alpha (for teaching)")
     parser.add_argument("--k", type=int)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top-n", type=int, default=DEFAULTS["top_n"])
@@ -113,9 +118,12 @@ def run():
         launch(engine, server_port=args.port)
     if args.command in ("serve", "prepare"):
         return
-    knn = dict(k=args.k, temperature=args.temperature)
-    if args.command == "compare":
-        out = endpoints.compare_json(engine, args.text, args.base, args.domain, args.alpha, top_n=args.top_n, precise=args.precise, **knn)
+    knn = dict(k=args.k, temperature=args.temperature, knn_lambda=args.knn_lambda, lock_alpha=args.lock_alpha)
+    if args.command == "memories":
+        out = endpoints.memories_json(engine, args.base)
+    elif args.command == "compare":
+        out = endpoints.compare_json(engine, args.text, args.base, args.domain, args.alpha, top_n=args.top_n,
+                                     precise=args.precise, **knn)
     elif args.command == "generate":
         out = endpoints.generate_json(engine, args.text, args.base, args.domain, args.max_new_tokens, args.sample,
                                       args.seed, args.alpha, **knn)

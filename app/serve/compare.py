@@ -13,7 +13,7 @@ import torch
 from ..core.distributions import knn_probs, knn_weights, mix, mix_log, model_probs
 from . import batched
 from .contract import flag
-from .engine import DEFAULTS, Engine, check
+from .engine import DEFAULTS, Engine, Weights, check
 
 
 @dataclass
@@ -80,10 +80,15 @@ def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temp
         distances = entry_ids = values = torch.zeros(1, 0, dtype=torch.long)
         p_knn = None
     else:
+        block = store.recipe["block"]
+        if ids.shape[1] > block:  # the query reads at most the store's block, as its keys did: one more pass
+            calls["kNN key"] = batched.forward(engine, lm, vocab, ids[:, -block:], [block - 1], repeats)
+            query = result("kNN key")[1]
         calls["kNN search"] = batched.search(engine, store, query.numpy(), k, repeats)
         distances, entry_ids, values = result("kNN search")
         p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, temperature, vocab)[0], repeats)
-        latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN distribution"), 3)
+        latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN key", 0) + latency.pop("kNN distribution"), 3)
+        batch.pop("kNN key", None)
     # the alpha picked later only changes the numbers, not the cost, of the mixtures
     _timed(latency, "mixing", lambda: [mix(p_base, p, alpha) for p in (p_mem, p_knn) if p is not None], repeats)
     nt = NextToken(prompt, pair.base, pair.domain, distances.shape[1], temperature, p_base, p_mem, p_knn, distances[0],
@@ -93,13 +98,13 @@ def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temp
     return nt
 
 
-def mixtures(nt: NextToken, alpha: float) -> dict:
-    """All five distributions for this alpha (three without a kNN-LM); the mixtures are the only thing a new alpha
-    changes."""
-    alpha = check("alpha", alpha)
-    out = {"base": nt.p_base, "memdec": nt.p_mem, "mix_memdec": mix(nt.p_base, nt.p_mem, alpha)}
+def mixtures(nt: NextToken, weights: Weights | float) -> dict:
+    """All five distributions for these weights (a single number: both at that alpha; three distributions without a
+    kNN-LM); the mixtures are the only thing new weights change."""
+    w = Weights.of(weights)
+    out = {"base": nt.p_base, "memdec": nt.p_mem, "mix_memdec": mix(nt.p_base, nt.p_mem, w.alpha)}
     if nt.p_knn is not None:
-        out.update(knn=nt.p_knn, mix_knn=mix(nt.p_base, nt.p_knn, alpha))
+        out.update(knn=nt.p_knn, mix_knn=mix(nt.p_base, nt.p_knn, w.knn_lambda))
     return out
 
 
@@ -109,9 +114,9 @@ def shared_axis(dists: dict, n: int) -> torch.Tensor:
     return best.topk(n).indices
 
 
-def rows(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> list[dict]:
+def rows(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> list[dict]:
     """One row per token of the shared axis, with its probability under every predictor."""
-    dists = mixtures(nt, alpha)
+    dists = mixtures(nt, weights)
     return [{"id": int(i), "token": nt.tokens[i], **{name: float(p[i]) for name, p in dists.items()}}
             for i in shared_axis(dists, check("top_n", n, int)).tolist()]
 
@@ -161,14 +166,15 @@ def per_token(nt: NextToken) -> list[dict]:
     return [{"token": nt.tokens[v], "id": v, "neighbours": c, "p_knn": t} for v, (c, t) in ranked]
 
 
-def teach(nt: NextToken, alpha: float) -> dict:
+def teach(nt: NextToken, weights: Weights | float) -> dict:
     """The numbers that go into the two formulas, for each mixture's most likely next token ("knn": None without a
-    kNN-LM)."""
-    dists = mixtures(nt, alpha)
+    kNN-LM), each mixture at its own weight."""
+    w = Weights.of(weights)
+    dists = mixtures(nt, w)
     y = int(dists["mix_memdec"].argmax())
     p_base, p_mem = float(dists["base"][y]), float(dists["memdec"][y])
-    log_p_mix = float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), alpha))
-    out = {"alpha": float(alpha), "knn": None,
+    log_p_mix = float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), w.alpha))
+    out = {"alpha": w.alpha, "knn_lambda": w.knn_lambda, "knn": None,
            "memdec": {"token": nt.tokens[y], "id": y, "p_base": p_base, "p_mem": p_mem,
                       "p_mix": float(dists["mix_memdec"][y]), "log_p_mix": log_p_mix, "exp_log_p_mix": math.exp(log_p_mix)}}
     if nt.p_knn is None:
@@ -183,22 +189,24 @@ def teach(nt: NextToken, alpha: float) -> dict:
     return out
 
 
-def to_dict(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> dict:
+def to_dict(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> dict:
     """The plain-JSON comparison that the API and the CLI return and the page exports."""
-    dists = mixtures(nt, alpha)
+    w = Weights.of(weights)
+    dists = mixtures(nt, w)
     n = check("top_n", n, int)
     top = {name: [{"token": nt.tokens[i], "id": int(i), "p": float(p[i])} for i in p.topk(n).indices.tolist()]
            for name, p in dists.items()}
-    return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "alpha": float(alpha), "k": nt.k,
-            "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, alpha, n),
+    return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "alpha": w.alpha, "knn_lambda": w.knn_lambda,
+            "lock_alpha": w.locked, "k": nt.k,
+            "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, w, n),
             "latency_ms": nt.latency_ms, "latency_runs": nt.repeats, "latency_batch": nt.batch, "imitation": imitation(nt), "neighbours": nt.neighbours,
-            "knn_by_token": per_token(nt), "teach": teach(nt, alpha),
+            "knn_by_token": per_token(nt), "teach": teach(nt, w),
             "knn_unavailable": None if nt.p_knn is not None else NO_CORPUS}
 
 
-def to_csv(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> str:
+def to_csv(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> str:
     out = io.StringIO()
-    table = rows(nt, alpha, n)
+    table = rows(nt, weights, n)
     writer = csv.DictWriter(out, fieldnames=list(table[0]))
     writer.writeheader()
     writer.writerows(table)

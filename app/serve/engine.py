@@ -14,7 +14,6 @@ import psutil
 import torch
 
 from ..core import datastore, hub_text, models, paths, vocab
-from ..core.settings import Settings
 from ..core.tokens import block_entries, encode_file
 from . import contract, presets
 from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
@@ -43,6 +42,26 @@ class Pair:
     decoder: torch.nn.Module
     tokenizer: object
     memory: Memory
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The mixing weight of each mixture: alpha for base + MemDec, lambda for base + kNN-LM; locked: one alpha for both
+    (for teaching: the two mixtures at equal weight)."""
+    alpha: float
+    knn_lambda: float
+    locked: bool = False
+
+    @classmethod
+    def of(cls, weights) -> "Weights":
+        """Weights as they are; a single number is the lock: both mixtures at that alpha."""
+        if isinstance(weights, Weights):
+            return weights
+        alpha = check("alpha", weights)
+        return cls(alpha, alpha, True)
+
+    def of_mixture(self, name: str) -> float:
+        return self.knn_lambda if name == "mix_knn" else self.alpha
 
 
 class Engine:
@@ -141,19 +160,32 @@ class Engine:
     def memory_choices(self, owner: str | None = None, family: str | None = None) -> list[tuple[str, str]]:
         """(label, name) of the memories a visitor may pick, of one family (all when None): the served ones and the
         visitor's own."""
-        names = list(self.memories) + [name for name, (their, _) in list(self.private.items()) if their == owner]
-        return [(self.memory_labels.get(name, name), name) for name in names if family is None or self.family.get(name) == family]
+        served = list(self.memories.items()) + [(name, m) for name, (their, m) in list(self.private.items()) if their == owner]
+        # named as it was added, else by its name and what its corpus is
+        return [(self.memory_labels.get(name) or (f"{name}: {m.knows}" if m.knows else name), name)
+                for name, m in served if family is None or self.family.get(name) == family]
 
     def alpha(self, base, domain, alpha=None) -> float:
         """The mixing weight asked for, or the memory's own for this base (memdec.json, or the paper's), checked."""
-        default = self.memory(domain)[1].defaults(self.base_name(base))[0]
+        default = self.memory(domain)[1].defaults(self.base_name(base)).alpha
         return check("alpha", default if alpha is None else alpha)
+
+    def weights(self, base, domain, alpha=None, knn_lambda=None, lock_alpha=False) -> Weights:
+        """Each mixture's weight: asked for, or the memory's own tuned for this base (the decoder's alpha, the kNN-LM's
+        lambda); lock_alpha puts both at alpha. Checked."""
+        alpha = self.alpha(base, domain, alpha)
+        if contract.flag("lock_alpha", lock_alpha):
+            if knn_lambda is not None and check("knn_lambda", knn_lambda) != alpha:
+                raise InputError(f"lock_alpha mixes both at alpha = {alpha}: leave knn_lambda out, or unlock")
+            return Weights(alpha, alpha, True)
+        default = self.memory(domain)[1].defaults(self.base_name(base)).knn_lambda
+        return Weights(alpha, check("knn_lambda", default if knn_lambda is None else knn_lambda))
 
     def knn_settings(self, base, domain, k=None, temperature=None) -> tuple[int, float]:
         """The kNN-LM's k and temperature asked for, or the memory's own for this base, checked."""
-        _, default_k, default_t = self.memory(domain)[1].defaults(self.base_name(base))
-        return (check("k", default_k if k is None else k, int),
-                check("temperature", default_t if temperature is None else temperature))
+        default = self.memory(domain)[1].defaults(self.base_name(base))
+        return (check("k", default.k if k is None else k, int),
+                check("temperature", default.temperature if temperature is None else temperature))
 
     # --- loading (cached) ---------------------------------------------------------------------------
     def model(self, name_or_path: str):
@@ -234,9 +266,9 @@ class Engine:
         with folder_lock:  # not the engine's lock: other requests go on while a store is built
             if key not in self._stores:
                 corpus = self.corpus(base, domain, progress)
-                name = self.bases[base]
+                name, block = self.bases[base], self.key_block(base, domain)
                 model = self.model(name)
-                entries = block_entries(self.stream(base, domain, progress), Settings.block)
+                entries = block_entries(self.stream(base, domain, progress), block)
                 needed, free = entries * datastore.bytes_per_entry(key_width(model)), psutil.virtual_memory().available
                 if needed > FREE_MEMORY_SHARE * free:
                     raise InputError(f"the {domain} datastore for {base} would hold {entries:,} entries and need "
@@ -244,8 +276,12 @@ class Engine:
                                      "smaller corpus or a larger machine")
                 shared = [store for (b, d), store in list(self._stores.items()) if self.store_folder(b, d) == folder]
                 self._stores[key] = shared[0] if shared else datastore.load_or_build(
-                    model, self.tokenizer(name), name, corpus, folder, Settings.block, progress)
+                    model, self.tokenizer(name), name, corpus, folder, block, progress)
             return self._stores[key]
+
+    def key_block(self, base, domain) -> int:
+        """How many tokens a key of the store of (base, domain) reads at most: the memory's block for this base."""
+        return self.memory(domain)[1].defaults(self.base_name(base)).block
 
     def store_folder(self, base: str, domain: str) -> Path:
         """Where the store of (base, domain) lives: the cache, or the folder of a memory added while serving (its

@@ -40,9 +40,10 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
     @shown
     @limited
     @on_gpu
-    def on_generate(text, base, domain, alpha, k, temperature, max_new_tokens, sample, seed, progress=gr.Progress()):
+    def on_generate(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, max_new_tokens, sample, seed,
+                    progress=gr.Progress()):
         result = endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature,
-                                         progress_bar(progress))
+                                         progress_bar(progress), None if lock_alpha else knn_lambda, lock_alpha)
         texts = {name: result["continuations"][name]["text"] if name in result["continuations"] else NO_KNN
                  for name in PREDICTORS}
         return {**{tab.texts[name]: text for name, text in texts.items()}, tab.speed: plots.generation_speed(result)}
