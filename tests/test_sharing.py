@@ -15,11 +15,12 @@ from app.serve.engine import Engine, StillBuilding
 from tools import load_test
 
 
-def hold(engine):
-    """Blocks the engine's model calls until the returned event is set (the calls submitted meanwhile wait)."""
+def hold(engine, started_now: bool = True):
+    """Blocks the engine's model calls until the returned event is set (the calls submitted meanwhile wait); with
+    started_now False it only queues the block, behind the calls already waiting."""
     release, started = threading.Event(), threading.Event()
     engine.scheduler.submit(lambda items: [started.set(), release.wait(30)][:1], None)
-    assert started.wait(10)
+    assert not started_now or started.wait(10)
     return release
 
 
@@ -37,11 +38,14 @@ def test_concurrent_comparisons_share_one_pass_and_get_their_own_answers(engine)
     release = hold(engine)
     together, threads = in_threads(lambda p: compare.next_token(engine, p), prompts)
     time.sleep(0.5)  # every comparison has submitted its forward passes
+    searches = hold(engine, started_now=False)  # runs after the forwards, so the searches they lead to wait together
     release.set()
+    time.sleep(0.5)
+    searches.set()
     for t in threads:
         t.join()
-    assert together[0].batch["base forward"] == len(prompts) and together[0].batch["decoder forward"] == len(prompts)
-    assert together[0].batch["kNN search"] > 1
+    for name in ("base forward", "decoder forward", "kNN search"):
+        assert together[0].batch[name] == len(prompts), name
     for a, b in zip(alone, together):
         assert b.prompt == a.prompt
         for name in ("p_base", "p_mem", "p_knn"):
