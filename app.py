@@ -21,6 +21,7 @@ try:
     engine = engine_from(options)
     if options.preload:  # on a Space: models in memory (on the GPU) and datastores built before the first visitor
         engine.prepare()
+    engine.prepare_in_background()  # what is not ready yet (all of it without --preload) is built while serving
 except InputError as error:
     raise SystemExit(f"error: {error}")
 demo = build(engine)

@@ -119,7 +119,9 @@ def tiny_models(tmp_path_factory, tiny_family, tiny_lm):
         write_documents(path, texts)
         folder = root / f"memdec-{domain}"
         save_model(tiny_lm(tokenizer, 10 + seed, 2, 32, 128), tokenizer, folder)
-        (folder / "memdec.json").write_text(json.dumps({"alpha": 0.5, "knn_temperature": 5.0, "knn_k": 16, "domain": domain}))
+        (folder / "memdec.json").write_text(json.dumps(  # the kNN-LM's own weight per base, as the pipeline tunes it
+            {"alpha": 0.5, "knn_temperature": 5.0, "knn_k": 16, "domain": domain, "label": f"made-up {domain} word lists",
+             "knn_by_base": {"tiny-a": {"lambda": 0.35}, "tiny-b": {"lambda": 0.7}}}))
         memories[domain] = Memory.from_folder(folder, path)
     return {"bases": bases, "memories": memories, "tokenizer": tokenizer}
 

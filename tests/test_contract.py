@@ -28,10 +28,13 @@ VALUES = [None, True, False, 0, 1, -1, 3, 3.0, 2.5, 1e-9, 0.5, 2048, 2049, 10**3
           "../models", "openai-community/gpt2", "\x00\x1b[31m", "tiny-b", "law", "cell protein gene"]
 CI_VALUES = [None, True, 2.5, RAW_1E400, NAN, "3", [1], {"a": 1}, "\ud800", "tiny-b", "law"]
 VALID = {"text": "cell protein gene", "base": "tiny-a", "domain": "bio", "alpha": None, "k": None, "temperature": None,
-         "top_n": 3, "max_new_tokens": 3, "sample": False, "seed": 0}
-PARAMETERS = {"compare": ["text", "base", "domain", "alpha", "k", "temperature", "top_n"],
-              "generate": ["text", "base", "domain", "max_new_tokens", "sample", "seed", "alpha", "k", "temperature"],
-              "score": ["text", "base", "domain", "alpha", "k", "temperature"]}
+         "top_n": 3, "max_new_tokens": 3, "sample": False, "seed": 0, "precise": False, "knn_lambda": None,
+         "lock_alpha": False}
+PARAMETERS = {"compare": ["text", "base", "domain", "alpha", "k", "temperature", "top_n", "knn_lambda", "lock_alpha",
+                          "precise"],
+              "generate": ["text", "base", "domain", "max_new_tokens", "sample", "seed", "alpha", "k", "temperature",
+                           "knn_lambda", "lock_alpha"],
+              "score": ["text", "base", "domain", "alpha", "k", "temperature", "knn_lambda", "lock_alpha"]}
 WHOLE = {"k", "top_n", "max_new_tokens", "seed"}
 COUNTS = {"cases": 0, "results": 0, "refusals": 0, "blank": 0, "unexpected": 0}
 
@@ -50,7 +53,7 @@ def accepted(parameter: str, value):
         return bool(clean.strip())
     if parameter in ("base", "domain"):
         return value in (None, "") or value in (("tiny-a", "tiny-b") if parameter == "base" else ("bio", "law"))
-    if parameter == "sample":
+    if parameter in ("sample", "precise", "lock_alpha"):
         return value is None or isinstance(value, bool)
     if value is None:
         return True  # the default
@@ -102,7 +105,7 @@ def check_answer(endpoint, parameter, value, event, payload):
         out = payload[0]
         assert {"compare": "top", "generate": "continuations", "score": "perplexity"}[endpoint] in out
         echoed = out.get("k" if parameter == "k" else parameter)
-        if parameter in ("alpha", "k", "temperature", "seed", "sample") and value is not None:
+        if parameter in ("alpha", "knn_lambda", "k", "temperature", "seed", "sample", "lock_alpha") and value is not None:
             assert echoed == value, (endpoint, parameter, value, echoed)
         if parameter == "top_n" and value is not None:
             assert len(out["top"]["base"]) == value
@@ -131,7 +134,7 @@ def fuzz_table(server, values) -> int:
 
 
 def test_raw_http_fuzz_table(server):
-    assert fuzz_table(server, CI_VALUES) == 22 * len(CI_VALUES)
+    assert fuzz_table(server, CI_VALUES) == 29 * len(CI_VALUES)
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +162,8 @@ def fuzz_client(client, examples: int):
         message = record(event, payload)
         assert BLANK not in message and message != UNEXPECTED, (endpoint, kwargs, message)
         expected = [accepted(p, kwargs[p]) for p in chosen]
+        if kwargs.get("lock_alpha") is True and kwargs.get("knn_lambda") is not None:
+            expected.append(None)  # locked, a lambda is taken only when it equals alpha
         if None not in expected:
             assert (event == "complete") == all(expected), (endpoint, kwargs, message)
     one()
@@ -194,7 +199,7 @@ def test_page_endpoints_answer_bad_values_with_a_sentence(server):
 
 def test_missing_values_get_a_sentence(server):
     event, message = call(server, "compare", ["cell"])
-    assert event == "error" and "takes 7 values" in message
+    assert event == "error" and "takes 10 values" in message
 
 
 def test_cli_refuses_damaged_text(tiny_models, tmp_path):

@@ -13,7 +13,7 @@ from gradio_client import Client
 from app.core import models
 from app.core.paths import ROOT
 from app.serve import compare, endpoints, generate, presets, score
-from app.serve.engine import Engine, InputError, Memory
+from app.serve.engine import Engine, InputError, Memory, Weights
 from conftest import STANDINS
 from tools.serving import free_port, serve_in_background
 
@@ -50,15 +50,16 @@ def test_each_preset_compares_with_its_family_conventions(engines, preset, vocab
         logits_mem = pair.decoder(input_ids=ids).logits[0, -1].float()
     assert torch.allclose(nt.p_mem, torch.softmax(logits_mem[:vocab], -1), atol=1e-6)
     memory = engine.memories[engine.default_domain]
-    assert engine.alpha(None, None) == memory.defaults(engine.default_base)[0]
+    assert engine.weights(None, None) == Weights(*[memory.defaults(engine.default_base).alpha] * 2)  # the published alpha
 
 
 def test_gpt2_preset_has_the_paper_defaults_and_a_live_knn_lm(engines):
     engine = engines["gpt2-wikitext"]
     assert list(engine.bases) == ["gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"]
     memory = engine.memories["wikitext"]
-    assert [memory.defaults(b)[0] for b in engine.bases] == [0.8, 0.6, 0.55, 0.55]
-    assert [memory.defaults(b)[2] for b in engine.bases] == [1.0, 1.0, 13.0, 13.0]
+    assert [memory.defaults(b).alpha for b in engine.bases] == [0.8, 0.6, 0.55, 0.55]
+    assert [memory.defaults(b).knn_lambda for b in engine.bases] == [0.8, 0.6, 0.55, 0.55]
+    assert [memory.defaults(b).temperature for b in engine.bases] == [1.0, 1.0, 13.0, 13.0]
     out = endpoints.compare_json(engine, PROMPT, k=16)
     assert out["knn_unavailable"] is None and out["k"] == 16 and len(out["neighbours"]) == 16
     store = engine.datastore("gpt2", "wikitext")

@@ -69,15 +69,15 @@ def test_public_mode_refuses_models_of_ones_own(monkeypatch, tmp_path):
 
 
 def test_public_server_answers_its_preset(public_server):
-    event, out = call(public_server, "compare", ["The law says", BASE, DOMAIN, None, None, None, 5])
+    event, out = call(public_server, "compare", ["The law says", BASE, DOMAIN, None, None, None, 5, None, None, None])
     assert event == "complete" and (out[0]["base"], out[0]["domain"]) == (BASE, DOMAIN)
 
 
 @pytest.mark.parametrize("name", ["openai-community/gpt2", str(ROOT / "models" / "base-small"), "../models/base-small"])
 def test_no_model_can_be_named(public_server, name):
-    event, message = call(public_server, "compare", ["The law says", name, DOMAIN, None, None, None, 5])
+    event, message = call(public_server, "compare", ["The law says", name, DOMAIN, None, None, None, 5, None, None, None])
     assert event == "error" and message.startswith("unknown base model") and BASE in message
-    event, message = call(public_server, "compare", ["The law says", BASE, name, None, None, None, 5])
+    event, message = call(public_server, "compare", ["The law says", BASE, name, None, None, None, 5, None, None, None])
     assert event == "error" and message.startswith("unknown memory") and DOMAIN in message
 
 

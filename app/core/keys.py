@@ -1,5 +1,7 @@
 """The kNN-LM key of a context: the input of the last block's feed-forward layer (after its norm), read with a
 forward hook. The datastore's keys and the app's queries both come from here, so they always match."""
+import threading
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -40,13 +42,20 @@ class KeyCapture:
         (self.block, self.module), self.keys = last_block(model), None
 
     def __enter__(self):
-        def block_input(_module, args, kwargs):  # positional in most blocks, a keyword in some
-            self.shape = (args[0] if args else kwargs["hidden_states"]).shape[:-1]
+        # only the passes of the thread that opened the capture: a datastore may be built in the background while
+        # the same model serves requests in another thread
+        owner = threading.get_ident()
 
-        self.handles = (
-            self.block.register_forward_pre_hook(block_input, with_kwargs=True),
-            self.module.register_forward_pre_hook(
-                lambda _m, args: setattr(self, "keys", args[0].detach().reshape(*self.shape, -1))))
+        def block_input(_module, args, kwargs):  # positional in most blocks, a keyword in some
+            if threading.get_ident() == owner:
+                self.shape = (args[0] if args else kwargs["hidden_states"]).shape[:-1]
+
+        def key_input(_module, args):
+            if threading.get_ident() == owner:
+                self.keys = args[0].detach().reshape(*self.shape, -1)
+
+        self.handles = (self.block.register_forward_pre_hook(block_input, with_kwargs=True),
+                        self.module.register_forward_pre_hook(key_input))
         return self
 
     def __exit__(self, *exc):

@@ -2,7 +2,9 @@
 
     python -m app.serve.cli compare "The protein binds to" --domain biomed
     python -m app.serve.cli generate "The licence grants" --domain law --max-new-tokens 20
-    python -m app.serve.cli score "Gross domestic product fell." --domain finance --alpha 0.6
+    python -m app.serve.cli score "Gross domestic product fell." --domain finance   # each mixture at its tuned weight
+    python -m app.serve.cli score "Gross domestic product fell." --domain finance --alpha 0.6 --lock-alpha
+    python -m app.serve.cli memories --base small                                  # what each memory knows, its defaults
     python -m app.serve.cli compare "The history of the" --preset gpt2-wikitext --base gpt2-medium
     python -m app.serve.cli serve --presets gpt2-wikitext,qwen2.5-law --device cuda
     python -m app.serve.cli serve --model gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
@@ -46,7 +48,8 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--corpus-tokens", type=int, default=env("MEMDEC_CORPUS_TOKENS"),
                         help=f"how much of a hub corpus the live kNN-LM searches (default {CORPUS_TOKENS})")
     parser.add_argument("--preload", action="store_true", default=switch("MEMDEC_PRELOAD"),
-                        help="load the models and build the datastores before serving (MEMDEC_PRELOAD=1)")
+                        help="load the models and build the datastores before serving (MEMDEC_PRELOAD=1); without it "
+                             "they are built in the background while the app serves")
     parser.add_argument("--public", action="store_true", default=switch("MEMDEC_PUBLIC"),
                         help="serve a public Space: only the presets can be loaded, and no visitor can name a file or "
                              "model on this server (MEMDEC_PUBLIC=1)")
@@ -86,13 +89,16 @@ def run():
     if sys.argv[1:2] == ["memory"]:
         return memory_command(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["compare", "generate", "score", "serve", "prepare", "memory"],
-                        help="prepare: load the default base and every memory and build their datastores; memory: "
-                             "your own text as a memory (python -m app.serve.cli memory --help)")
+    parser.add_argument("command", choices=["compare", "generate", "score", "memories", "serve", "prepare", "memory"],
+                        help="memories: what each memory knows and its defaults for --base; prepare: load the default "
+                             "base and every memory and build their datastores; memory: your own text as a memory "
+                             "(python -m app.serve.cli memory --help)")
     parser.add_argument("text", nargs="?", default="")
     parser.add_argument("--base", help="which base to use (default: the first)")
     parser.add_argument("--domain", help="which memory to use (default: the first)")
-    parser.add_argument("--alpha", type=float)
+    parser.add_argument("--alpha", type=float, help="weight of the Memory Decoder (default: tuned for the base)")
+    parser.add_argument("--knn-lambda", type=float, help="weight of the kNN-LM (default: tuned for the base)")
+    parser.add_argument("--lock-alpha", action="store_true", help="mix both at --alpha (for teaching)")
     parser.add_argument("--k", type=int)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top-n", type=int, default=DEFAULTS["top_n"])
@@ -100,6 +106,7 @@ def run():
     parser.add_argument("--sample", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int)
+    parser.add_argument("--precise", action="store_true", help="compare: time each component alone, the median of 3 runs")
     args = engine_options(parser).parse_args()
     engine = engine_from(args)
     if args.command == "prepare" or args.preload:
@@ -107,12 +114,16 @@ def run():
     if args.command == "serve":
         from .ui import launch  # gradio is imported only to serve: the other commands start faster without it
 
+        engine.prepare_in_background()  # no visitor waits on a build; a request for a store not ready says so
         launch(engine, server_port=args.port)
     if args.command in ("serve", "prepare"):
         return
-    knn = dict(k=args.k, temperature=args.temperature)
-    if args.command == "compare":
-        out = endpoints.compare_json(engine, args.text, args.base, args.domain, args.alpha, top_n=args.top_n, **knn)
+    knn = dict(k=args.k, temperature=args.temperature, knn_lambda=args.knn_lambda, lock_alpha=args.lock_alpha)
+    if args.command == "memories":
+        out = endpoints.memories_json(engine, args.base)
+    elif args.command == "compare":
+        out = endpoints.compare_json(engine, args.text, args.base, args.domain, args.alpha, top_n=args.top_n,
+                                     precise=args.precise, **knn)
     elif args.command == "generate":
         out = endpoints.generate_json(engine, args.text, args.base, args.domain, args.max_new_tokens, args.sample,
                                       args.seed, args.alpha, **knn)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..core.distributions import knn_probs, knn_weights, mix, mix_log, model_probs
-from ..core.keys import KeyCapture
-from .engine import DEFAULTS, Engine, check
+from . import batched
+from .contract import flag
+from .engine import DEFAULTS, Engine, Weights, check
 
 
 @dataclass
@@ -33,17 +34,19 @@ class NextToken:
     latency_ms: dict = field(default_factory=dict)
     cut: int = 0  # prompt tokens dropped to fit the context
     neighbours: list = field(default_factory=list)  # the retrieved entries with their corpus text (see neighbours())
+    repeats: int = 1  # runs timed per component (next_token's precise)
+    batch: dict = field(default_factory=dict)  # component -> how many requests shared the timed call
 
 
 NO_CORPUS = ("this memory has no corpus here (the paper's is not public), so there is no live kNN-LM to show: "
              "the Memory Decoder carries what it learnt from it without one")
-REPEATS = 3  # each component is timed as the median of this many warm runs: the CPU may be shared
+REPEATS = 3  # "measure precisely": each component alone, the median of this many warm runs (the CPU may be shared)
 
 
-def _timed(latency: dict, name: str, fn):
+def _timed(latency: dict, name: str, fn, repeats: int):
     """fn's result, with its median wall-clock time in ms stored under latency[name]."""
     times = []
-    for _ in range(REPEATS):
+    for _ in range(repeats):
         start = time.perf_counter()
         out = fn()
         times.append((time.perf_counter() - start) * 1000)
@@ -51,42 +54,57 @@ def _timed(latency: dict, name: str, fn):
     return out
 
 
-def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temperature=None, progress=None) -> NextToken:
+def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temperature=None, progress=None,
+               precise: bool = False) -> NextToken:
+    """The latency of each component is that of the call that computed it, shared with concurrent requests when it was
+    batched (batch: how many); precise runs each alone REPEATS times and keeps the median."""
     pair = engine.pair(base, domain)
     lm, decoder = pair.lm, pair.decoder
     alpha = engine.alpha(pair.base, pair.domain)
     k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
     ids, cut = engine.encode(pair.tokenizer, prompt, engine.context(lm, decoder), truncate=True)
     store = engine.datastore(pair.base, pair.domain, progress)  # built (with progress) before anything is timed
-    vocab, latency = len(pair.tokenizer), {}
-    with engine.lock, torch.no_grad():
-        with KeyCapture(lm) as capture:
-            p_base = _timed(latency, "base forward", lambda: model_probs(lm(input_ids=ids.to(lm.device)).logits[0, -1], vocab).cpu())
-        query = capture.keys[0, -1:].float().cpu().numpy()
-        p_mem = _timed(latency, "decoder forward", lambda: model_probs(decoder(input_ids=ids.to(decoder.device)).logits[0, -1], vocab).cpu())
-        if store is None:
-            distances = entry_ids = values = torch.zeros(1, 0, dtype=torch.long)
-            p_knn = None
-        else:
-            distances, entry_ids, values = _timed(latency, "kNN search", lambda: store.neighbours(query, k))
-            p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, temperature, vocab)[0])
-            latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN distribution"), 3)
-        # the alpha picked later only changes the numbers, not the cost, of the mixtures
-        _timed(latency, "mixing", lambda: [mix(p_base, p, alpha) for p in (p_mem, p_knn) if p is not None])
+    vocab, latency, batch, repeats = len(pair.tokenizer), {}, {}, REPEATS if flag("precise", precise) else 1
+    last = [ids.shape[1] - 1]
+    calls = {"base forward": batched.forward(engine, lm, vocab, ids, last, repeats),
+             "decoder forward": batched.forward(engine, decoder, vocab, ids, last, repeats)}
+
+    def result(name):
+        done = calls[name].result()
+        latency[name], batch[name] = done.ms, done.batch
+        return done.value
+
+    p_base, query = result("base forward")
+    p_base, p_mem = p_base[0], result("decoder forward")[0][0]
+    if store is None:
+        distances = entry_ids = values = torch.zeros(1, 0, dtype=torch.long)
+        p_knn = None
+    else:
+        block = store.recipe["block"]
+        if ids.shape[1] > block:  # the query reads at most the store's block, as its keys did: one more pass
+            calls["kNN key"] = batched.forward(engine, lm, vocab, ids[:, -block:], [block - 1], repeats)
+            query = result("kNN key")[1]
+        calls["kNN search"] = batched.search(engine, store, query.numpy(), k, repeats)
+        distances, entry_ids, values = result("kNN search")
+        p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, temperature, vocab)[0], repeats)
+        latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN key", 0) + latency.pop("kNN distribution"), 3)
+        batch.pop("kNN key", None)
+    # the alpha picked later only changes the numbers, not the cost, of the mixtures
+    _timed(latency, "mixing", lambda: [mix(p_base, p, alpha) for p in (p_mem, p_knn) if p is not None], repeats)
     nt = NextToken(prompt, pair.base, pair.domain, distances.shape[1], temperature, p_base, p_mem, p_knn, distances[0],
-                   entry_ids[0], values[0], engine.labels(pair.base), latency, cut)
+                   entry_ids[0], values[0], engine.labels(pair.base), latency, cut, repeats=repeats, batch=batch)
     if store is not None:  # k is fewer than asked when the datastore is smaller
         nt.neighbours = neighbours(engine.stream(pair.base, pair.domain), store.recipe["block"], nt)
     return nt
 
 
-def mixtures(nt: NextToken, alpha: float) -> dict:
-    """All five distributions for this alpha (three without a kNN-LM); the mixtures are the only thing a new alpha
-    changes."""
-    alpha = check("alpha", alpha)
-    out = {"base": nt.p_base, "memdec": nt.p_mem, "mix_memdec": mix(nt.p_base, nt.p_mem, alpha)}
+def mixtures(nt: NextToken, weights: Weights | float) -> dict:
+    """All five distributions for these weights (a single number: both at that alpha; three distributions without a
+    kNN-LM); the mixtures are the only thing new weights change."""
+    w = Weights.of(weights)
+    out = {"base": nt.p_base, "memdec": nt.p_mem, "mix_memdec": mix(nt.p_base, nt.p_mem, w.alpha)}
     if nt.p_knn is not None:
-        out.update(knn=nt.p_knn, mix_knn=mix(nt.p_base, nt.p_knn, alpha))
+        out.update(knn=nt.p_knn, mix_knn=mix(nt.p_base, nt.p_knn, w.knn_lambda))
     return out
 
 
@@ -96,9 +114,9 @@ def shared_axis(dists: dict, n: int) -> torch.Tensor:
     return best.topk(n).indices
 
 
-def rows(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> list[dict]:
+def rows(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> list[dict]:
     """One row per token of the shared axis, with its probability under every predictor."""
-    dists = mixtures(nt, alpha)
+    dists = mixtures(nt, weights)
     return [{"id": int(i), "token": nt.tokens[i], **{name: float(p[i]) for name, p in dists.items()}}
             for i in shared_axis(dists, check("top_n", n, int)).tolist()]
 
@@ -148,14 +166,15 @@ def per_token(nt: NextToken) -> list[dict]:
     return [{"token": nt.tokens[v], "id": v, "neighbours": c, "p_knn": t} for v, (c, t) in ranked]
 
 
-def teach(nt: NextToken, alpha: float) -> dict:
+def teach(nt: NextToken, weights: Weights | float) -> dict:
     """The numbers that go into the two formulas, for each mixture's most likely next token ("knn": None without a
-    kNN-LM)."""
-    dists = mixtures(nt, alpha)
+    kNN-LM), each mixture at its own weight."""
+    w = Weights.of(weights)
+    dists = mixtures(nt, w)
     y = int(dists["mix_memdec"].argmax())
     p_base, p_mem = float(dists["base"][y]), float(dists["memdec"][y])
-    log_p_mix = float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), alpha))
-    out = {"alpha": float(alpha), "knn": None,
+    log_p_mix = float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), w.alpha))
+    out = {"alpha": w.alpha, "knn_lambda": w.knn_lambda, "knn": None,
            "memdec": {"token": nt.tokens[y], "id": y, "p_base": p_base, "p_mem": p_mem,
                       "p_mix": float(dists["mix_memdec"][y]), "log_p_mix": log_p_mix, "exp_log_p_mix": math.exp(log_p_mix)}}
     if nt.p_knn is None:
@@ -170,22 +189,24 @@ def teach(nt: NextToken, alpha: float) -> dict:
     return out
 
 
-def to_dict(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> dict:
+def to_dict(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> dict:
     """The plain-JSON comparison that the API and the CLI return and the page exports."""
-    dists = mixtures(nt, alpha)
+    w = Weights.of(weights)
+    dists = mixtures(nt, w)
     n = check("top_n", n, int)
     top = {name: [{"token": nt.tokens[i], "id": int(i), "p": float(p[i])} for i in p.topk(n).indices.tolist()]
            for name, p in dists.items()}
-    return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "alpha": float(alpha), "k": nt.k,
-            "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, alpha, n),
-            "latency_ms": nt.latency_ms, "imitation": imitation(nt), "neighbours": nt.neighbours,
-            "knn_by_token": per_token(nt), "teach": teach(nt, alpha),
+    return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "alpha": w.alpha, "knn_lambda": w.knn_lambda,
+            "lock_alpha": w.locked, "k": nt.k,
+            "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, w, n),
+            "latency_ms": nt.latency_ms, "latency_runs": nt.repeats, "latency_batch": nt.batch, "imitation": imitation(nt), "neighbours": nt.neighbours,
+            "knn_by_token": per_token(nt), "teach": teach(nt, w),
             "knn_unavailable": None if nt.p_knn is not None else NO_CORPUS}
 
 
-def to_csv(nt: NextToken, alpha: float, n: int = DEFAULTS["top_n"]) -> str:
+def to_csv(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> str:
     out = io.StringIO()
-    table = rows(nt, alpha, n)
+    table = rows(nt, weights, n)
     writer = csv.DictWriter(out, fieldnames=list(table[0]))
     writer.writeheader()
     writer.writerows(table)

@@ -13,8 +13,8 @@ import numbers
 import re
 
 MAX_CHARS = 4000  # longer text is refused: the embedded models read 256 tokens, and the CPU is shared
-LIMITS = {"alpha": (0.0, 1.0), "k": (1, 2048), "temperature": (0.01, 10000.0), "top_n": (1, 50),
-          "max_new_tokens": (1, 64), "seed": (0, 2**31 - 1)}
+LIMITS = {"alpha": (0.0, 1.0), "knn_lambda": (0.0, 1.0), "k": (1, 2048), "temperature": (0.01, 10000.0),
+          "top_n": (1, 50), "max_new_tokens": (1, 64), "seed": (0, 2**31 - 1)}
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 SURROGATE = re.compile(r"[\ud800-\udfff]")
 

@@ -53,17 +53,18 @@ def greedy_step_ms(step, ids: torch.Tensor, tokens: int) -> list[float]:
 
 def step_times(engine: Engine, base, domain, store, tokens: int = TOKENS, repeats: int = REPEATS) -> dict:
     """ms per token of base, base + MemDec and base + kNN-LM over `store` (anything with neighbours()), each run on its
-    own as the app generates (generate.predictors at the memory's alpha, k and T); the kNN-LM's step as its search and
+    own as the app generates (generate.predictors at the memory's weights, k and T); the kNN-LM's step as its search and
     the rest. Each is the median step of a run, the fastest of `repeats` runs: a busy moment of the shared CPU slows
     a run, never speeds one up."""
     pair = engine.pair(base, domain)
-    alpha = engine.alpha(pair.base, pair.domain)
+    weights = engine.weights(pair.base, pair.domain)
     k, temperature = engine.knn_settings(pair.base, pair.domain)
     ids, _ = engine.encode(pair.tokenizer, PROMPT, engine.context(pair.lm, pair.decoder) - tokens, truncate=True)
     timed = TimedSearch(store)
-    makers = predictors(pair.lm, pair.decoder, timed, len(pair.tokenizer), alpha, k, temperature)
+    makers = predictors(pair.lm, pair.decoder, timed, len(pair.tokenizer), weights, k, temperature,
+                        engine.key_block(pair.base, pair.domain))
     runs = {"base_ms": [], "memdec_ms": [], "knn_rest_ms": [], "search_ms": []}
-    with engine.lock, torch.no_grad():
+    with torch.no_grad():
         for run in range(repeats + 1):  # run 0 warms up
             base_ms = greedy_step_ms(makers["base"](), ids, tokens)
             memdec_ms = greedy_step_ms(makers["mix_memdec"](), ids, tokens)

@@ -14,11 +14,11 @@ import psutil
 import torch
 
 from ..core import datastore, hub_text, models, paths, vocab
-from ..core.settings import Settings
 from ..core.tokens import block_entries, encode_file
 from . import contract, presets
 from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
 from .presets import Memory
+from .scheduler import Scheduler
 
 MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
 # A hub corpus (WikiText-103 has 100M+ tokens) is read up to this many tokens for the live kNN-LM: its keys take one
@@ -27,6 +27,10 @@ CORPUS_TOKENS = {"cpu": 20_000, "cuda": 2_000_000}
 FREE_MEMORY_SHARE = 0.5  # a datastore may take at most this share of the memory free when it is built
 DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
 PRIVATE = "a visitor's own memory"  # how the Models panel names what belongs to one visitor
+
+
+class StillBuilding(InputError):
+    """The datastore asked for is being built in the background; the message says how far it has got."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,26 @@ class Pair:
     decoder: torch.nn.Module
     tokenizer: object
     memory: Memory
+
+
+@dataclass(frozen=True)
+class Weights:
+    """The mixing weight of each mixture: alpha for base + MemDec, lambda for base + kNN-LM; locked: one alpha for both
+    (for teaching: the two mixtures at equal weight)."""
+    alpha: float
+    knn_lambda: float
+    locked: bool = False
+
+    @classmethod
+    def of(cls, weights) -> "Weights":
+        """Weights as they are; a single number is the lock: both mixtures at that alpha."""
+        if isinstance(weights, Weights):
+            return weights
+        alpha = check("alpha", weights)
+        return cls(alpha, alpha, True)
+
+    def of_mixture(self, name: str) -> float:
+        return self.knn_lambda if name == "mix_knn" else self.alpha
 
 
 class Engine:
@@ -59,7 +83,10 @@ class Engine:
         # memories added while serving: the private ones (name -> (owner, Memory)), kept out of self.memories so that
         # nothing lists them to others; labels for the menu; the folders that hold their stores
         self.private, self.memory_labels, self.store_roots = {}, {}, {}
-        self.lock = threading.RLock()  # one model call at a time: KeyCapture hooks are shared state
+        self.lock = threading.RLock()  # guards the caches of loaded models and stores
+        self.scheduler = Scheduler()  # every model call of a request goes through it (app.serve.batched)
+        self.builds = None  # once serving: the datastores built in the background (app.serve.builds)
+        self._folder_locks = {}  # one builder per store folder
 
     @classmethod
     def from_presets(cls, names, **options) -> "Engine":
@@ -133,19 +160,32 @@ class Engine:
     def memory_choices(self, owner: str | None = None, family: str | None = None) -> list[tuple[str, str]]:
         """(label, name) of the memories a visitor may pick, of one family (all when None): the served ones and the
         visitor's own."""
-        names = list(self.memories) + [name for name, (their, _) in list(self.private.items()) if their == owner]
-        return [(self.memory_labels.get(name, name), name) for name in names if family is None or self.family.get(name) == family]
+        served = list(self.memories.items()) + [(name, m) for name, (their, m) in list(self.private.items()) if their == owner]
+        # named as it was added, else by its name and what its corpus is
+        return [(self.memory_labels.get(name) or (f"{name}: {m.knows}" if m.knows else name), name)
+                for name, m in served if family is None or self.family.get(name) == family]
 
     def alpha(self, base, domain, alpha=None) -> float:
         """The mixing weight asked for, or the memory's own for this base (memdec.json, or the paper's), checked."""
-        default = self.memory(domain)[1].defaults(self.base_name(base))[0]
+        default = self.memory(domain)[1].defaults(self.base_name(base)).alpha
         return check("alpha", default if alpha is None else alpha)
+
+    def weights(self, base, domain, alpha=None, knn_lambda=None, lock_alpha=False) -> Weights:
+        """Each mixture's weight: asked for, or the memory's own tuned for this base (the decoder's alpha, the kNN-LM's
+        lambda); lock_alpha puts both at alpha. Checked."""
+        alpha = self.alpha(base, domain, alpha)
+        if contract.flag("lock_alpha", lock_alpha):
+            if knn_lambda is not None and check("knn_lambda", knn_lambda) != alpha:
+                raise InputError(f"lock_alpha mixes both at alpha = {alpha}: leave knn_lambda out, or unlock")
+            return Weights(alpha, alpha, True)
+        default = self.memory(domain)[1].defaults(self.base_name(base)).knn_lambda
+        return Weights(alpha, check("knn_lambda", default if knn_lambda is None else knn_lambda))
 
     def knn_settings(self, base, domain, k=None, temperature=None) -> tuple[int, float]:
         """The kNN-LM's k and temperature asked for, or the memory's own for this base, checked."""
-        _, default_k, default_t = self.memory(domain)[1].defaults(self.base_name(base))
-        return (check("k", default_k if k is None else k, int),
-                check("temperature", default_t if temperature is None else temperature))
+        default = self.memory(domain)[1].defaults(self.base_name(base))
+        return (check("k", default.k if k is None else k, int),
+                check("temperature", default.temperature if temperature is None else temperature))
 
     # --- loading (cached) ---------------------------------------------------------------------------
     def model(self, name_or_path: str):
@@ -208,28 +248,40 @@ class Engine:
                 raise InputError(f"the {domain} corpus ({source.repo}) is neither cached nor reachable: {error}") from error
         return self._corpora[key]
 
-    def datastore(self, base: str, domain: str, progress=None) -> datastore.Datastore | None:
+    def datastore(self, base: str, domain: str, progress=None, here: bool = False) -> datastore.Datastore | None:
         """The base's kNN-LM store over the memory's corpus: from disk when current, else built once (with progress),
-        refused when it would not fit in memory; None when the memory has no corpus."""
+        refused when it would not fit in memory; None when the memory has no corpus. While serving, a store not ready
+        yet is built in the background and the request is told how far it has got (StillBuilding), unless here: then
+        this thread builds it."""
+        key = (base, domain)
+        if key in self._stores:
+            return self._stores[key]
+        if self.memory(domain)[1].corpus is None:
+            return None
+        if self.builds is not None and not here:
+            raise self.builds.wait(key)
+        folder = self.store_folder(base, domain)
         with self.lock:
-            key = (base, domain)
+            folder_lock = self._folder_locks.setdefault(folder, threading.Lock())
+        with folder_lock:  # not the engine's lock: other requests go on while a store is built
             if key not in self._stores:
                 corpus = self.corpus(base, domain, progress)
-                if corpus is None:
-                    return None
-                name = self.bases[base]
+                name, block = self.bases[base], self.key_block(base, domain)
                 model = self.model(name)
-                entries = block_entries(self.stream(base, domain, progress), Settings.block)
+                entries = block_entries(self.stream(base, domain, progress), block)
                 needed, free = entries * datastore.bytes_per_entry(key_width(model)), psutil.virtual_memory().available
                 if needed > FREE_MEMORY_SHARE * free:
                     raise InputError(f"the {domain} datastore for {base} would hold {entries:,} entries and need "
                                      f"{needed / 1e9:.1f} GB, more than half of the {free / 1e9:.1f} GB free: use a "
                                      "smaller corpus or a larger machine")
-                folder = self.store_folder(base, domain)
-                shared = [store for (b, d), store in self._stores.items() if self.store_folder(b, d) == folder]
+                shared = [store for (b, d), store in list(self._stores.items()) if self.store_folder(b, d) == folder]
                 self._stores[key] = shared[0] if shared else datastore.load_or_build(
-                    model, self.tokenizer(name), name, corpus, folder, Settings.block, progress)
+                    model, self.tokenizer(name), name, corpus, folder, block, progress)
             return self._stores[key]
+
+    def key_block(self, base, domain) -> int:
+        """How many tokens a key of the store of (base, domain) reads at most: the memory's block for this base."""
+        return self.memory(domain)[1].defaults(self.base_name(base)).block
 
     def store_folder(self, base: str, domain: str) -> Path:
         """Where the store of (base, domain) lives: the cache, or the folder of a memory added while serving (its
@@ -252,6 +304,14 @@ class Engine:
             self.pair(None, domain)
             self.datastore(self.default_base, domain)
         return self.loaded()
+
+    def prepare_in_background(self):
+        """What prepare() does, in a background thread while the app serves; later stores are built there too."""
+        from .builds import Builds
+
+        self.builds = Builds(self)
+        for domain in self.memories:
+            self.builds.add((self.default_base, domain))
 
     def labels(self, base: str) -> vocab.TokenText:
         """id -> token text for the base's tokenizer, decoded on demand, for labels and neighbour text."""

@@ -1,7 +1,8 @@
 """Side-by-side continuations of base, base + MemDec and base + kNN-LM. Each model keeps its own KV cache, so
-every step reads one new token; the kNN-LM takes its query key from the base's pass over that token."""
+every step reads one new token; the kNN-LM takes its query key from the base's pass over that token while the text
+fits in the store's block, and from a pass over the block's worth of latest tokens after (app.serve.queries)."""
 import statistics
-import time
+from dataclasses import dataclass, field
 
 import torch
 from transformers import DynamicCache
@@ -9,7 +10,8 @@ from transformers import DynamicCache
 from ..core.distributions import knn_probs, mix, model_probs
 from ..core.keys import KeyCapture
 from .contract import check, flag
-from .engine import DEFAULTS, Engine
+from .engine import DEFAULTS, Engine, Weights
+from .queries import last_keys
 
 
 class Incremental:
@@ -23,22 +25,24 @@ class Incremental:
         return model_probs(out.logits[0, -1], self.vocab).cpu()
 
 
-def predictors(lm, decoder, store, vocab: int, alpha: float, k: int, temperature: float) -> dict:
+def predictors(lm, decoder, store, vocab: int, weights: Weights, k: int, temperature: float, block: int) -> dict:
     """name -> a fresh stateful function: new token ids (1, n) -> next-token distribution (no kNN-LM without a
-    store)."""
+    store); each mixture at its own weight; a kNN query reads at most the `block` latest tokens."""
 
     def memdec():
         step_base, step_mem = Incremental(lm, vocab), Incremental(decoder, vocab)
-        return lambda ids: mix(step_base(ids), step_mem(ids), alpha)
+        return lambda ids: mix(step_base(ids), step_mem(ids), weights.alpha)
 
     def knn():
-        step_base = Incremental(lm, vocab)
+        step_base, seen = Incremental(lm, vocab), []
 
         def step(ids):
+            seen.extend(ids[0].tolist())
             with KeyCapture(lm) as capture:
                 p_base = step_base(ids)
-            distances, _, values = store.neighbours(capture.keys[0, -1:].float().cpu().numpy(), k)
-            return mix(p_base, knn_probs(distances, values, temperature, vocab)[0], alpha)
+            query = capture.keys[0, -1:] if len(seen) <= block else last_keys(lm, torch.tensor([seen[-block:]]))
+            distances, _, values = store.neighbours(query.float().cpu().numpy(), k)
+            return mix(p_base, knn_probs(distances, values, temperature, vocab)[0], weights.knn_lambda)
         return step
 
     out = {"base": lambda: Incremental(lm, vocab), "mix_memdec": memdec}
@@ -47,34 +51,53 @@ def predictors(lm, decoder, store, vocab: int, alpha: float, k: int, temperature
     return out
 
 
+@dataclass
+class Run:
+    """One predictor's generation under way: its stateful step, the ids it reads next, its own random generator."""
+    step: object
+    chunk: torch.Tensor
+    generator: torch.Generator
+    new: list = field(default_factory=list)
+    times: list = field(default_factory=list)  # ms of each step's model call
+    ended: bool = False
+
+
 def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False, seed=0,
-             alpha=None, k=None, temperature=None, progress=None) -> dict:
+             alpha=None, k=None, temperature=None, progress=None, knn_lambda=None, lock_alpha=False) -> dict:
     """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
-    ms_per_token is the median step time (one step = the forward passes, search and mixing for one token)."""
+    ms_per_token is the median step time (one step = the forward passes, search and mixing for one token, timed
+    on the real call)."""
     steps = check("max_new_tokens", max_new_tokens, int, default=DEFAULTS["max_new_tokens"])
     seed = check("seed", seed, int, default=0)
     sample = flag("sample", sample)
     pair = engine.pair(base, domain)
     tokenizer = pair.tokenizer
-    alpha = engine.alpha(pair.base, pair.domain, alpha)
+    weights = engine.weights(pair.base, pair.domain, alpha, knn_lambda, lock_alpha)
     k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
     ids, cut = engine.encode(tokenizer, prompt, engine.context(pair.lm, pair.decoder) - steps, truncate=True)
     store = engine.datastore(pair.base, pair.domain, progress)
-    out = {}
-    with engine.lock, torch.no_grad():
-        for name, make in predictors(pair.lm, pair.decoder, store, len(tokenizer), alpha, k, temperature).items():
-            step, chunk, new, times = make(), ids, [], []
-            generator = torch.Generator().manual_seed(seed)
-            for _ in range(steps):
-                start = time.perf_counter()
-                p = step(chunk)
-                token = int(torch.multinomial(p, 1, generator=generator)) if sample else int(p.argmax())
-                times.append((time.perf_counter() - start) * 1000)
-                if token == tokenizer.eos_token_id:
-                    break
-                new.append(token)
-                chunk = torch.tensor([[token]])
-            out[name] = {"text": tokenizer.decode(new), "tokens": [tokenizer.decode([t]) for t in new],
-                         "ms_per_token": round(statistics.median(times), 3) if times else 0.0}
-    return {"prompt": prompt, "base": pair.base, "domain": pair.domain, "alpha": alpha, "k": k, "temperature": temperature,
+    # the predictors advance together, one model call each per token, so a long generation shares the models
+    # with other requests step by step (app.serve.scheduler)
+    runs = {name: Run(make(), ids, torch.Generator().manual_seed(seed))
+            for name, make in predictors(pair.lm, pair.decoder, store, len(tokenizer), weights, k, temperature,
+                                         engine.key_block(pair.base, pair.domain)).items()}
+    for _ in range(steps):
+        live = [run for run in runs.values() if not run.ended]
+        if not live:
+            break
+        calls = [(run, engine.scheduler.submit(lambda items, step=run.step: [step(items[0])], run.chunk)) for run in live]
+        for run, call in calls:
+            done = call.result()
+            token = int(torch.multinomial(done.value, 1, generator=run.generator)) if sample else int(done.value.argmax())
+            run.times.append(done.ms)
+            if token == tokenizer.eos_token_id:
+                run.ended = True
+            else:
+                run.new.append(token)
+                run.chunk = torch.tensor([[token]])
+    out = {name: {"text": tokenizer.decode(run.new), "tokens": [tokenizer.decode([t]) for t in run.new],
+                  "ms_per_token": round(statistics.median(run.times), 3) if run.times else 0.0}
+           for name, run in runs.items()}
+    return {"prompt": prompt, "base": pair.base, "domain": pair.domain, "alpha": weights.alpha,
+            "knn_lambda": weights.knn_lambda, "lock_alpha": weights.locked, "k": k, "temperature": temperature,
             "sample": bool(sample), "seed": seed, "prompt_tokens_dropped": cut, "continuations": out}

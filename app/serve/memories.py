@@ -344,7 +344,7 @@ class Memories:
             self.write(memory, parts)
         try:
             self.register(memory)
-            self.engine.datastore(base, memory.id, progress)
+            self.engine.datastore(base, memory.id, progress, here=True)  # the visitor waits for their own
         except BaseException:
             self.delete(memory)
             raise

@@ -11,20 +11,26 @@ def label(token: str) -> str:
     return token.replace(" ", "␣").replace("\n", "⏎") or "∅"
 
 
-def distributions(rows: list[dict], alpha: float) -> go.Figure:
-    """Top: the three predictors. Bottom: each mixture as a stack of its two parts, (1-alpha) p_base below and
-    alpha p_other above, so the height is the mixture and the split shows where it comes from."""
+def weights_text(w) -> str:
+    """How the mixtures are weighted, for titles (w: engine.Weights)."""
+    return f"alpha = {w.alpha:.2f} for both" if w.locked else f"MemDec at alpha = {w.alpha:.2f}, kNN-LM at lambda = {w.knn_lambda:.2f}"
+
+
+def distributions(rows: list[dict], w) -> go.Figure:
+    """Top: the three predictors. Bottom: each mixture as a stack of its two parts, (1-w) p_base below and w p_other
+    above, w its own weight (w: engine.Weights), so the height is the mixture and the split shows where it comes from."""
     x = [f"{label(r['token'])}<br><sub>{r['id']}</sub>" for r in rows]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=("the three predictors", f"the two mixtures, alpha = {alpha:.2f}"))
+                        subplot_titles=("the three predictors", f"the two mixtures, {weights_text(w)}"))
     for name in [n for n in ("base", "memdec", "knn") if n in rows[0]]:  # no kNN-LM without a corpus
         fig.add_bar(x=x, y=[r[name] for r in rows], name=f"p {NAMES[name]}", marker_color=COLOURS[name],
                     offsetgroup=name, row=1, col=1)
     for mixture, other in [(m, o) for m, o in (("mix_memdec", "memdec"), ("mix_knn", "knn")) if m in rows[0]]:
+        alpha, symbol = w.of_mixture(mixture), "λ" if mixture == "mix_knn" and not w.locked else "α"
         low = [(1 - alpha) * r["base"] for r in rows]
-        fig.add_bar(x=x, y=low, name=f"{NAMES[mixture]}: (1-α)·p base", marker_color=COLOURS["base"], opacity=0.55,
+        fig.add_bar(x=x, y=low, name=f"{NAMES[mixture]}: (1-{symbol})·p base", marker_color=COLOURS["base"], opacity=0.55,
                     offsetgroup=mixture, legendgroup=mixture, row=2, col=1)
-        fig.add_bar(x=x, y=[alpha * r[other] for r in rows], base=low, name=f"{NAMES[mixture]}: α·p {NAMES[other]}",
+        fig.add_bar(x=x, y=[alpha * r[other] for r in rows], base=low, name=f"{NAMES[mixture]}: {symbol}·p {NAMES[other]}",
                     marker_color=COLOURS[other], offsetgroup=mixture, legendgroup=mixture, row=2, col=1,
                     customdata=[r[mixture] for r in rows], hovertemplate="%{x}: part %{y:.4f}, mixture %{customdata:.4f}")
     fig.update_layout(height=620, barmode="group", margin=dict(l=50, r=20, t=60, b=40),
@@ -58,14 +64,24 @@ def token_probabilities(summary: dict) -> go.Figure:
 
 
 def perplexity_vs_alpha(summary: dict) -> go.Figure:
+    """Each mixture's perplexity against its weight, its tuned weight for this base marked with a star, and the
+    weights in use as dotted lines."""
     curve = summary["perplexity_vs_alpha"]
     fig = go.Figure()
     fig.add_scatter(x=curve["alpha"], y=[summary["perplexity"]["base"]] * len(curve["alpha"]), mode="lines",
                     name="base alone", line=dict(color=COLOURS["base"], dash="dash"))
     for name, colour in [(n, c) for n, c in (("mix_memdec", COLOURS["memdec"]), ("mix_knn", COLOURS["knn"])) if n in curve]:
         fig.add_scatter(x=curve["alpha"], y=curve[name], mode="lines+markers", name=NAMES[name], line_color=colour)
-    fig.add_vline(x=summary["alpha"], line_dash="dot", annotation_text=f"α = {summary['alpha']:.2f}")
-    fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log", xaxis_title="alpha",
+        tuned, symbol = summary["tuned"][name], "λ" if name == "mix_knn" else "α"
+        fig.add_scatter(x=[tuned["weight"]], y=[tuned["perplexity"]], mode="markers", name=f"tuned {symbol} = {tuned['weight']:g}",
+                        marker=dict(symbol="star", size=15, color=colour, line=dict(color="black", width=1)),
+                        hovertemplate=f"{NAMES[name]}, tuned on validation for {summary['base']}: {symbol} = %{{x}}, "
+                                      "perplexity %{y:.2f}<extra></extra>")
+    used = [("α", summary["alpha"])] + ([("λ", summary["knn_lambda"])] if "mix_knn" in curve and not summary["lock_alpha"] else [])
+    for i, (symbol, weight) in enumerate(used):
+        fig.add_vline(x=weight, line_dash="dot", annotation_text=f"{symbol} = {weight:.2f}", annotation_yshift=-14 * i)
+    fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log",
+                      xaxis_title="weight of the memory (α for MemDec, λ for kNN-LM)",
                       yaxis_title="perplexity", title="perplexity of the passage against alpha", legend=dict(orientation="h", y=-0.25))
     return fig
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import models, paths
-from ..core.settings import BASE_SIZES, UNTUNED_MEMORY
+from ..core.settings import BASE_SIZES, UNTUNED_MEMORY, Settings
 
 PAPER_K = 1024  # neighbours per query in the paper's kNN-LM and training targets
 
@@ -20,6 +20,17 @@ class HubText:
 
 
 @dataclass(frozen=True)
+class Defaults:
+    """What a memory uses with one base when a request leaves it out. Each mixture has its own weight, tuned on its
+    own: comparing them at one alpha would favour whichever that alpha was tuned for."""
+    alpha: float  # base + Memory Decoder
+    knn_lambda: float  # base + kNN-LM
+    k: int
+    temperature: float
+    block: int  # the context length of the datastore's keys, so the longest context a kNN query may read
+
+
+@dataclass(frozen=True)
 class Memory:
     """A Memory Decoder, the text its kNN-LM counterpart searches, and its defaults (per base where they differ)."""
     decoder: str  # hub id or folder
@@ -29,22 +40,25 @@ class Memory:
     knn_temperature: float = UNTUNED_MEMORY["knn_temperature"]
     knn_k: int = UNTUNED_MEMORY["knn_k"]
     alpha_by_base: dict = field(default_factory=dict)
-    temperature_by_base: dict = field(default_factory=dict)
+    # base -> any of {"lambda", "temperature", "knn_k", "block"}, as memdec.json's knn_by_base holds them
+    knn_by_base: dict = field(default_factory=dict)
+    knn_lambda: float | None = None  # the kNN-LM's weight where knn_by_base has none; None: the decoder's alpha
+    block: int = Settings.block
 
-    def defaults(self, base: str) -> tuple[float, int, float]:
-        """(alpha, k, T) for this base."""
-        return (self.alpha_by_base.get(base, self.alpha), self.knn_k,
-                self.temperature_by_base.get(base, self.knn_temperature))
+    def defaults(self, base: str) -> Defaults:
+        alpha, knn = self.alpha_by_base.get(base, self.alpha), self.knn_by_base.get(base, {})
+        return Defaults(alpha, knn.get("lambda", alpha if self.knn_lambda is None else self.knn_lambda),
+                        knn.get("knn_k", self.knn_k), knn.get("temperature", self.knn_temperature),
+                        knn.get("block", self.block))
 
     @classmethod
     def from_folder(cls, decoder, corpus, knows: str = "") -> "Memory":
-        """Defaults come from the decoder's memdec.json when the pipeline wrote one (tuned on validation)."""
+        """Defaults come from the decoder's memdec.json when the pipeline wrote one (tuned on validation), and so does
+        what it knows (its `label`; else `knows`)."""
         meta_path = Path(decoder) / "memdec.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        keep = {k: meta[k] for k in UNTUNED_MEMORY if k in meta}
-        by_base = {"alpha_by_base": meta.get("alpha_by_base", {}),
-                   "temperature_by_base": {b: v["temperature"] for b, v in meta.get("knn_by_base", {}).items()}}
-        return cls(str(decoder), Path(corpus) if corpus else None, knows, **keep, **by_base)
+        keep = {k: meta[k] for k in (*UNTUNED_MEMORY, "block", "alpha_by_base", "knn_by_base") if k in meta}
+        return cls(str(decoder), Path(corpus) if corpus else None, meta.get("label", knows), **keep)
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,8 @@ PRESETS = {
         memories={"wikitext": Memory(
             "Clover-Hill/MemoryDecoder-gpt2-small", WIKITEXT, "Wikipedia articles (WikiText-103)", knn_k=PAPER_K,
             alpha_by_base={"gpt2": 0.8, "gpt2-medium": 0.6, "gpt2-large": 0.55, "gpt2-xl": 0.55},
-            temperature_by_base={"gpt2": 1.0, "gpt2-medium": 1.0, "gpt2-large": 13.0, "gpt2-xl": 13.0})}),
+            knn_by_base={"gpt2": {"temperature": 1.0}, "gpt2-medium": {"temperature": 1.0},
+                         "gpt2-large": {"temperature": 13.0}, "gpt2-xl": {"temperature": 13.0}})}),
     **{f"qwen2.5-{domain}": Preset(
         f"qwen2.5-{domain}", f"Qwen2.5 bases with the {domain} Memory Decoder (Qwen2.5-0.5B architecture)",
         bases=QWEN_BASES, memories={domain: Memory(f"Clover-Hill/MemoryDecoder-Qwen-{domain}", None, knows, **PAPER_DOMAIN)})
@@ -102,9 +117,13 @@ def embedded() -> Preset:
                   memories)
 
 
-EMBEDDED_TEXT = {"biomed": "Gene Ontology and biomedical ontology definitions",
-                 "finance": "State of the Union finance paragraphs and CIA Factbook economy notes",
-                 "law": "software licence texts"}
+# What each embedded memory's corpus is, when its memdec.json has no `label` (the pipeline writes one)
+EMBEDDED_TEXT = {"biomed": "Gene Ontology definitions and MONDO / EFO / UBERON / CL ontology descriptions",
+                 "finance": "State of the Union finance paragraphs and CIA World Factbook economy notes",
+                 "law": "software licence texts (ScanCode LicenseDB)"}
+# A memory helps on text like its own corpus; the embedded ones are narrow, and say so next to the menu
+NARROW = ("A memory helps on text like its own corpus, and far less elsewhere: the law and finance decoders help far "
+          "less on other legal or financial text (statutes, contracts, court decisions, market news).")
 
 
 def named(name: str) -> Preset:

@@ -1,37 +1,52 @@
-"""The plain-JSON endpoints /compare, /generate and /score: the functions of app.serve.endpoints with the
-engine's defaults filled in, so gradio_client and raw HTTP callers see a documented signature."""
+"""The plain-JSON endpoints /compare, /generate, /score and /memories: the functions of app.serve.endpoints with
+the engine's defaults filled in, so gradio_client and raw HTTP callers see a documented signature. alpha and
+knn_lambda left out: each mixture at its own weight tuned for the base; lock_alpha: both at alpha."""
 import gradio as gr
 
 from .. import endpoints
 from ..engine import DEFAULTS, Engine
-from .common import on_gpu, shown
+from .common import MODEL_SLOTS, limited, on_gpu, shown
 
 
 def add(engine: Engine):
     default_base, default_domain = engine.default_base, engine.default_domain
 
     @shown
+    @limited
     @on_gpu
     def compare(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
-                k: int | None = None, temperature: float | None = None, top_n: int = DEFAULTS["top_n"]) -> dict:
+                k: int | None = None, temperature: float | None = None, top_n: int = DEFAULTS["top_n"],
+                knn_lambda: float | None = None, lock_alpha: bool = False, precise: bool = False) -> dict:
         """Next-token distributions of base, memdec, knn and the two mixtures, neighbours, imitation and teach
-        numbers; latency_ms per component."""
-        return endpoints.compare_json(engine, text, base, domain, alpha, k, temperature, top_n)
+        numbers; latency_ms per component (precise: each alone, the median of 3 runs)."""
+        return endpoints.compare_json(engine, text, base, domain, alpha, k, temperature, top_n, None, knn_lambda, lock_alpha,
+                                      precise)
 
     @shown
+    @limited
     @on_gpu
     def generate(text: str, base: str = default_base, domain: str = default_domain, max_new_tokens: int = DEFAULTS["max_new_tokens"],
                  sample: bool = False, seed: int = 0, alpha: float | None = None, k: int | None = None,
-                 temperature: float | None = None) -> dict:
+                 temperature: float | None = None, knn_lambda: float | None = None, lock_alpha: bool = False) -> dict:
         """Continuations of base, base + MemDec and base + kNN-LM, each with its own KV cache, and ms per token."""
-        return endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature)
+        return endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature,
+                                       None, knn_lambda, lock_alpha)
 
     @shown
+    @limited
     @on_gpu
     def score(text: str, base: str = default_base, domain: str = default_domain, alpha: float | None = None,
-              k: int | None = None, temperature: float | None = None) -> dict:
+              k: int | None = None, temperature: float | None = None, knn_lambda: float | None = None,
+              lock_alpha: bool = False) -> dict:
         """Per-token probabilities and gains, perplexities and perplexity against alpha for a passage."""
-        return endpoints.score_json(engine, text, base, domain, alpha, k, temperature)
+        return endpoints.score_json(engine, text, base, domain, alpha, k, temperature, None, knn_lambda, lock_alpha)
+
+    @shown
+    def memories(base: str = default_base) -> list:
+        """The memories served: what each one's corpus is, whether it has a live kNN-LM, and its defaults for the
+        base (alpha of the decoder, knn_lambda of the kNN-LM, k, temperature, block)."""
+        return endpoints.memories_json(engine, base)
 
     for fn in (compare, generate, score):
-        gr.api(fn, api_name=fn.__name__, concurrency_id="models")
+        gr.api(fn, api_name=fn.__name__, concurrency_id="models", concurrency_limit=MODEL_SLOTS)
+    gr.api(memories, api_name="memories", queue=False)

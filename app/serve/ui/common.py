@@ -1,13 +1,19 @@
 """What every tab's handlers share: every failure answered with a sentence (a Gradio error), the datastore's progress
-bar, and a GPU for the calls that run models on ZeroGPU Spaces."""
+bar, a GPU for the calls that run models on ZeroGPU Spaces, and each visitor's limit on model calls running at once."""
 import functools
 import logging
 
 import gradio as gr
+from gradio.context import LocalContext
 from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from pydantic import ValidationError
 
 from ..engine import InputError
+from ..sessions import SessionLimit
+from .launch_settings import SETTINGS
+
+MODEL_SLOTS = SETTINGS.model_slots  # the concurrency_limit of every event with concurrency_id="models"
+PER_SESSION = SessionLimit(SETTINGS.per_session)
 
 log = logging.getLogger("memdec")
 UNEXPECTED = ("Something went wrong on the server while answering this request; it has been logged. Try again, or "
@@ -66,6 +72,19 @@ class Page(gr.Blocks):
             return await super().process_api(block_fn, inputs, *args, **kwargs)
         except Exception as error:
             raise as_message(error) from None
+
+
+def limited(fn):
+    """Counts the call against its visitor's PER_SESSION (refused when over it); calls without a session are not
+    limited."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        request = LocalContext.request.get(None)
+        if request is None or not request.session_hash:
+            return fn(*args, **kwargs)
+        with PER_SESSION.slot(request.session_hash):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def progress_bar(progress: gr.Progress):

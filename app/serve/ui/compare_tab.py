@@ -1,6 +1,6 @@
 """The Compare tab: the three predictors and the two mixtures on one token axis, the latency per component, the
 same numbers as a table and an export. It also runs the comparison that the Neighbours, Imitation and Teach tabs
-show, and re-mixes them all when alpha or the token count is released."""
+show, and re-mixes them all when a weight, the lock or the token count changes."""
 import json
 import tempfile
 from dataclasses import dataclass
@@ -10,9 +10,9 @@ import gradio as gr
 import pandas as pd
 
 from .. import compare, plots
-from ..engine import Engine, InputError
-from .common import on_gpu, progress_bar, shown
-from .settings_row import SettingsRow
+from ..engine import Engine, InputError, Weights
+from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
+from .settings_row import SettingsRow, weights
 
 
 def axis_frame(rows: list[dict]) -> pd.DataFrame:
@@ -20,15 +20,13 @@ def axis_frame(rows: list[dict]) -> pd.DataFrame:
                          for r in rows])
 
 
-def export_files(nt: compare.NextToken, alpha: float, top_n: int, files: gr.File) -> list[str]:
+def export_files(nt: compare.NextToken, w: Weights, top_n: int, files: gr.File) -> list[str]:
     """Written only when asked for: into a folder that is removed at once, after Gradio has copied the files into its
     cache (which delete_cache empties, app.serve.ui.launch_settings)."""
-    if nt is None:
-        raise InputError("compare first, then export that comparison")
     with tempfile.TemporaryDirectory(prefix="comparison-") as folder:
         written = [Path(folder) / "comparison.json", Path(folder) / "comparison.csv"]
-        written[0].write_text(json.dumps(compare.to_dict(nt, alpha, top_n), indent=1))
-        written[1].write_text(compare.to_csv(nt, alpha, top_n))
+        written[0].write_text(json.dumps(compare.to_dict(nt, w, top_n), indent=1))
+        written[1].write_text(compare.to_csv(nt, w, top_n))
         return [files.move_resource_to_block_cache(path) for path in written]
 
 
@@ -36,18 +34,19 @@ def export_files(nt: compare.NextToken, alpha: float, top_n: int, files: gr.File
 class CompareTab:
     distributions: gr.Plot
     latency: gr.Plot
+    precise: gr.Checkbox
     axis: gr.Dataframe
     export: gr.Button
     files: gr.File
-    remixes = True  # what it shows depends on alpha and the token count
+    remixes = True  # what it shows depends on the weights and the token count
 
     @property
     def outputs(self) -> list:
         return [self.distributions, self.latency, self.axis, self.files]  # files: emptied by each new comparison
 
-    def show(self, nt: compare.NextToken, alpha: float, top_n: int) -> dict:
-        rows = compare.rows(nt, alpha, top_n)
-        return {self.distributions: plots.distributions(rows, alpha), self.latency: plots.latency(nt.latency_ms),
+    def show(self, nt: compare.NextToken, w: Weights, top_n: int) -> dict:
+        rows = compare.rows(nt, w, top_n)
+        return {self.distributions: plots.distributions(rows, w), self.latency: plots.latency(nt.latency_ms),
                 self.axis: axis_frame(rows), self.files: None}
 
 
@@ -55,12 +54,14 @@ def build() -> CompareTab:
     with gr.Tab("Compare"):
         distributions = gr.Plot(label="distributions", elem_id="dist-plot")
         with gr.Row():
-            latency = gr.Plot(label="latency", elem_id="latency-plot")
+            with gr.Column():
+                latency = gr.Plot(label="latency", elem_id="latency-plot")
+                precise = gr.Checkbox(label="measure precisely (each component alone, the median of 3 runs)")
             with gr.Column():
                 axis = gr.Dataframe(label="probabilities on the shared axis", wrap=True)
                 export = gr.Button("Export this comparison (JSON, CSV)", elem_id="export-button")
                 files = gr.File(label="exported comparison", file_count="multiple", interactive=False)
-    return CompareTab(distributions, latency, axis, export, files)
+    return CompareTab(distributions, latency, precise, axis, export, files)
 
 
 def wire(engine: Engine, row: SettingsRow, views: list):
@@ -69,29 +70,41 @@ def wire(engine: Engine, row: SettingsRow, views: list):
     state = gr.State()
     outputs = [state] + [c for view in views for c in view.outputs]
 
-    def show_all(nt, alpha, top_n, which) -> dict:
+    def show_all(nt, w, top_n, which) -> dict:
         out = {}
         for view in which:
-            out.update(view.show(nt, alpha, top_n))
+            out.update(view.show(nt, w, top_n))
         return out
 
     @shown
+    @limited
     @on_gpu
-    def on_compare(text, base, domain, alpha, k, temperature, top_n, progress=gr.Progress()):
-        nt = compare.next_token(engine, text, base, domain, k, temperature, progress_bar(progress))
-        return {state: nt, **show_all(nt, alpha, top_n, views)}
+    def on_compare(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, top_n, precise,
+                   progress=gr.Progress()):
+        w = weights(engine, base, domain, alpha, knn_lambda, lock_alpha)
+        nt = compare.next_token(engine, text, base, domain, k, temperature, progress_bar(progress), precise)
+        return {state: nt, **show_all(nt, w, top_n, views)}
 
     @shown
-    def on_remix(nt, alpha, top_n):
+    def on_remix(nt, alpha, knn_lambda, lock_alpha, top_n):
         """Re-mixes the cached distributions; no model runs."""
-        return show_all(nt, alpha, top_n, [v for v in views if v.remixes]) if nt is not None else gr.skip()  # nothing compared yet
+        if nt is None:
+            return gr.skip()  # nothing compared yet
+        w = weights(engine, nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
+        return show_all(nt, w, top_n, [v for v in views if v.remixes])
 
-    comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n], outputs,
-                      api_name="compare_view", api_visibility="undocumented", concurrency_id="models")
-    gr.on([row.alpha.release, row.top_n.release], on_remix, [state, row.alpha, row.top_n],
+    @shown
+    def on_export(nt, alpha, knn_lambda, lock_alpha, top_n):
+        if nt is None:
+            raise InputError("compare first, then export that comparison")
+        return export_files(nt, weights(engine, nt.base, nt.domain, alpha, knn_lambda, lock_alpha), top_n, views[0].files)
+
+    comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n, views[0].precise], outputs,
+                      api_name="compare_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)
+    gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input, row.top_n.release], on_remix,
+          [state, *row.weight_inputs, row.top_n],
           [c for view in views if view.remixes for c in view.outputs],
           api_name="remix", api_visibility="undocumented", queue=False)
-    views[0].export.click(shown(lambda nt, alpha, top_n: export_files(nt, alpha, top_n, views[0].files)),
-                          [state, row.alpha, row.top_n], views[0].files, api_name="compare_export",
+    views[0].export.click(on_export, [state, *row.weight_inputs, row.top_n], views[0].files, api_name="compare_export",
                           api_visibility="undocumented")
     return comparing

@@ -6,7 +6,7 @@ import gradio as gr
 
 from .. import cost, plots
 from ..engine import Engine
-from .common import on_gpu, progress_bar, shown
+from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
 
 INTRO = """### What the memory costs per token as the corpus grows
@@ -62,10 +62,11 @@ def build() -> CostTab:
 
 def wire(engine: Engine, row: SettingsRow, tab: CostTab):
     @shown
+    @limited
     @on_gpu
     def on_measure(base, domain, progress=gr.Progress()):
         point = cost.measure_current(engine, base, domain, progress_bar(progress))
         return {tab.plot: plots.cost_curves(cost.read_results(), point), tab.current: current_text(point)}
 
     return tab.measure.click(on_measure, [row.base, row.domain], [tab.plot, tab.current], api_name="cost_view",
-                             api_visibility="undocumented", concurrency_id="models")
+                             api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)

@@ -6,7 +6,7 @@ import gradio as gr
 
 from .. import endpoints, plots
 from ..engine import DEFAULTS, LIMITS, Engine
-from .common import on_gpu, progress_bar, shown
+from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
 
 PREDICTORS = ("base", "mix_memdec", "mix_knn")
@@ -38,13 +38,15 @@ def build() -> GenerateTab:
 
 def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
     @shown
+    @limited
     @on_gpu
-    def on_generate(text, base, domain, alpha, k, temperature, max_new_tokens, sample, seed, progress=gr.Progress()):
+    def on_generate(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, max_new_tokens, sample, seed,
+                    progress=gr.Progress()):
         result = endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature,
-                                         progress_bar(progress))
+                                         progress_bar(progress), None if lock_alpha else knn_lambda, lock_alpha)
         texts = {name: result["continuations"][name]["text"] if name in result["continuations"] else NO_KNN
                  for name in PREDICTORS}
         return {**{tab.texts[name]: text for name, text in texts.items()}, tab.speed: plots.generation_speed(result)}
 
     return tab.run.click(on_generate, row.model_inputs + [tab.max_new_tokens, tab.sample, tab.seed], [*tab.texts.values(), tab.speed],
-                  api_name="generate_view", api_visibility="undocumented", concurrency_id="models")
+                  api_name="generate_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)

@@ -1,5 +1,5 @@
 """How the page is launched, chosen in one place for a public Space: upload size, cache clean-up, the queue and
-its concurrency. README "Running as a public Space" gives the reasons."""
+its concurrency (model slots and the per-visitor limit included). README "Running as a public Space" gives the reasons."""
 from dataclasses import dataclass
 
 from .. import memories
@@ -14,9 +14,15 @@ class LaunchSettings:
     delete_cache: tuple[int, int] = (600, 3600)
     # requests waiting beyond this are told the queue is full: 64 is about half a minute of /compare on 2 CPU cores
     queue_size: int = 64
-    # one request at a time per slot. Events that run models share one slot (concurrency_id="models"): the engine
-    # runs one model call at a time (its key hooks are shared state), so more would only wait inside it. The others
-    # (export, a memory's distil, cancel and delete) have a slot each; re-mixing and menus skip the queue.
+    # events that run models (compare, generate, score, cost, on the page and the API) share these slots
+    # (concurrency_id="models"): inside the engine one scheduler runs their model calls in rounds, batching and
+    # interleaving them (app.serve.scheduler), so a request in a slot waits at most for the round under way
+    model_slots: int = 32
+    # requests one visitor (Gradio session) may have in those slots at once; more are refused at once with a sentence,
+    # so that one client cannot take every slot (app.serve.sessions)
+    per_session: int = 4
+    # every other queued event (export, a memory's build and distil, cancel and delete) has one slot of its own;
+    # re-mixing and menus skip the queue
     default_concurrency: int = 1
 
     def blocks(self) -> dict:

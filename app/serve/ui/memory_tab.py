@@ -209,7 +209,7 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
     mine, views = [tab.mine], tab.views
     built = tab.build.click(on_build, [tab.upload, tab.pasted, tab.name, row.base, row.family],
                             [session, tab.mine, row.domain, tab.upload, tab.pasted] + views,
-                            api_name="memory_build", api_visibility="undocumented", concurrency_id="models")
+                            api_name="memory_build", api_visibility="undocumented", concurrency_id="memory_builds")
     tab.mine.input(on_show, mine, views, api_name="memory_show", api_visibility="undocumented", queue=False)
     tab.steps.release(on_steps, mine + [tab.steps], views, api_visibility="private", queue=False)
     tab.distil.click(on_distil, mine + [tab.steps], views, api_name="memory_distil", api_visibility="undocumented")

@@ -5,10 +5,10 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import compare, plots, score
-from ..engine import Engine
-from .common import on_gpu, progress_bar, shown
-from .settings_row import SettingsRow
+from .. import compare, plots, presets, score
+from ..engine import Engine, Weights
+from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
+from .settings_row import SettingsRow, weights
 
 
 def gain_html(summary: dict) -> str:
@@ -29,7 +29,11 @@ def gain_html(summary: dict) -> str:
 def perplexity_text(summary: dict) -> str:
     p = summary["perplexity"]
     rows = "".join(f"| {plots.NAMES[n]} | {'∞' if p[n] is None else f'{p[n]:.2f}'} |\n" for n in p)
-    text = f"| predictor | perplexity |\n|---|---|\n{rows}\n{len(summary['tokens'])} tokens, α = {summary['alpha']:.2f}"
+    knows = f"The {summary['domain']} memory knows {summary['knows']}. " if summary["knows"] else ""
+    weights_used = (f"both at α = {summary['alpha']:.2f}" if summary["lock_alpha"] else
+                    f"MemDec at α = {summary['alpha']:.2f}, kNN-LM at λ = {summary['knn_lambda']:.2f}")
+    text = (f"{knows}{presets.NARROW}\n\n| predictor | perplexity |\n|---|---|\n{rows}\n"
+            f"{len(summary['tokens'])} tokens, {weights_used}")
     if summary["knn_coverage"] is None:
         return f"{text}. {compare.NO_CORPUS}."
     return (f"{text}; some neighbour predicts the actual token for {summary['knn_coverage']:.0%} of them. A passage "
@@ -50,8 +54,8 @@ class ScoreTab:
     def outputs(self) -> list:
         return [self.perplexities, self.gain, self.per_token, self.against_alpha]
 
-    def show(self, scored: score.Scored, alpha: float) -> dict:
-        summary = score.summary(scored, alpha)
+    def show(self, scored: score.Scored, w: Weights) -> dict:
+        summary = score.summary(scored, w)
         return {self.perplexities: perplexity_text(summary), self.gain: gain_html(summary),
                 self.per_token: plots.token_probabilities(summary), self.against_alpha: plots.perplexity_vs_alpha(summary)}
 
@@ -73,17 +77,21 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     state = gr.State()
 
     @shown
+    @limited
     @on_gpu
-    def on_score(text, base, domain, alpha, k, temperature, progress=gr.Progress()):
+    def on_score(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, progress=gr.Progress()):
+        w = weights(engine, base, domain, alpha, knn_lambda, lock_alpha)
         scored = score.score(engine, text, base, domain, k, temperature, progress_bar(progress))
-        return {state: scored, **tab.show(scored, alpha)}
+        return {state: scored, **tab.show(scored, w)}
 
     @shown
-    def on_remix(scored, alpha):
+    def on_remix(scored, alpha, knn_lambda, lock_alpha):
         """Re-mixes the cached target probabilities; no model runs."""
-        return tab.show(scored, alpha) if scored is not None else gr.skip()  # nothing scored yet
+        if scored is None:
+            return gr.skip()  # nothing scored yet
+        return tab.show(scored, weights(engine, scored.base, scored.domain, alpha, knn_lambda, lock_alpha))
 
-    row.alpha.release(on_remix, [state, row.alpha], tab.outputs, api_name="score_remix", api_visibility="undocumented",
-                      queue=False)
+    gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input], on_remix, [state, *row.weight_inputs],
+          tab.outputs, api_name="score_remix", api_visibility="undocumented", queue=False)
     return tab.run.click(on_score, [tab.passage] + row.model_inputs[1:], [state] + tab.outputs,
-                         api_name="score_view", api_visibility="undocumented", concurrency_id="models")
+                         api_name="score_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)

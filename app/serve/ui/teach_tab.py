@@ -8,7 +8,7 @@ from ..plots import label
 
 
 def teach_text(t: dict) -> str:
-    return memdec_text(t["alpha"], t["memdec"]) + "\n\n" + (knn_text(t["alpha"], t["knn"]) if t["knn"] else
+    return memdec_text(t["alpha"], t["memdec"]) + "\n\n" + (knn_text(t["knn_lambda"], t["knn"]) if t["knn"] else
                                                                f"### kNN-LM\n{compare.NO_CORPUS}.")
 
 
@@ -23,12 +23,13 @@ Mixing logits instead would give a different (and wrong) model."""
 
 
 def knn_text(a: float, n: dict) -> str:
+    """a: the kNN-LM's weight, lambda (alpha itself when both are locked to one alpha)."""
     return rf"""### kNN-LM
 $$w_i = \frac{{\exp(-d_i/T)}}{{\sum_{{j=1}}^{{k}} \exp(-d_j/T)}}, \qquad p_{{\mathrm{{kNN}}}}(v) = \sum_{{i:\,v_i = v}} w_i$$
 Here k = {n['k']}, T = {n['temperature']:g}; the nearest key is at squared distance d₁ = {n['nearest_distance']:.4g}, weight
 w₁ = {n['nearest_weight']:.4g}, and was followed by `{label(n['nearest_next'])}`. For z = `{label(n['token'])}`,
-{n['neighbours']} of the {n['k']} neighbours continue with it:
-$$p_{{\mathrm{{kNN}}}}(z) = {n['p_knn']:.4g}, \qquad p(z) = {a:.2f} \times {n['p_knn']:.4g} + {1 - a:.2f} \times {n['p_base']:.4g} = \mathbf{{{n['p_mix']:.4g}}}$$
+{n['neighbours']} of the {n['k']} neighbours continue with it; the kNN-LM is mixed at its own weight λ:
+$$p_{{\mathrm{{kNN}}}}(z) = {n['p_knn']:.4g}, \qquad p(z) = \lambda\,p_{{\mathrm{{kNN}}}}(z) + (1-\lambda)\,p_{{\mathrm{{base}}}}(z) = {a:.2f} \times {n['p_knn']:.4g} + {1 - a:.2f} \times {n['p_base']:.4g} = \mathbf{{{n['p_mix']:.4g}}}$$
 
 ### The difference
 The kNN-LM searches {n['k']} neighbours in a datastore at every token; the Memory Decoder reads only tokens, one small
@@ -44,8 +45,8 @@ class TeachTab:
     def outputs(self) -> list:
         return [self.text]
 
-    def show(self, nt: compare.NextToken, alpha: float, top_n: int) -> dict:
-        return {self.text: teach_text(compare.teach(nt, alpha))}
+    def show(self, nt: compare.NextToken, weights, top_n: int) -> dict:
+        return {self.text: teach_text(compare.teach(nt, weights))}
 
 
 def build() -> TeachTab:
