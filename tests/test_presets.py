@@ -148,7 +148,13 @@ def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path, preset
                 assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
                 time.sleep(0.5)
         client = Client(url, verbose=False)
-        out = client.predict(PROMPT, api_name="/compare")
+        while True:  # the datastore is built in the background; until then, a request says so
+            try:
+                out = client.predict(PROMPT, api_name="/compare")
+                break
+            except Exception as error:
+                assert "is being built in the background" in str(error) and time.perf_counter() - start < 300, error
+                time.sleep(1)
         assert (out["base"], out["domain"]) == (base, domain)
         assert (out["knn_unavailable"] is None) == (preset == "gpt2-wikitext")
         assert client.predict(PROMPT, max_new_tokens=3, api_name="/generate")["continuations"]["mix_memdec"]["tokens"]
