@@ -335,7 +335,12 @@ def main():
     parser.add_argument("--train-chars", type=int, default=Settings.train_chars)
     parser.add_argument("--eval-chars", type=int, default=Settings.eval_chars)
     parser.add_argument("--general-chars", type=int, default=Settings.general_chars)
+    parser.add_argument("--near-duplicates", action="store_true",
+                        help="only measure how many known variants of 300 licence texts MinHash catches")
     args = parser.parse_args()
+    if args.near_duplicates:
+        docs = near_duplicates.dedupe(law(fetch_sources()))
+        return print(near_duplicates.catch_rate(random.Random(0).sample(docs, min(300, len(docs)))))
     stats = build(args.train_chars, args.eval_chars, args.general_chars)
     print(json.dumps(stats, indent=1))
 

@@ -1,7 +1,6 @@
 """Near-duplicate removal with MinHash and LSH banding (datasketch): licence variants that differ by a header, a
 year or a copyright holder hash to the same bands and are dropped, keeping the first of each group.
-
-    python -m app.make.near_duplicates      # measures the catch rate on known variants of the law corpus
+`python -m app.make.corpora --near-duplicates` measures the catch rate on known variants of the licence texts.
 """
 import random
 import re
@@ -60,15 +59,3 @@ def catch_rate(docs: list, seed: int = 0) -> dict:
             total += 1
             caught += str(i) in lsh.query(signature(variant))
     return {"documents": len(docs), "variants": total, "caught": caught}
-
-
-def main():
-    from .corpora import fetch_sources, law
-
-    docs = dedupe(law(fetch_sources()))
-    sample = random.Random(0).sample(docs, min(300, len(docs)))
-    print(catch_rate(sample))
-
-
-if __name__ == "__main__":
-    main()

@@ -4,13 +4,17 @@ and every other request goes on."""
 import logging
 import threading
 
-from .engine import Engine, InputError, StillBuilding
+from .contract import InputError
+
+
+class StillBuilding(InputError):
+    """The datastore asked for is being built in the background; the message says how far it has got."""
 
 log = logging.getLogger(__name__)
 
 
 class Builds:
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: "Engine"):  # app.serve.engine.Engine, which imports this module
         self.engine, self.order, self.progress, self.failed = engine, [], {}, {}
         self._more = threading.Condition()
         self._thread = threading.Thread(target=self._build_all, name="datastore-builds", daemon=True)

@@ -17,6 +17,7 @@ from ..core import datastore, hub_text, models, paths, vocab
 from ..core.tokens import block_entries, encode_file
 from . import contract, presets
 from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
+from .builds import Builds, StillBuilding  # noqa: F401 (StillBuilding: raised from here, imported by callers)
 from .presets import Memory
 from .scheduler import Scheduler
 
@@ -27,10 +28,6 @@ CORPUS_TOKENS = {"cpu": 20_000, "cuda": 2_000_000}
 FREE_MEMORY_SHARE = 0.5  # a datastore may take at most this share of the memory free when it is built
 DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
 PRIVATE = "a visitor's own memory"  # how the Models panel names what belongs to one visitor
-
-
-class StillBuilding(InputError):
-    """The datastore asked for is being built in the background; the message says how far it has got."""
 
 
 @dataclass(frozen=True)
@@ -307,7 +304,6 @@ class Engine:
 
     def prepare_in_background(self):
         """What prepare() does, in a background thread while the app serves; later stores are built there too."""
-        from .builds import Builds
 
         self.builds = Builds(self)
         for domain in self.memories:
