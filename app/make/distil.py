@@ -23,16 +23,17 @@ import numpy as np
 import torch
 
 from ..core import datastore, paths, recipe
-from ..core.distributions import knn_target_probs, perplexity
+from ..core.distributions import perplexity
 from ..core.files import read_json, write_json
 from ..core.keys import compute_keys
 from ..core.models import load_lm, load_tokenizer, save_model, tokenizer_fingerprint
 from ..core.settings import Settings
 from ..core.tokens import blocks, encode_file
 from . import targets
-from .evaluate import label_probs, mixture_perplexity, tune_alpha, tune_knn
+from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
 from .train_memdec import make_batches, memdec_loss, memdec_recipe
 from .trainer import TrainConfig, train
+from .windows import sliding_windows
 
 CHECKPOINTS = 20  # per run: what a cancel can lose, and how often the curve gains validation points
 VALIDATION_BLOCKS = 64  # the validation KL and CE at each checkpoint read at most this many blocks (8k tokens)
@@ -100,14 +101,16 @@ def distil(folder: Path, steps: int, status: Status):
     key_model, tokenizer = load_lm(s.bases["key"]), load_tokenizer(s.bases["key"])
     vocab, fingerprint = len(tokenizer), tokenizer_fingerprint(tokenizer)
     store = datastore.load_or_build(key_model, tokenizer, s.bases["key"], train_path, folder / spec["store"], s.block)
-    val_inputs, val_labels = blocks(encode_file(tokenizer, validation_path, fingerprint), s.block)
+    val_stream = encode_file(tokenizer, validation_path, fingerprint)
+    val_inputs, val_labels = blocks(val_stream, s.block)  # the training curve's held-out blocks
+    val_windows = sliding_windows(val_stream, tokenizer.eos_token_id, s.block, s.eval_stride)  # the pipeline's protocol
 
     with status.phase("kNN temperature on validation"):
-        p_base = label_probs(key_model, val_inputs, val_labels, vocab)
-        keys = compute_keys(key_model, val_inputs, desc="validation keys")
-        distances, _, values = store.neighbours(keys.astype(np.float32), s.k)
-        p_knn = {t: knn_target_probs(distances, values, t, val_labels.flatten()).double().numpy() for t in s.temperatures}
+        p_base = label_probs(key_model, val_windows, vocab)
+        p_knn = knn_label_probs(key_model, store, val_windows, s.k, s.temperatures)
         temperature, lam = tune_knn(p_base, p_knn, s.alphas)
+        keys = compute_keys(key_model, val_inputs[:VALIDATION_BLOCKS], desc="validation keys")
+        distances, _, values = store.neighbours(keys.astype(np.float32), s.k)
 
     with status.phase("kNN targets"):
         knn = targets.load_or_build(store, s.k, temperature, folder / "making" / "targets", status.progress)
@@ -137,7 +140,7 @@ def distil(folder: Path, steps: int, status: Status):
             save_model(decoder, load_tokenizer(s.bases["init"]), decoder_folder, made_from)
 
     with status.phase("alpha on validation"):
-        p_mem = label_probs(decoder, val_inputs, val_labels, vocab)
+        p_mem = label_probs(decoder, val_windows, vocab)
         alpha = tune_alpha(p_base, p_mem, s.alphas)
         write_json(decoder_folder / "memdec.json", {
             "domain": spec["id"], "alpha": alpha, "alpha_by_base": {spec["base"]: alpha}, "knn_temperature": temperature,
