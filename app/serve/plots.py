@@ -39,13 +39,16 @@ def distributions(rows: list[dict], w) -> go.Figure:
     return fig
 
 
-def latency(latency_ms: dict) -> go.Figure:
+def latency(latency_ms: dict, repeats: int = 1, batch: int = 1) -> go.Figure:
+    """Each component's time: of the call that served the request (the most requests that shared one of its calls: batch), or the median of
+    `repeats` runs alone when measured precisely."""
     names = list(latency_ms)
+    how = f"alone, median of {repeats}" if repeats > 1 else ("this call" if batch <= 1 else f"this call, shared by {batch} requests")
     fig = go.Figure(go.Bar(x=[latency_ms[n] for n in names], y=names, orientation="h",
                            marker_color=["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c"][: len(names)],
                            text=[f"{latency_ms[n]:.2f} ms" for n in names], textposition="auto"))
     fig.update_layout(height=280, margin=dict(l=120, r=20, t=50, b=40), yaxis=dict(autorange="reversed"),
-                      title="latency per component (warm, median of 3, wall-clock, this machine)", xaxis_title="milliseconds")
+                      title=f"latency per component ({how}, wall-clock, this machine)", xaxis_title="milliseconds")
     return fig
 
 

@@ -46,7 +46,7 @@ class CompareTab:
 
     def show(self, nt: compare.NextToken, w: Weights, top_n: int) -> dict:
         rows = compare.rows(nt, w, top_n)
-        return {self.distributions: plots.distributions(rows, w), self.latency: plots.latency(nt.latency_ms),
+        return {self.distributions: plots.distributions(rows, w), self.latency: plots.latency(nt.latency_ms, nt.repeats, max(nt.batch.values(), default=1)),
                 self.axis: axis_frame(rows), self.files: None}
 
 
