@@ -40,8 +40,8 @@ def distributions(rows: list[dict], w) -> go.Figure:
 
 
 def latency(latency_ms: dict, repeats: int = 1, batch: int = 1) -> go.Figure:
-    """Each component's time: of the call that served the request (the most requests that shared one of its calls: batch), or the median of
-    `repeats` runs alone when measured precisely."""
+    """Each component's time: of the call that served the request (batch: the most requests that shared one of its
+    calls), or the median of `repeats` runs alone when measured precisely."""
     names = list(latency_ms)
     how = f"alone, median of {repeats}" if repeats > 1 else ("this call" if batch <= 1 else f"this call, shared by {batch} requests")
     fig = go.Figure(go.Bar(x=[latency_ms[n] for n in names], y=names, orientation="h",
