@@ -115,11 +115,10 @@ def test_python_app_py_serves_the_embedded_models():
     import subprocess
     import sys
     import time
-    import urllib.request
 
     from app.core import models
     from app.core.paths import ROOT
-    from tools.serving import free_port
+    from tools.serving import free_port, wait_for_answer
 
     if not models.embedded("base") or not models.embedded("memdec"):
         pytest.skip("the embedded models are not in models/ yet")
@@ -128,15 +127,8 @@ def test_python_app_py_serves_the_embedded_models():
     env.update(GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
     proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        start, url = time.perf_counter(), f"http://127.0.0.1:{port}/"
-        while time.perf_counter() - start < 60:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-                time.sleep(0.5)
-        assert time.perf_counter() - start < 20, "the app should answer within about 20 s"
+        url, start = f"http://127.0.0.1:{port}/", time.perf_counter()
+        assert wait_for_answer(proc, url, 60) < 20, "the app should answer within about 20 s"
         client = Client(url, verbose=False)
         while True:  # the datastores are loaded (built when missing) in the background; until then, a request says so
             try:

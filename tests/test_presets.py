@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 import torch
@@ -15,7 +14,7 @@ from app.core.paths import ROOT
 from app.serve import compare, endpoints, generate, presets, score
 from app.serve.engine import Engine, InputError, Memory, Weights
 from conftest import STANDINS
-from tools.serving import free_port, serve_in_background
+from tools.serving import free_port, serve_in_background, wait_for_answer
 
 PROMPT = "The history of the city"
 
@@ -140,13 +139,7 @@ def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path, preset
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url, start = f"http://127.0.0.1:{port}/", time.perf_counter()
-        while time.perf_counter() - start < 90:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-                time.sleep(0.5)
+        wait_for_answer(proc, url, 90)
         client = Client(url, verbose=False)
         while True:  # the datastore is built in the background; until then, a request says so
             try:

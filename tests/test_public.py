@@ -6,8 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import httpx
 import pytest
@@ -17,7 +15,7 @@ from app.serve import memories
 from app.serve.cli import engine_from, engine_options
 from app.serve.engine import InputError
 from app.serve.ui.common import SERVER_PATH
-from tools.serving import free_port
+from tools.serving import free_port, wait_for_answer
 
 PRESET, BASE, DOMAIN = "qwen2.5-law", "Qwen2.5-0.5B", "law"
 
@@ -34,17 +32,9 @@ def public_server(standin_hub, tmp_path_factory):
     proc = subprocess.Popen([sys.executable, "app.py", "--preset", PRESET], cwd=ROOT,
                             env=environment(standin_hub, tmp_path_factory.mktemp("cache"), port),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url, start = f"http://127.0.0.1:{port}/", time.perf_counter()
+    url = f"http://127.0.0.1:{port}/"
     try:
-        while time.perf_counter() - start < 90:
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
-                time.sleep(0.5)
-        else:
-            pytest.fail("the public server did not answer within 90 s")
+        wait_for_answer(proc, url, 90)
         yield url
     finally:
         proc.terminate()
