@@ -138,9 +138,9 @@ def model_probs(folder: Path, domain: str, split: str, s: Settings) -> np.ndarra
         model, tokenizer = load_lm(folder), load_tokenizer(folder)
         return {"p": label_probs(model, split_windows(tokenizer, domain, split, s), len(tokenizer))}
 
-    return cached_probs(paths.predictions_folder(Path(folder).name, domain, split) if Path(folder).parent == paths.MODELS
-                        else paths.predictions_folder(f"{Path(folder).parent.name}-{Path(folder).name}", domain, split),
-                        made_from, compute)["p"]
+    folder = Path(folder)  # a committed model by its name; a control by its domain and name
+    name = folder.name if folder.parent == paths.MODELS else f"{folder.parent.name}-{folder.name}"
+    return cached_probs(paths.predictions_folder(name, domain, split), made_from, compute)["p"]
 
 
 def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
@@ -224,7 +224,7 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
         for loss, seeds in dec.items():
             alphas[loss] = [tune_alpha(val["base"], d["validation"], weight_grid(s, val["base"], d["validation"])) for d in seeds]
             runs[loss] = [mix(test["base"], d["test"], a) for d, a in zip(seeds, alphas[loss])]
-        tuned[size] = {"alpha": alphas["memdec"][0], "lambda": lam, "temperature": t}
+        tuned[size] = {"alpha": alphas["memdec"][0], "lambda": lam, "temperature": t, "validation": val["base"]}
         row = {"domain": domain, "base": size, "knn_temperature": t, "knn_lambda": lam,
                "alpha": alphas["memdec"], "ce_alpha": alphas["ce"]}
         for name in ("base_only", "knn", "ce", "memdec"):
@@ -248,9 +248,8 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
 
 def memdec_card(domain: str, s: Settings, tuned: dict, seed0: dict) -> dict:
     """What the app reads about a decoder: its tuned weights per base (seed 0, the committed decoder) and its corpus."""
-    key_val = predictions(s.key, domain, "validation", s)["base"]
-    vals = {size: predictions(size, domain, "validation", s)["base"] for size in s.bases}
-    grid = weight_grid(s, key_val, seed0["validation"])
+    vals = {size: v["validation"] for size, v in tuned.items()}  # each base's p(next token) on validation
+    grid = weight_grid(s, vals[s.key], seed0["validation"])
     # one alpha for bases the pipeline did not see: the best on validation averaged (in log perplexity) over the bases
     alpha = min(grid, key=lambda a: sum(np.log(mixture_perplexity(vals[z], seed0["validation"], a)) for z in s.bases))
     knn = recipe.recorded(paths.targets_folder(domain))
