@@ -1,7 +1,11 @@
 """The Memory Decoder pipeline on small slices: each test checks a number against an independent computation."""
+import contextlib
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -11,7 +15,7 @@ from app.core.documents import read_documents, write_documents
 from app.core.keys import KeyCapture
 from app.core.models import load_lm, tokenizer_fingerprint
 from app.core.tokens import blocks, encode_file
-from app.make import targets
+from app.make import targets, trainer
 from app.make.evaluate import knn_label_probs, label_probs, mixture_perplexity
 from app.make.train_memdec import make_batches, memdec_loss
 from app.make.trainer import TrainConfig, train
@@ -127,6 +131,74 @@ def test_interrupted_training_resumes_and_matches_uninterrupted(world, tmp_path)
     for p, q, r in zip(straight.parameters(), resumed.parameters(), partial.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(p, r) for p, r in zip(straight.parameters(), partial.parameters()))
+
+
+class Stopped(BaseException):
+    """What distillation's SIGTERM handler raises: it can land on any line of the trainer."""
+
+
+# the file operations of a checkpoint's save and of the log write after it: each is a place a stop can fall
+CHECKPOINT_OPERATIONS = 8
+
+
+@pytest.mark.parametrize("stop_at", range(CHECKPOINT_OPERATIONS))
+def test_a_stop_anywhere_in_a_checkpoint_loses_and_repeats_no_logged_step(tmp_path, monkeypatch, stop_at):
+    """A stop at each file operation of the second checkpoint in turn: the resumed run starts from a complete
+    checkpoint no earlier than the last step already on disk in loss.csv, and the finished log holds each step once
+    with the losses of an uninterrupted run."""
+    cfg = TrainConfig(steps=6, lr=1e-2, warmup=1, checkpoint_every=2)
+    data = torch.randn(cfg.steps, 8, 4, generator=torch.Generator().manual_seed(0))
+    ran, operations = [], []
+
+    def batch_at(step):
+        ran.append(step)
+        return {"x": data[step]}
+
+    def loss_fn(model, batch):
+        loss = model(batch["x"]).pow(2).mean()
+        return loss, {"square": loss.item()}
+
+    def fresh():
+        torch.manual_seed(0)
+        return torch.nn.Linear(4, 4)
+
+    def columns(path):
+        return pd.read_csv(path)[["step", "loss", "square"]].values.tolist()
+
+    def counted(original, stop):
+        def operation(*args, **kwargs):
+            if len(ran) == 4:  # steps 1-4 done, step 5 not begun: the second checkpoint is being saved
+                operations.append(original.__name__)
+                if len(operations) > stop:
+                    raise Stopped()
+            return original(*args, **kwargs)
+        return operation
+
+    def instrument(stop):
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(trainer.shutil, "rmtree", counted(shutil.rmtree, stop))
+            patch.setattr(trainer, "_write_log", counted(trainer._write_log, stop))
+            patch.setattr(Path, "rename", counted(Path.rename, stop))
+            patch.setattr(Path, "write_text", counted(Path.write_text, stop))
+            yield
+
+    with contextlib.contextmanager(instrument)(math.inf):
+        train(fresh(), batch_at, loss_fn, cfg, tmp_path / "straight")
+    straight = columns(tmp_path / "straight" / "loss.csv")
+    assert len(operations) == CHECKPOINT_OPERATIONS, operations
+
+    work = tmp_path / "stopped"
+    ran.clear(), operations.clear()
+    with contextlib.contextmanager(instrument)(stop_at), pytest.raises(Stopped):
+        train(fresh(), batch_at, loss_fn, cfg, work)
+    logged = pd.read_csv(work / "loss.csv")["step"].tolist() if (work / "loss.csv").exists() else [0]
+
+    ran.clear()
+    train(fresh(), batch_at, loss_fn, cfg, work)
+    resumed_from = ran[0]
+    assert resumed_from in (2, 4) and resumed_from >= max(logged)  # no step already logged runs again
+    assert columns(work / "loss.csv") == straight
+    assert sorted(p.name for p in work.iterdir()) == ["checkpoint", "loss.csv"]
 
 
 def test_evaluator_perplexity_equals_direct_computation(world):

@@ -46,15 +46,15 @@ def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str 
     accelerator = Accelerator(cpu=not torch.cuda.is_available())
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     model, optimizer = accelerator.prepare(model, optimizer)
-    ckpt, log_path = work_dir / "checkpoint", work_dir / "loss.csv"
-    start, spent = 0, 0.0
+    ckpt, log_path = _latest_checkpoint(work_dir), work_dir / "loss.csv"
+    start, spent, rows = 0, 0.0, []
     set_seed(cfg.seed)  # dropout draws; a resumed run restores the RNG state saved with its checkpoint
     if ckpt.exists():
         accelerator.load_state(str(ckpt))
         progress = json.loads((ckpt / "progress.json").read_text())
         start, spent = progress["step"], progress.get("seconds", 0.0)
+        rows = _read_log(ckpt / "loss.csv")  # the log as it was at that step: every step before it, once
     began = time.monotonic() - spent  # the log's seconds column counts training time across resumed sessions
-    rows = _read_log(log_path, start)
     bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, disable=not accelerator.is_main_process)
     model.train()
     for step in bar:
@@ -73,7 +73,7 @@ def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str 
         if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
             if validate:
                 rows[-1].update({f"val_{k}": round(v, 5) for k, v in _validated(model, accelerator, validate).items()})
-            _save_checkpoint(accelerator, ckpt, done, cfg, rows[-1]["seconds"])
+            ckpt = _save_checkpoint(accelerator, work_dir, done, cfg, rows)
             _write_log(log_path, rows)
         if done == stop_after:
             break
@@ -89,23 +89,39 @@ def _validated(model, accelerator, validate) -> dict:
     return metrics
 
 
-def _save_checkpoint(accelerator, ckpt: Path, step: int, cfg: TrainConfig, seconds: float):
+def _latest_checkpoint(work_dir: Path) -> Path:
+    """work_dir/checkpoint, or the previous one when an interruption fell between the two renames that swap them."""
+    ckpt, previous = work_dir / "checkpoint", work_dir / "checkpoint.old"
+    if not ckpt.exists() and previous.exists():
+        previous.rename(ckpt)
+    return ckpt
+
+
+def _save_checkpoint(accelerator, work_dir: Path, step: int, cfg: TrainConfig, rows: list) -> Path:
+    """Writes the new checkpoint beside the old one and swaps them by renames, so that whenever the process is
+    stopped (SIGTERM raises anywhere) one complete checkpoint exists; it holds its own copy of the loss log, so a
+    resumed run neither loses nor repeats a logged step."""
+    ckpt, tmp, previous = work_dir / "checkpoint", work_dir / "checkpoint.tmp", work_dir / "checkpoint.old"
     if not accelerator.is_main_process:
-        return
-    tmp = ckpt.with_name("checkpoint.tmp")
+        return ckpt
     shutil.rmtree(tmp, ignore_errors=True)
     accelerator.save_state(str(tmp))
-    (tmp / "progress.json").write_text(json.dumps({"step": step, "seconds": seconds, "config": asdict(cfg)}))
-    shutil.rmtree(ckpt, ignore_errors=True)
+    _write_log(tmp / "loss.csv", rows)
+    (tmp / "progress.json").write_text(json.dumps({"step": step, "seconds": rows[-1]["seconds"], "config": asdict(cfg)}))
+    shutil.rmtree(previous, ignore_errors=True)
+    if ckpt.exists():
+        ckpt.rename(previous)
     tmp.rename(ckpt)
+    shutil.rmtree(previous, ignore_errors=True)
+    return ckpt
 
 
-def _read_log(path: Path, upto: int) -> list:
+def _read_log(path: Path) -> list:
     if not path.exists():
         return []
     with open(path) as f:
         # validation columns are empty on the steps between checkpoints
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f) if float(row["step"]) <= upto]
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
 def _write_log(path: Path, rows: list):
