@@ -6,7 +6,7 @@ PIP="python -m pip install -q"
 # CPU torch first, pinned: an unpinned torch pulls gigabytes of CUDA wheels
 python -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '2.13.0')" 2>/dev/null \
   || $PIP torch==2.13.0
-$PIP -r requirements.txt pytest selenium gradio_client hypothesis
+$PIP -r requirements.txt pytest selenium gradio_client hypothesis httpx
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
   $SUDO apt-get update -qq
