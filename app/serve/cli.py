@@ -11,6 +11,7 @@
     python -m app.serve.cli memory build notes.txt --name notes [--base small]   # your text: a live kNN-LM at once
     python -m app.serve.cli memory distil notes                                   # ... and its Memory Decoder
     python -m app.serve.cli compare "The protein binds to" --domain notes+memdec
+    python -m app.serve.cli deploy --space alice/memory-decoder --preset gpt2-wikitext --dry-run   # a Space
 
 The models are a preset (--preset, or MEMDEC_PRESET; default: the embedded family), several presets that the page
 switches among (--presets a,b), or your own (--model NAME=PATH_OR_HUB_ID and --memory NAME=DECODER[,CORPUS]).
@@ -20,7 +21,7 @@ import json
 import os
 import sys
 
-from . import endpoints, memories, presets
+from . import deploy, endpoints, memories, presets
 from .engine import CORPUS_TOKENS, DEFAULTS, Engine, InputError, Memory
 
 
@@ -88,11 +89,15 @@ def main():
 def run():
     if sys.argv[1:2] == ["memory"]:
         return memory_command(sys.argv[2:])
+    if sys.argv[1:2] == ["deploy"]:
+        return deploy_command(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["compare", "generate", "score", "memories", "serve", "prepare", "memory"],
+    parser.add_argument("command", choices=["compare", "generate", "score", "memories", "serve", "prepare", "memory",
+                                            "deploy"],
                         help="memories: what each memory knows and its defaults for --base; prepare: load the default "
                              "base and every memory and build their datastores; memory: your own text as a memory "
-                             "(python -m app.serve.cli memory --help)")
+                             "(python -m app.serve.cli memory --help); deploy: this repository as a Hugging Face Space "
+                             "(python -m app.serve.cli deploy --help)")
     parser.add_argument("text", nargs="?", default="")
     parser.add_argument("--base", help="which base to use (default: the first)")
     parser.add_argument("--domain", help="which memory to use (default: the first)")
@@ -164,6 +169,31 @@ def memory_command(argv: list[str]):
         registry.remove(memories.OPERATOR, args.name)
         out = {"deleted": args.name}
     print(json.dumps(out, indent=1))
+
+
+def deploy_command(argv: list[str]):
+    """This repository as a Hugging Face Space serving a preset (needs a write token: `hf auth login` or HF_TOKEN)."""
+    parser = argparse.ArgumentParser(prog="python -m app.serve.cli deploy", description=deploy_command.__doc__)
+    parser.add_argument("--space", required=True, help="OWNER/NAME; created (public, Gradio) when it does not exist")
+    parser.add_argument("--preset", default=os.environ.get("MEMDEC_PRESET", "embedded"),
+                        help=f"embedded, {', '.join(presets.PRESETS)}; a,b for several that the page switches among")
+    parser.add_argument("--hardware", help="request this hardware now, e.g. cpu-basic, t4-small, l4x1, zero-a10g "
+                                           "(paid hardware is billed; default: leave it as it is)")
+    parser.add_argument("--cache", help="MEMDEC_CACHE on the Space, e.g. /data/memdec-cache with persistent storage")
+    parser.add_argument("--variable", action="append", default=[], metavar="KEY=VALUE",
+                        help="another variable, e.g. MEMDEC_CORPUS_TOKENS=2000000 (repeat)")
+    parser.add_argument("--secret", action="append", default=[], metavar="NAME",
+                        help="a secret whose value is this shell's $NAME, e.g. HF_TOKEN for gated bases (repeat)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be uploaded and set, and stop")
+    args = parser.parse_args(argv)
+    bad = [item for item in args.variable if "=" not in item or not item.split("=", 1)[0]]
+    if bad:
+        parser.error(f"--variable {bad[0]!r}: give KEY=VALUE")
+    extra = dict(item.split("=", 1) for item in args.variable)
+    chosen = deploy.plan(args.space, args.preset.split(","), args.hardware, args.cache, extra, args.secret)
+    print(deploy.describe(chosen))
+    if not args.dry_run:
+        print(f"deployed: {deploy.push(chosen)}")
 
 
 def print_progress(fraction: float, desc: str):
