@@ -139,14 +139,14 @@ def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path, preset
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         url, start = f"http://127.0.0.1:{port}/", time.perf_counter()
-        wait_for_answer(proc, url, 90)
+        wait_for_answer(proc, url, 300)  # only against a hung start: it answers in about 12 s on two busy cores
         client = Client(url, verbose=False)
         while True:  # the datastore is built in the background; until then, a request says so
             try:
                 out = client.predict(PROMPT, api_name="/compare")
                 break
             except Exception as error:
-                assert "is being built in the background" in str(error) and time.perf_counter() - start < 300, error
+                assert "is being built in the background" in str(error) and time.perf_counter() - start < 600, error
                 time.sleep(1)
         assert (out["base"], out["domain"]) == (base, domain)
         assert (out["knn_unavailable"] is None) == (preset == "gpt2-wikitext")

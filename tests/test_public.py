@@ -34,7 +34,7 @@ def public_server(standin_hub, tmp_path_factory):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/"
     try:
-        wait_for_answer(proc, url, 90)
+        wait_for_answer(proc, url, 300)  # only against a hung start: it answers in about 12 s on two busy cores
         yield url
     finally:
         proc.terminate()

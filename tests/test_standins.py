@@ -2,7 +2,6 @@
 the published vocabulary and logits widths, and WikiText rows as the dataset stores them."""
 import re
 import subprocess
-import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -27,15 +26,22 @@ def test_real_tokenizers_load_with_their_special_tokens(family, length, bos, eos
 
 
 def test_tokenizers_are_cached_offline(monkeypatch):
-    tokenizer_folder("gpt2")
+    """The second call finds the unpacked folder and returns it: no npm, nothing unpacked, nothing written."""
+    folder = tokenizer_folder("gpt2")
 
-    def no_npm(*args, **kwargs):
-        raise AssertionError("npm called for a cached tokenizer")
+    def files():  # in it, and the work folders unpacking it would make next to it
+        return {p.relative_to(folder.parent): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in [*folder.iterdir(), *folder.parent.glob(".gpt2-*")]}
 
-    monkeypatch.setattr(subprocess, "run", no_npm)
-    started = time.perf_counter()
-    assert (tokenizer_folder("gpt2") / "vocab.json").stat().st_size == 1_042_301
-    assert time.perf_counter() - started < 0.1
+    def no_unpacking(*args, **kwargs):
+        raise AssertionError("npm called or a package unpacked for a cached tokenizer")
+
+    before = files()
+    monkeypatch.setattr(subprocess, "run", no_unpacking)
+    monkeypatch.setattr(standins.tarfile, "open", no_unpacking)
+    monkeypatch.setattr(standins.tempfile, "mkdtemp", no_unpacking)
+    assert tokenizer_folder("gpt2") == folder and (folder / "vocab.json").stat().st_size == 1_042_301
+    assert files() == before
 
 
 @pytest.mark.parametrize("repo_id", list(PUBLISHED))
