@@ -67,6 +67,8 @@ def test_bad_requests_get_a_sentence():
         deploy.plan("memdec", ["embedded"])
     with pytest.raises(InputError, match="unknown preset 'gpt5'"):
         deploy.plan("alice/memdec", ["gpt5"])
+    with pytest.raises(InputError, match="--hardware 'h100': choose one of cpu-basic, "):
+        deploy.plan("alice/memdec", ["embedded"], hardware="h100")
     gated = deploy.plan("alice/memdec", ["llama3-law"])
     assert any("--secret HF_TOKEN" in note for note in gated.notes)
     assert deploy.plan("alice/memdec", ["qwen2.5-law"], hardware="t4-small").variables["MEMDEC_DTYPE"] == "fp16"

@@ -10,7 +10,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huggingface_hub import SpaceCard
+from huggingface_hub import SpaceCard, SpaceHardware
 
 from ..core import paths
 from . import presets
@@ -25,6 +25,7 @@ EMBEDDED_ONLY = ("models/", "assets/corpora/")  # the embedded family's weights 
 # Files of a hub base that the loader reads, where the repository also holds weights of other frameworks
 PRELOAD_FILES = {"openai-community/gpt2": "config.json,generation_config.json,model.safetensors,tokenizer.json,"
                                           "vocab.json,merges.txt,tokenizer_config.json"}
+HARDWARE = [h.value for h in SpaceHardware]
 HUB_HARDWARE = "l4x1"  # a hub family's models want a GPU; the embedded family runs on the free CPU
 
 
@@ -78,7 +79,7 @@ def front_matter(readme: str, chosen: list) -> str:
             data.datasets = list(dict.fromkeys(corpora))
             data.suggested_storage = "small"  # the live kNN-LM's datastore is worth keeping across restarts
         data.suggested_hardware = HUB_HARDWARE
-        open_bases = [b for p in hub if not p.gated for b in [next(iter(p.bases.values()))]]
+        open_bases = [base for base, p in zip(base_ids, hub) if not p.gated]
         data.preload_from_hub = [f"{repo} {PRELOAD_FILES[repo]}" if repo in PRELOAD_FILES else repo
                                  for repo in dict.fromkeys(open_bases + decoders)]
     return str(card)
@@ -88,6 +89,8 @@ def plan(space: str, preset_names: list, hardware: str | None = None, cache: str
          variables: dict | None = None, secrets: list | None = None, root: Path = paths.ROOT) -> Plan:
     if space.count("/") != 1 or not all(space.split("/")):
         raise InputError(f"--space {space!r}: give OWNER/NAME, e.g. alice/memory-decoder")
+    if hardware and hardware not in HARDWARE:
+        raise InputError(f"--hardware {hardware!r}: choose one of {', '.join(HARDWARE)}")
     try:
         chosen = [presets.named(name) for name in preset_names]
     except KeyError as error:
