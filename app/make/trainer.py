@@ -73,7 +73,7 @@ def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str 
         if done % cfg.checkpoint_every == 0 or done == cfg.steps or done == stop_after:
             if validate:
                 rows[-1].update({f"val_{k}": round(v, 5) for k, v in _validated(model, accelerator, validate).items()})
-            ckpt = _save_checkpoint(accelerator, work_dir, done, cfg, rows)
+            _save_checkpoint(accelerator, work_dir, done, cfg, rows)
             _write_log(log_path, rows)
         if done == stop_after:
             break
@@ -97,13 +97,13 @@ def _latest_checkpoint(work_dir: Path) -> Path:
     return ckpt
 
 
-def _save_checkpoint(accelerator, work_dir: Path, step: int, cfg: TrainConfig, rows: list) -> Path:
+def _save_checkpoint(accelerator, work_dir: Path, step: int, cfg: TrainConfig, rows: list):
     """Writes the new checkpoint beside the old one and swaps them by renames, so that whenever the process is
     stopped (SIGTERM raises anywhere) one complete checkpoint exists; it holds its own copy of the loss log, so a
     resumed run neither loses nor repeats a logged step."""
     ckpt, tmp, previous = work_dir / "checkpoint", work_dir / "checkpoint.tmp", work_dir / "checkpoint.old"
     if not accelerator.is_main_process:
-        return ckpt
+        return
     shutil.rmtree(tmp, ignore_errors=True)
     accelerator.save_state(str(tmp))
     _write_log(tmp / "loss.csv", rows)
@@ -113,7 +113,6 @@ def _save_checkpoint(accelerator, work_dir: Path, step: int, cfg: TrainConfig, r
         ckpt.rename(previous)
     tmp.rename(ckpt)
     shutil.rmtree(previous, ignore_errors=True)
-    return ckpt
 
 
 def _read_log(path: Path) -> list:
