@@ -109,28 +109,22 @@ def test_garbage_text_is_answered(client):
     assert len(out["top"]["mix_knn"]) == 10
 
 
-def test_python_app_py_serves_the_embedded_models():
+def test_python_app_py_serves_the_embedded_models(tmp_path):
     """`python app.py` as Spaces runs it, with the real cache (datastores shared with the pipeline)."""
     import os
-    import subprocess
-    import sys
     import time
 
     from app.core import models
     from app.core.paths import ROOT
-    from tools.serving import free_port, wait_for_answer
+    from tools.serving import app_process
 
     if not models.embedded("base") or not models.embedded("memdec"):
         pytest.skip("the embedded models are not in models/ yet")
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "MEMDEC_CACHE"}
-    env.update(GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        # the limits only stop a hung start: it answers in seconds and builds a missing store in a minute or two on
-        # two busy cores (how fast it starts is for a benchmark to measure, not a test)
-        url, start = f"http://127.0.0.1:{port}/", time.monotonic()
-        wait_for_answer(proc, url, 300)
+    # the limits only stop a hung start: it answers in seconds and builds a missing store in a minute or two on two
+    # busy cores (how fast it starts is for a benchmark to measure, not a test)
+    start = time.monotonic()
+    with app_process([], ROOT, env, tmp_path / "app.log") as url:
         client = Client(url, verbose=False)
         while True:  # the datastores are loaded (built when missing) in the background; until then, a request says so
             try:
@@ -141,6 +135,3 @@ def test_python_app_py_serves_the_embedded_models():
                 time.sleep(1)
         assert sum(t["p"] for t in out["top"]["mix_knn"]) <= 1 + 1e-6
         assert set(out["latency_ms"]) == {"base forward", "decoder forward", "kNN search", "mixing"}
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

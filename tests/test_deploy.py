@@ -12,7 +12,7 @@ from huggingface_hub import SpaceCard
 from app.core.paths import ROOT
 from app.serve import deploy
 from app.serve.engine import InputError
-from tools.serving import free_port, wait_for_answer
+from tools.serving import app_process
 
 PROMPT = "The history of the"
 
@@ -135,17 +135,9 @@ def test_the_uploaded_files_serve_the_preset_on_their_own(standin_hub, tmp_path)
             (space / f.path).write_text(chosen.readme)
         else:
             shutil.copy(ROOT / f.path, space / f.path)
-    port = free_port()
     env = {**os.environ, **chosen.variables, "HF_HUB_CACHE": str(standin_hub), "HF_HUB_OFFLINE": "1",
-           "MEMDEC_CACHE": str(tmp_path / "cache"), "GRADIO_SERVER_PORT": str(port),
-           "GRADIO_SERVER_NAME": "127.0.0.1", "MEMDEC_CORPUS_TOKENS": "3000", "PYTHONPATH": ""}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        wait_for_answer(proc, url, 300)  # MEMDEC_PRELOAD: the models and the store are ready before it answers
+           "MEMDEC_CACHE": str(tmp_path / "cache"), "MEMDEC_CORPUS_TOKENS": "3000", "PYTHONPATH": ""}
+    # MEMDEC_PRELOAD: the models and the store are ready before it answers
+    with app_process([], space, env, tmp_path / "app.log") as url:
         out = Client(url, verbose=False).predict(PROMPT, api_name="/compare")
         assert (out["base"], out["domain"], out["knn_unavailable"]) == ("gpt2", "wikitext", None)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -1,8 +1,6 @@
 """The published families through the real download code, offline: tiny stand-ins with the exact vocabularies and
 the REAL tokenizers sit in a hub cache under the real ids (tools/standins.py)."""
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,7 +12,7 @@ from app.core.paths import ROOT
 from app.serve import compare, endpoints, generate, presets, score
 from app.serve.engine import Engine, InputError, Memory, Weights
 from conftest import STANDINS
-from tools.serving import free_port, serve_in_background, wait_for_answer
+from tools.serving import app_process, serve_in_background
 
 PROMPT = "The history of the city"
 
@@ -132,14 +130,10 @@ def test_several_presets_share_one_page(standin_hub, offline_hub):
                                                  ("llama3-finance", "Llama-3.2-1B", "finance")])
 def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path, preset, base, domain):
     """As a Space would start it: `HF_HUB_OFFLINE=1 python app.py --preset NAME`, every endpoint answered."""
-    port = free_port()
     env = {**os.environ, "HF_HUB_CACHE": str(standin_hub), "HF_HUB_OFFLINE": "1", "MEMDEC_CACHE": str(tmp_path),
-           "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1", "MEMDEC_CORPUS_TOKENS": "3000"}
-    proc = subprocess.Popen([sys.executable, "app.py", "--preset", preset], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        url, start = f"http://127.0.0.1:{port}/", time.perf_counter()
-        wait_for_answer(proc, url, 300)  # only against a hung start: it answers in about 12 s on two busy cores
+           "MEMDEC_CORPUS_TOKENS": "3000"}
+    start = time.perf_counter()
+    with app_process(["--preset", preset], ROOT, env, tmp_path / "app.log") as url:
         client = Client(url, verbose=False)
         while True:  # the datastore is built in the background; until then, a request says so
             try:
@@ -152,6 +146,3 @@ def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path, preset
         assert (out["knn_unavailable"] is None) == (preset == "gpt2-wikitext")
         assert client.predict(PROMPT, max_new_tokens=3, api_name="/generate")["continuations"]["mix_memdec"]["tokens"]
         assert client.predict(PROMPT, api_name="/score")["perplexity"]["mix_memdec"] > 0
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)

@@ -4,8 +4,6 @@ or memory; uploads over max_file_size are refused before they are written."""
 import argparse
 import json
 import os
-import subprocess
-import sys
 
 import httpx
 import pytest
@@ -15,30 +13,21 @@ from app.serve import memories
 from app.serve.cli import engine_from, engine_options
 from app.serve.engine import InputError
 from app.serve.ui.common import SERVER_PATH
-from tools.serving import free_port, wait_for_answer
+from tools.serving import app_process
 
 PRESET, BASE, DOMAIN = "qwen2.5-law", "Qwen2.5-0.5B", "law"
 
 
-def environment(standin_hub, cache, port=None) -> dict:
-    env = {**os.environ, "HF_HUB_CACHE": str(standin_hub), "HF_HUB_OFFLINE": "1", "MEMDEC_CACHE": str(cache),
-           "MEMDEC_PUBLIC": "1"}
-    return env | ({"GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"} if port else {})
+def environment(standin_hub, cache) -> dict:
+    return {**os.environ, "HF_HUB_CACHE": str(standin_hub), "HF_HUB_OFFLINE": "1", "MEMDEC_CACHE": str(cache),
+            "MEMDEC_PUBLIC": "1"}
 
 
 @pytest.fixture(scope="module")
 def public_server(standin_hub, tmp_path_factory):
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "app.py", "--preset", PRESET], cwd=ROOT,
-                            env=environment(standin_hub, tmp_path_factory.mktemp("cache"), port),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_for_answer(proc, url, 300)  # only against a hung start: it answers in about 12 s on two busy cores
+    cache = tmp_path_factory.mktemp("cache")
+    with app_process(["--preset", PRESET], ROOT, environment(standin_hub, cache), cache / "app.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def call(url: str, endpoint: str, data: list) -> tuple[str, object]:

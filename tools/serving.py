@@ -1,7 +1,12 @@
-"""The app on a free local port in a background thread, for the tests and the screenshots."""
+"""The app on a free local port, in a background thread or as `python app.py` in a process of its own, for the tests
+and the screenshots."""
+import contextlib
 import socket
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 
 def free_port() -> int:
@@ -10,18 +15,37 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_answer(proc, url: str, limit_s: float) -> float:
-    """Seconds until the server process `proc` answers at url; fails with its last error output when it exits first
-    or does not answer within limit_s."""
+def wait_for_answer(proc, url: str, limit_s: float, log: Path) -> float:
+    """Seconds until the server process `proc` answers at url; fails with the end of its output (the file log) when
+    it exits first or does not answer within limit_s."""
     start = time.perf_counter()
     while time.perf_counter() - start < limit_s:
         try:
             urllib.request.urlopen(url, timeout=2)
             return time.perf_counter() - start
         except OSError:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert proc.poll() is None, log.read_text(errors="replace")[-2000:]
             time.sleep(0.5)
-    raise AssertionError(f"the server did not answer at {url} within {limit_s:.0f} s")
+    raise AssertionError(f"the server did not answer at {url} within {limit_s:.0f} s: {log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def app_process(args: list, cwd: Path, env: dict, log: Path, limit_s: float = 300):
+    """`python app.py ARGS` in cwd on a free loopback port; yields its url once it answers (limit_s only stops a hung
+    start) and stops it on exit. Its output goes to the file log, never to a pipe: a pipe that nobody reads fills up
+    (64 KB of progress bars while a first datastore builds) and the server blocks in the middle of a write."""
+    port = free_port()
+    env = {**env, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "app.py", *args], cwd=cwd, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        wait_for_answer(proc, url, limit_s, log)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def serve_in_background(engine):
