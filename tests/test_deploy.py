@@ -3,25 +3,23 @@ files it would upload serve the preset on their own."""
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 from gradio_client import Client
 from huggingface_hub import SpaceCard
 
 from app.core.paths import ROOT
-from app.serve import deploy
+from app.serve import cli, deploy
 from app.serve.engine import InputError
 from tools.serving import app_process
 
 PROMPT = "The history of the"
 
 
-def dry_run(*args) -> str:
-    out = subprocess.run([sys.executable, "-m", "app.serve.cli", "deploy", "--space", "alice/memdec", "--dry-run", *args],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
+def dry_run(capsys, *args) -> str:
+    """What `python -m app.serve.cli deploy --space alice/memdec --dry-run ARGS` prints (run in this process)."""
+    cli.deploy_command(["--space", "alice/memdec", "--dry-run", *args])
+    return capsys.readouterr().out
 
 
 def listed(text: str) -> dict:
@@ -31,8 +29,8 @@ def listed(text: str) -> dict:
 
 
 @pytest.mark.parametrize("preset", ["embedded", "gpt2-wikitext", "qwen2.5-law"])
-def test_dry_run_lists_the_files_and_settings(preset):
-    text = dry_run("--preset", preset)
+def test_dry_run_lists_the_files_and_settings(capsys, preset):
+    text = dry_run(capsys, "--preset", preset)
     files = listed(text)
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert set(files) <= set(tracked) | {"README.md"}  # only what git tracks: never a cache, a venv or a build
@@ -62,7 +60,7 @@ def test_dry_run_lists_the_files_and_settings(preset):
         assert matter.get("models") is None and matter.get("suggested_hardware") is None
 
 
-def test_bad_requests_get_a_sentence():
+def test_bad_requests_get_a_sentence(capsys):
     with pytest.raises(InputError, match="give OWNER/NAME"):
         deploy.plan("memdec", ["embedded"])
     with pytest.raises(InputError, match="unknown preset 'gpt5'"):
@@ -72,9 +70,9 @@ def test_bad_requests_get_a_sentence():
     gated = deploy.plan("alice/memdec", ["llama3-law"])
     assert any("--secret HF_TOKEN" in note for note in gated.notes)
     assert deploy.plan("alice/memdec", ["qwen2.5-law"], hardware="t4-small").variables["MEMDEC_DTYPE"] == "fp16"
-    out = subprocess.run([sys.executable, "-m", "app.serve.cli", "deploy", "--space", "a/b", "--variable", "X"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "--variable 'X': give KEY=VALUE" in out.stderr
+    with pytest.raises(SystemExit) as exit:
+        cli.deploy_command(["--space", "a/b", "--variable", "X"])
+    assert exit.value.code == 2 and "--variable 'X': give KEY=VALUE" in capsys.readouterr().err
 
 
 class RecordingHub:

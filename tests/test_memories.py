@@ -199,9 +199,9 @@ def test_bad_requests_are_refused(served, tmp_path, kwargs, message):
 
 
 def test_cancel_then_resume_from_the_checkpoint(served, tmp_path):
-    # a checkpoint every 10 steps; the cancel comes right after the first, and the 190 steps left (a dozen seconds
-    # on an idle machine) keep it from arriving after the end even when the machine stalls the request
-    STEPS = 200
+    # a checkpoint every 6 steps; the cancel comes right after the first, and the 114 steps left (about 8 s on an
+    # idle machine) keep it from arriving after the end even when the machine stalls the request
+    STEPS = 120
     client = Client(served[0], verbose=False)
     pasted = "\n\n".join(word_documents(WORDS["law"], 3, 40))
     details = build(client, text=pasted, name="pasted-law", base="tiny-b")
