@@ -116,8 +116,10 @@ def plan(space: str, preset_names: list, hardware: str | None = None, cache: str
         settings["MEMDEC_DTYPE"] = "fp16"  # a T4 has no fast bf16
     settings.update(variables or {})
     wanted_secrets = list(dict.fromkeys(secrets or []))
-    notes = [f"not uploaded, as git does not track them yet (commit them to include them): {', '.join(untracked)}"
-             ] if untracked else []
+    notes = []
+    if untracked:
+        notes.append(f"not uploaded, as git does not track them yet (commit them to include them): "
+                     f"{', '.join(untracked)}")
     if any(p.gated for p in chosen) and "HF_TOKEN" not in wanted_secrets:
         notes.append("the bases are gated: add --secret HF_TOKEN (a read token of an account that accepted the "
                      "licence, taken from this shell's HF_TOKEN) or set it in the Space's settings")
