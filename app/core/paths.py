@@ -18,9 +18,20 @@ DOMAINS = ("biomed", "finance", "law")
 SPLITS = ("train", "validation", "test")
 
 
-def model_folder(kind: str, name: str) -> Path:
-    """models/<kind>-<name>: kind is "base" or "memdec"."""
-    return MODELS / f"{kind}-{name}"
+EMBEDDED = "embedded"  # the committed family at the top of models/; every other family has a folder of its own
+
+
+def family_folder(root: Path, family: str) -> Path:
+    return root if family == EMBEDDED else root / family
+
+
+def model_folder(kind: str, name: str, family: str = EMBEDDED) -> Path:
+    """models/<kind>-<name> (models/<family>/<kind>-<name> for another family): kind is "base" or "memdec"."""
+    return family_folder(MODELS, family) / f"{kind}-{name}"
+
+
+def results_folder(family: str = EMBEDDED) -> Path:
+    return family_folder(RESULTS, family)
 
 
 def tokenizer_folder() -> Path:
@@ -51,8 +62,8 @@ def token_cache(key: str) -> Path:
     return CACHE / "tokens" / f"{key}.npy"
 
 
-def targets_folder(domain: str) -> Path:
-    return CACHE / "targets" / domain
+def targets_folder(domain: str, family: str = EMBEDDED) -> Path:
+    return family_folder(CACHE / "targets", family) / domain
 
 
 def predictions_folder(model: str, domain: str, split: str) -> Path:
@@ -60,9 +71,14 @@ def predictions_folder(model: str, domain: str, split: str) -> Path:
     return CACHE / "predictions" / f"{model}__{domain}__{split}"
 
 
-def control_folder(domain: str, name: str) -> Path:
+def control_folder(domain: str, name: str, family: str = EMBEDDED) -> Path:
     """Decoders of other seeds and losses, and DAPT models: rebuilt by the pipeline, so not committed."""
-    return CACHE / "controls" / domain / name
+    return family_folder(CACHE / "controls", family) / domain / name
+
+
+def decoder_start_folder(family: str) -> Path:
+    """The fresh decoder a family's Memory Decoders start from, when no base of the family is small enough."""
+    return CACHE / "starts" / family
 
 
 def run_folder(name: str, recipe: dict) -> Path:

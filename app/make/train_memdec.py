@@ -52,7 +52,7 @@ def memdec_recipe(domain: str, knn: targets.SparseTargets | None, s: Settings, b
     """Everything a decoder depends on; a decoder whose recorded recipe matches this is current. The targets' recipe
     holds the key model's datastore recipe, so a store made another way (model, corpus, index) means a new decoder.
     CE only (beta = 0) reads no targets: it is plain training on the domain text (from the key model, DAPT)."""
-    return {"kind": "memdec", "domain": domain, "init": model_fingerprint(s.bases[init or s.init]), "beta": beta,
+    return {"kind": "memdec", "domain": domain, "init": model_fingerprint(s.start(init)), "beta": beta,
             "steps": steps, "lr": s.memdec_lr, "warmup": warmup(s.memdec_warmup, steps), "batch_size": s.batch_size,
             "block": s.block, "targets": knn.recipe if beta > 0 else None, "seed": seed}
 
@@ -89,7 +89,7 @@ def distil(domain: str, knn: targets.SparseTargets | None, s: Settings, beta: fl
     if recipe.is_current(out, made_from):
         return False
     announce(f"{out.name}: training {steps} steps, beta={beta}, seed={seed}")
-    folder = s.bases[init or s.init]
+    folder = s.start(init)
     tokenizer = load_tokenizer(folder)
     stream = encode_file(tokenizer, paths.corpus_path(domain, "train"), tokenizer_fingerprint(tokenizer))
     train_memdec(folder, stream, knn if beta > 0 else None, out, made_from, steps, beta=beta, lr=s.memdec_lr,

@@ -38,8 +38,9 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
             return True
         parser.error(f"{name}={env(name)!r}: use 1 or 0 (true/false, yes/no, on/off)")
 
-    parser.add_argument("--preset", default=env("MEMDEC_PRESET", "embedded"),
-                        help=f"one of embedded, {', '.join(presets.PRESETS)} (default: MEMDEC_PRESET or embedded)")
+    parser.add_argument("--preset", default=env("MEMDEC_PRESET"),
+                        help=f"one of {', '.join([*presets.LOCAL, *presets.PRESETS])} (default: MEMDEC_PRESET, else "
+                             "smollm2 and embedded when SmolLM2's base is cached or can be fetched, else embedded)")
     parser.add_argument("--presets", default=env("MEMDEC_PRESETS"), help="several presets the page switches among, a,b")
     parser.add_argument("--model", action="append", default=[], help="your own base NAME=FOLDER_OR_HUB_ID (repeat)")
     parser.add_argument("--memory", action="append", default=[], help="your own memory NAME=DECODER[,CORPUS] (repeat)")
@@ -67,7 +68,8 @@ def engine_from(args) -> Engine:
         raise InputError("a public server serves presets only (--preset or --presets): leave out --model and --memory, "
                          "or add the models as a preset in app/serve/presets.py")
     if not args.model and not args.memory:
-        return Engine.from_presets(args.presets.split(",") if args.presets else [args.preset], **options)
+        names = args.presets.split(",") if args.presets else [args.preset] if args.preset else presets.default_presets()
+        return Engine.from_presets(names, **options)
     if not args.model or not args.memory:
         raise InputError("your own models need at least one --model NAME=PATH and one --memory NAME=DECODER[,CORPUS]")
     bases = dict(item.split("=", 1) for item in args.model)

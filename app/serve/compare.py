@@ -13,7 +13,7 @@ import torch
 from ..core.distributions import knn_probs, knn_weights, mix, mix_log, model_probs
 from . import batched
 from .contract import flag
-from .engine import DEFAULTS, Engine, Weights, check
+from .engine import DEFAULTS, Engine, StillBuilding, Weights, check
 
 
 @dataclass
@@ -36,10 +36,11 @@ class NextToken:
     neighbours: list = field(default_factory=list)  # the retrieved entries with their corpus text (see neighbours())
     repeats: int = 1  # runs timed per component (next_token's precise)
     batch: dict = field(default_factory=dict)  # component -> how many requests shared the timed call
+    knn_missing: str | None = None  # why there is no p_kNN: no corpus, or its datastore still building (how far)
 
 
 NO_CORPUS = ("this memory has no corpus here (the paper's is not public), so there is no live kNN-LM to show: "
-             "the Memory Decoder carries what it learnt from it without one")
+             "the Memory Decoder carries what it learnt from it without one.")
 REPEATS = 3  # "measure precisely": each component alone, the median of this many warm runs (the CPU may be shared)
 
 
@@ -63,7 +64,11 @@ def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temp
     alpha = engine.alpha(pair.base, pair.domain)
     k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
     ids, cut = engine.encode(pair.tokenizer, prompt, engine.context(lm, decoder), truncate=True)
-    store = engine.datastore(pair.base, pair.domain, progress)  # built (with progress) before anything is timed
+    try:
+        store = engine.datastore(pair.base, pair.domain, progress)  # built (with progress) before anything is timed
+        missing = None if store is not None else NO_CORPUS
+    except StillBuilding as building:  # base and Memory Decoder answer now; the kNN-LM says how far its store is
+        store, missing = None, str(building)
     vocab, latency, batch, repeats = len(pair.tokenizer), {}, {}, REPEATS if flag("precise", precise) else 1
     last = [ids.shape[1] - 1]
     calls = {"base forward": batched.forward(engine, lm, vocab, ids, last, repeats),
@@ -92,7 +97,8 @@ def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temp
     # the alpha picked later only changes the numbers, not the cost, of the mixtures
     _timed(latency, "mixing", lambda: [mix(p_base, p, alpha) for p in (p_mem, p_knn) if p is not None], repeats)
     nt = NextToken(prompt, pair.base, pair.domain, distances.shape[1], temperature, p_base, p_mem, p_knn, distances[0],
-                   entry_ids[0], values[0], engine.labels(pair.base), latency, cut, repeats=repeats, batch=batch)
+                   entry_ids[0], values[0], engine.labels(pair.base), latency, cut, repeats=repeats, batch=batch,
+                   knn_missing=missing)
     if store is not None:  # k is fewer than asked when the datastore is smaller
         nt.neighbours = neighbours(engine.stream(pair.base, pair.domain), store.recipe["block"], nt)
     return nt
@@ -201,7 +207,7 @@ def to_dict(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"])
             "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, w, n),
             "latency_ms": nt.latency_ms, "latency_runs": nt.repeats, "latency_batch": nt.batch, "imitation": imitation(nt), "neighbours": nt.neighbours,
             "knn_by_token": per_token(nt), "teach": teach(nt, w),
-            "knn_unavailable": None if nt.p_knn is not None else NO_CORPUS}
+            "knn_unavailable": nt.knn_missing, "knn_building": nt.knn_missing not in (None, NO_CORPUS)}
 
 
 def to_csv(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> str:

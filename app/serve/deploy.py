@@ -69,7 +69,7 @@ def front_matter(readme: str, chosen: list) -> str:
     data = card.data
     for key in ("models", "datasets", "preload_from_hub", "suggested_hardware", "suggested_storage"):
         data.pop(key, None)
-    hub = [p for p in chosen if p.name != "embedded"]
+    hub = [p for p in chosen if p.name not in presets.LOCAL]
     if hub:
         base_ids = [next(iter(p.bases.values())) for p in hub]
         decoders = [m.decoder for p in hub for m in p.memories.values()]
@@ -95,8 +95,8 @@ def plan(space: str, preset_names: list, hardware: str | None = None, cache: str
         chosen = [presets.named(name) for name in preset_names]
     except KeyError as error:
         raise InputError(error.args[0]) from None
-    embedded = any(p.name == "embedded" for p in chosen)
-    left_out = LEFT_OUT + (() if embedded else EMBEDDED_ONLY)
+    local = any(p.name in presets.LOCAL for p in chosen)  # committed models and corpora go with them
+    left_out = LEFT_OUT + (() if local else EMBEDDED_ONLY)
     names = [n for n in git_files(root) if n != "README.md" and not n.startswith(left_out)]
     untracked = [n for n in git_files(root, "--others", "--exclude-standard") if not n.startswith(left_out)]
     files = [Upload(n, (root / n).stat().st_size, is_large(root / n)) for n in names]
@@ -108,7 +108,7 @@ def plan(space: str, preset_names: list, hardware: str | None = None, cache: str
         settings["MEMDEC_PRESET"] = chosen[0].name
     else:
         settings["MEMDEC_PRESETS"] = ",".join(p.name for p in chosen)
-    if not embedded or len(chosen) > 1:
+    if any(p.name != "embedded" for p in chosen):
         settings["MEMDEC_PRELOAD"] = "1"  # download the models and build the stores before the first visitor
     if cache:
         settings["MEMDEC_CACHE"] = cache

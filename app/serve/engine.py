@@ -5,6 +5,7 @@ name but listed to that visitor only.
 
 No gradio here: the UI, the API and the CLI all call the same Engine.
 """
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ import psutil
 import torch
 
 from ..core import datastore, hub_text, models, paths, vocab
+from ..core.documents import read_documents, write_documents
+from ..core.models import file_digest
 from ..core.tokens import block_entries, encode_file
 from . import contract, presets
 from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
@@ -232,9 +235,12 @@ class Engine:
         """The text the live kNN-LM searches: the memory's file, or its hub dataset read up to corpus_tokens (fewer
         when the datastore would not fit in memory); None when the memory has no corpus."""
         source = self.memory(domain)[1].corpus
-        if not isinstance(source, presets.HubText):
+        cap = self.corpus_cap(domain)
+        if source is None or isinstance(source, Path) and cap is None:
             return source
         name = self.bases[base]
+        if isinstance(source, Path):
+            return first_tokens(source, self.tokenizer(name), self.fingerprint(name), cap)
         key = (self.fingerprint(name), source)
         if key not in self._corpora:
             fits = int(FREE_MEMORY_SHARE * psutil.virtual_memory().available / datastore.bytes_per_entry(key_width(self.model(name))))
@@ -276,6 +282,21 @@ class Engine:
                     model, self.tokenizer(name), name, corpus, folder, block, progress)
             return self._stores[key]
 
+    def corpus_cap(self, domain) -> int | None:
+        """How many tokens of a memory's corpus file the live kNN-LM searches on this device (None: all of it)."""
+        return self.memory(domain)[1].corpus_tokens.get(self.device.type)
+
+    def corpus_extent(self, base, domain) -> str:
+        """How much of its corpus the live kNN-LM searches, in words, for the page."""
+        cap, memory = self.corpus_cap(domain), self.memory(domain)[1]
+        if memory.corpus is None or cap is None:
+            return ""
+        total = len(encode_file(self.tokenizer(self.bases[base]), memory.corpus, self.fingerprint(self.bases[base])))
+        if total <= cap:
+            return ""
+        return (f"On this {self.device.type.upper()} the live kNN-LM searches the first {cap:,} of its corpus's "
+                f"{total:,} tokens (all of them on a GPU), so that its datastore builds in a minute or two.")
+
     def key_block(self, base, domain) -> int:
         """How many tokens a key of the store of (base, domain) reads at most: the memory's block for this base."""
         return self.memory(domain)[1].defaults(self.base_name(base)).block
@@ -283,8 +304,11 @@ class Engine:
     def store_folder(self, base: str, domain: str) -> Path:
         """Where the store of (base, domain) lives: the cache, or the folder of a memory added while serving (its
         memories with and without a decoder share one store there)."""
-        name, root = self.bases[base], self.store_roots.get(domain)
-        return paths.store_folder(name, domain) if root is None else store_under(root, name)
+        name, root, cap = self.bases[base], self.store_roots.get(domain), self.corpus_cap(domain)
+        if root is not None:
+            return store_under(root, name)
+        # a store over part of a corpus has a folder of its own: the pipeline's store over all of it stays as it is
+        return paths.store_folder(name, domain if cap is None else f"{domain}-first{cap}")
 
     def stream(self, base: str, domain: str, progress=None) -> np.ndarray:
         """The tokenized corpus: entry p of the datastore is position p of this stream."""
@@ -344,6 +368,20 @@ class Engine:
         if cut and not truncate:
             raise InputError(f"the passage is {len(ids)} tokens; these models read at most {room}: shorten it")
         return torch.tensor([ids[cut:]]), cut
+
+
+def first_tokens(corpus: Path, tokenizer, fingerprint: str, cap: int) -> Path:
+    """The corpus file's first documents holding at most cap tokens (at least one document), written once into the
+    cache; the corpus itself when it is no longer than that."""
+    stream = encode_file(tokenizer, corpus, fingerprint)
+    if len(stream) <= cap:
+        return corpus
+    digest = hashlib.sha256(f"{file_digest(corpus)}|{fingerprint}|{cap}".encode()).hexdigest()[:12]
+    out = paths.CACHE / "corpora" / f"{corpus.parent.name}-{corpus.name.split('.')[0]}-first{cap}-{digest}.txt"
+    if not out.exists():
+        ends = np.flatnonzero(stream == tokenizer.eos_token_id) + 1  # where each document's tokens end
+        write_documents(out, read_documents(corpus)[:max(1, int(np.searchsorted(ends, cap, side="right")))])
+    return out
 
 
 def store_under(root: Path, model: str) -> Path:

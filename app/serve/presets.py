@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core import models, paths
+from ..core import models, paths, smollm2
 from ..core.settings import BASE_SIZES, UNTUNED_MEMORY, Settings
 
 PAPER_K = 1024  # neighbours per query in the paper's kNN-LM and training targets
@@ -44,6 +44,9 @@ class Memory:
     knn_by_base: dict = field(default_factory=dict)
     knn_lambda: float | None = None  # the kNN-LM's weight where knn_by_base has none; None: the decoder's alpha
     block: int = Settings.block
+    # device type -> how many tokens of a corpus file the live kNN-LM searches there (its first documents); a type
+    # not named searches all of it. A 135M base reads about 375 tokens a second on 2 CPU cores.
+    corpus_tokens: dict = field(default_factory=dict)
 
     def defaults(self, base: str) -> Defaults:
         alpha, knn = self.alpha_by_base.get(base, self.alpha), self.knn_by_base.get(base, {})
@@ -52,13 +55,13 @@ class Memory:
                         knn.get("block", self.block))
 
     @classmethod
-    def from_folder(cls, decoder, corpus, knows: str = "") -> "Memory":
+    def from_folder(cls, decoder, corpus, knows: str = "", **fields) -> "Memory":
         """Defaults come from the decoder's memdec.json when the pipeline wrote one (tuned on validation), and so does
         what it knows (its `label`; else `knows`)."""
         meta_path = Path(decoder) / "memdec.json"
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         keep = {k: meta[k] for k in (*UNTUNED_MEMORY, "block", "alpha_by_base", "knn_by_base") if k in meta}
-        return cls(str(decoder), Path(corpus) if corpus else None, meta.get("label", knows), **keep)
+        return cls(str(decoder), Path(corpus) if corpus else None, meta.get("label", knows), **keep, **fields)
 
 
 @dataclass(frozen=True)
@@ -103,18 +106,40 @@ PRESETS = {
 }
 
 
+def committed_memories(family: str = paths.EMBEDDED, **fields) -> dict:
+    """A family's committed decoders (models/memdec-*, models/<family>/memdec-*) by domain, their corpora the
+    committed train splits."""
+    memories = {}
+    for folder in sorted(paths.family_folder(paths.MODELS, family).glob("memdec-*")):
+        if not any(folder.glob("*.safetensors")):
+            continue
+        meta_path = folder / "memdec.json"
+        name = folder.name[len("memdec-"):]
+        domain = json.loads(meta_path.read_text()).get("domain", name) if meta_path.exists() else name
+        memories[domain] = Memory.from_folder(folder, paths.corpus_path(domain, "train"), EMBEDDED_TEXT.get(domain, ""),
+                                              **fields)
+    return memories
+
+
 def embedded() -> Preset:
     """The committed family (models/): bases largest first, the key model being the default; memories by domain,
     their corpora the committed train splits."""
     found = models.embedded("base")
     order = [s for s in reversed(BASE_SIZES) if s in found] + [s for s in found if s not in BASE_SIZES]
-    memories = {}
-    for name, folder in models.embedded("memdec").items():
-        meta_path = folder / "memdec.json"
-        domain = json.loads(meta_path.read_text()).get("domain", name) if meta_path.exists() else name
-        memories[domain] = Memory.from_folder(folder, paths.corpus_path(domain, "train"), EMBEDDED_TEXT.get(domain, ""))
     return Preset("embedded", "the app's own tiny family, trained offline by its pipeline", {s: found[s] for s in order},
-                  memories)
+                  committed_memories())
+
+
+SMOLLM2_CPU_TOKENS = 32_768  # a third of each train split: its store builds in about 90 s on 2 CPU cores
+
+
+def smollm2_preset() -> Preset:
+    """SmolLM2-135M-Instruct from the package registry (fetched on first use), and where the hub is reachable the
+    base sizes that share its tokenizer; the three memories its pipeline made (models/smollm2/)."""
+    bases = {smollm2.NAME: smollm2.base_folder(), **{name: repo for name, repo in smollm2.HUB_SIZES.items()
+                                                   if smollm2.on_hub(repo)}}
+    return Preset("smollm2", "SmolLM2 (a real pretrained model, 135M) with Memory Decoders made here", bases,
+                  committed_memories("smollm2", corpus_tokens={"cpu": SMOLLM2_CPU_TOKENS}))
 
 
 # What each embedded memory's corpus is, when its memdec.json has no `label` (the pipeline writes one)
@@ -126,9 +151,28 @@ NARROW = ("A memory helps on text like its own corpus, and far less elsewhere: t
           "less on other legal or financial text (statutes, contracts, court decisions, market news).")
 
 
+def default_presets(announce=print) -> list[str]:
+    """What `python app.py` serves when no preset is named: SmolLM2 (the embedded family beside it in the menu) when
+    its memories are committed and its base is cached or can be fetched now; else the embedded family, saying why."""
+    if not committed_memories("smollm2"):
+        announce("serving the embedded family: no SmolLM2 memories under models/smollm2 (python -m app.make.pipeline "
+                 "--family smollm2 makes them)")
+        return ["embedded"]
+    try:
+        smollm2.fetch(announce)
+    except (smollm2.Unavailable, OSError) as error:
+        announce(f"serving the embedded family first: SmolLM2's base is not cached and cannot be fetched now ({error})")
+        return ["embedded", "smollm2"]
+    return ["smollm2", "embedded"]
+
+
+# Presets made from what is on disk when they are asked for
+LOCAL = {"smollm2": smollm2_preset, "embedded": embedded}
+
+
 def named(name: str) -> Preset:
-    if name == "embedded":
-        return embedded()
+    if name in LOCAL:
+        return LOCAL[name]()
     if name not in PRESETS:
-        raise KeyError(f"unknown preset {name!r}; choose one of embedded, {', '.join(PRESETS)}")
+        raise KeyError(f"unknown preset {name!r}; choose one of {', '.join([*LOCAL, *PRESETS])}")
     return PRESETS[name]

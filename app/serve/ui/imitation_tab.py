@@ -6,9 +6,9 @@ import gradio as gr
 from .. import compare
 
 
-def imitation_text(m: dict | None) -> str:
+def imitation_text(m: dict | None, missing: str | None = None) -> str:
     if m is None:
-        return f"### How closely the decoder imitates the retriever\n{compare.NO_CORPUS}."
+        return f"### How closely the decoder imitates the retriever\n{missing or compare.NO_CORPUS}"
     return f"""### How closely the decoder imitates the retriever, for this context
 | | Memory Decoder | base (for reference) |
 |---|---|---|
@@ -30,7 +30,7 @@ class ImitationTab:
         return [self.text]
 
     def show(self, nt: compare.NextToken, alpha: float, top_n: int) -> dict:
-        return {self.text: imitation_text(compare.imitation(nt))}
+        return {self.text: imitation_text(compare.imitation(nt), nt.knn_missing)}
 
 
 def build() -> ImitationTab:

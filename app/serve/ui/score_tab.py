@@ -35,7 +35,7 @@ def perplexity_text(summary: dict) -> str:
     text = (f"{knows}{presets.NARROW}\n\n| predictor | perplexity |\n|---|---|\n{rows}\n"
             f"{len(summary['tokens'])} tokens, {weights_used}")
     if summary["knn_coverage"] is None:
-        return f"{text}. {compare.NO_CORPUS}."
+        return f"{text}. {compare.NO_CORPUS}"
     return (f"{text}; some neighbour predicts the actual token for {summary['knn_coverage']:.0%} of them. A passage "
             "taken from the domain's training text is in the datastore itself, so the kNN-LM will look better on it "
             "than on new text.")

@@ -49,8 +49,9 @@ def about_text(engine: Engine, base: str, domain: str) -> str:
     name, memory = engine.memory(domain)
     d = memory.defaults(engine.base_name(base))
     knows = f"knows {memory.knows}" if memory.knows else f"is `{memory.decoder}`"
+    extent = engine.corpus_extent(base, name)
     return (f"**{name}** {knows}. Tuned for {engine.base_name(base)}: α = {d.alpha:g} (Memory Decoder), "
-            f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM). {NARROW}")
+            f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM). {extent + ' ' if extent else ''}{NARROW}")
 
 
 def checked_family(engine: Engine, family) -> str | None:

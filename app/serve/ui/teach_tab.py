@@ -7,9 +7,9 @@ from .. import compare
 from ..plots import label
 
 
-def teach_text(t: dict) -> str:
+def teach_text(t: dict, missing: str | None = None) -> str:
     return memdec_text(t["alpha"], t["memdec"]) + "\n\n" + (knn_text(t["knn_lambda"], t["knn"]) if t["knn"] else
-                                                               f"### kNN-LM\n{compare.NO_CORPUS}.")
+                                                               f"### kNN-LM\n{missing or compare.NO_CORPUS}")
 
 
 def memdec_text(a: float, m: dict) -> str:
@@ -46,7 +46,7 @@ class TeachTab:
         return [self.text]
 
     def show(self, nt: compare.NextToken, weights, top_n: int) -> dict:
-        return {self.text: teach_text(compare.teach(nt, weights))}
+        return {self.text: teach_text(compare.teach(nt, weights), nt.knn_missing)}
 
 
 def build() -> TeachTab:
