@@ -97,7 +97,7 @@ def test_bin_weights_load_through_the_safe_path(offline_hub):
 
 
 def test_unknown_presets_and_gated_models_get_clear_messages(offline_hub, monkeypatch):
-    with pytest.raises(InputError, match="unknown preset 'gpt5'; choose one of embedded, gpt2-wikitext"):
+    with pytest.raises(InputError, match="unknown preset .gpt5.; choose one of smollm2, embedded, gpt2-wikitext"):
         Engine.from_presets(["gpt5"])
     import httpx
     from huggingface_hub.errors import GatedRepoError
