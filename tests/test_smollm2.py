@@ -156,3 +156,20 @@ def test_on_the_real_weights_the_law_memory_knows_the_mit_licence(monkeypatch):
     mixed = sum(math.log(t["mix_memdec"]) for t in tokens)
     print(f"MIT licence, 50 tokens: log p base {base:.1f}, base + law memory {mixed:.1f}")
     assert mixed > base
+
+
+def test_the_hub_sizes_are_offered_where_the_hub_has_them(hub_cache, standin):
+    """One memory, three base sizes where the hub is reachable (a Space); here, one of them in an offline cache."""
+    def save(folder):
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text((standin / "config.json").read_text())
+
+    smollm2.on_hub.cache_clear()
+    try:
+        assert list(presets.named("smollm2").bases) == [smollm2.NAME]  # offline: the registry's base alone
+        hub_cache.add("HuggingFaceTB/SmolLM2-360M", save)
+        smollm2.on_hub.cache_clear()
+        assert presets.named("smollm2").bases == {smollm2.NAME: smollm2.base_folder(),
+                                                  "SmolLM2-360M": "HuggingFaceTB/SmolLM2-360M"}
+    finally:
+        smollm2.on_hub.cache_clear()

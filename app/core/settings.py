@@ -83,7 +83,7 @@ def smollm2_settings() -> Settings:
     """SmolLM2-135M-Instruct is the key model and the base; one seed per decoder, which is what 2.5 hours on 2 cores
     allow beside the keys and targets of its 135M parameters."""
     return Settings(family="smollm2", bases={smollm2.NAME: smollm2.base_folder()}, key=smollm2.NAME,
-                    init="", decoder_shape=SMOLLM2_DECODER, dapt=False, ablation=False, seeds=(0,), memdec_steps=300,
+                    init="", decoder_shape=SMOLLM2_DECODER, dapt=False, ablation=False, seeds=(0,), memdec_steps=200,
                     memdec_lr=3e-3, memdec_warmup=30)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import checksums, locks, paths, quarantine
-from .documents import read_documents
+from .documents import read_documents, write_documents
 from .files import read_json, write_json
 from .vocab import document_start_ids
 
@@ -80,3 +80,17 @@ def blocks(stream: np.ndarray, length: int) -> tuple[torch.Tensor, torch.Tensor]
 def block_entries(stream: np.ndarray, length: int) -> int:
     """How many positions the blocks of this stream cover: one datastore entry each."""
     return (len(stream) - 1) // length * length
+
+
+def first_tokens(corpus: Path, tokenizer, fingerprint: str, cap: int) -> Path:
+    """The corpus file's first documents holding at most cap tokens (at least one document), written once into the
+    cache; the corpus itself when it is no longer than that."""
+    stream = encode_file(tokenizer, corpus, fingerprint)
+    if len(stream) <= cap:
+        return corpus
+    digest = hashlib.sha256(Path(corpus).read_bytes() + f"|{fingerprint}|{cap}".encode()).hexdigest()[:12]
+    out = paths.CACHE / "corpora" / f"{corpus.parent.name}-{corpus.name.split('.')[0]}-first{cap}-{digest}.txt"
+    if not out.exists():
+        ends = np.flatnonzero(stream == tokenizer.eos_token_id) + 1  # where each document's tokens end
+        write_documents(out, read_documents(corpus)[:max(1, int(np.searchsorted(ends, cap, side="right")))])
+    return out

@@ -182,8 +182,9 @@ def model_probs(folder: Path, domain: str, split: str, s: Settings) -> np.ndarra
     return cached_probs(paths.predictions_folder(name, domain, split), made_from, compute)["p"]
 
 
-def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
-    """kNN targets from the key model's store, at the temperature that makes its kNN-LM best on validation."""
+def targets_step(domain: str, s: Settings) -> tuple[targets.SparseTargets, bool]:
+    """kNN targets from the key model's store, at the temperature that makes its kNN-LM best on validation; and
+    whether they were built now."""
     _, _, store = domain_store(s.key, domain, s)
     val = predictions(s.key, domain, "validation", s)
     temperature, lam = tune_knn(val["base"], val["knn"], weight_grid(s, val["base"], val["knn"]))
@@ -191,9 +192,9 @@ def targets_step(domain: str, s: Settings) -> targets.SparseTargets:
     found = targets.load(folder, targets.targets_recipe(store.recipe, s.k, temperature))
     if found is not None:
         say(f"targets {domain}: current (T={temperature})")
-        return found
+        return found, False
     say(f"targets {domain}: k={s.k}, T={temperature} (the validation kNN-LM's best, at lambda={lam})")
-    return targets.load_or_build(store, s.k, temperature, folder)
+    return targets.load_or_build(store, s.k, temperature, folder), True
 
 
 # The decoders and controls, by loss: beta of beta * KL + (1 - beta) * CE. "memdec" is the Memory Decoder.
@@ -226,7 +227,8 @@ def memdec_step(domain: str, s: Settings, losses=("memdec", "ce", "kl")):
     for loss in losses:
         beta = s.beta if LOSSES[loss] is None else LOSSES[loss]
         if beta > 0 and knn is None:
-            knn = targets_step(domain, s)
+            with timed(f"datastore and kNN targets ({domain})", s) as run:  # with the validation kNN-LM that sets T
+                knn, run["worked"] = targets_step(domain, s)
         for seed in s.seeds:
             out = decoder_folder(domain, loss, seed, s)
             with timed(f"train {out.name} ({domain})", s) as run:

@@ -3,8 +3,12 @@ at start-up), so that no request waits on a build: a request for a store not rea
 and every other request goes on."""
 import logging
 import threading
+from typing import TYPE_CHECKING
 
 from .contract import InputError
+
+if TYPE_CHECKING:  # the engine imports this module
+    from .engine import Engine
 
 
 class StillBuilding(InputError):

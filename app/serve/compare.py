@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..core.distributions import knn_probs, knn_weights, mix, mix_log, model_probs
+from ..core.distributions import knn_probs, knn_weights, mix, mix_log
 from . import batched
 from .contract import flag
 from .engine import DEFAULTS, Engine, StillBuilding, Weights, check

@@ -5,7 +5,6 @@ name but listed to that visitor only.
 
 No gradio here: the UI, the API and the CLI all call the same Engine.
 """
-import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,7 @@ import psutil
 import torch
 
 from ..core import datastore, hub_text, models, paths, vocab
-from ..core.documents import read_documents, write_documents
-from ..core.models import file_digest
-from ..core.tokens import block_entries, encode_file
+from ..core.tokens import block_entries, encode_file, first_tokens
 from . import contract, presets
 from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
 from .builds import Builds, StillBuilding  # noqa: F401 (StillBuilding: raised from here, imported by callers)
@@ -368,20 +365,6 @@ class Engine:
         if cut and not truncate:
             raise InputError(f"the passage is {len(ids)} tokens; these models read at most {room}: shorten it")
         return torch.tensor([ids[cut:]]), cut
-
-
-def first_tokens(corpus: Path, tokenizer, fingerprint: str, cap: int) -> Path:
-    """The corpus file's first documents holding at most cap tokens (at least one document), written once into the
-    cache; the corpus itself when it is no longer than that."""
-    stream = encode_file(tokenizer, corpus, fingerprint)
-    if len(stream) <= cap:
-        return corpus
-    digest = hashlib.sha256(f"{file_digest(corpus)}|{fingerprint}|{cap}".encode()).hexdigest()[:12]
-    out = paths.CACHE / "corpora" / f"{corpus.parent.name}-{corpus.name.split('.')[0]}-first{cap}-{digest}.txt"
-    if not out.exists():
-        ends = np.flatnonzero(stream == tokenizer.eos_token_id) + 1  # where each document's tokens end
-        write_documents(out, read_documents(corpus)[:max(1, int(np.searchsorted(ends, cap, side="right")))])
-    return out
 
 
 def store_under(root: Path, model: str) -> Path:
