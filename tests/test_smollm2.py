@@ -5,6 +5,7 @@ tokenizer) serves wherever the real model is not the point."""
 import json
 import math
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -136,9 +137,10 @@ def test_app_py_serves_smollm2_first_when_it_can_else_the_embedded_family_saying
 
 @pytest.mark.skipif(not (paths.MODELS / "smollm2" / "memdec-law").exists(), reason="no committed SmolLM2 law memory")
 def test_on_the_real_weights_the_law_memory_knows_the_mit_licence(monkeypatch):
-    """SmolLM2-135M-Instruct itself (fetched once into the repository's cache) with the committed law memory at its
+    """SmolLM2-135M-Instruct itself (fetched once into a cache of the tests') with the committed law memory at its
     tuned alpha, over 50 tokens of the MIT licence: more probability on the actual next tokens than the base."""
-    monkeypatch.setattr(paths, "CACHE", paths.ROOT / ".cache")  # the real cache: fetched once, kept across runs
+    # a cache outside the clone, so that fresh clones and CI runs on this machine fetch it once
+    monkeypatch.setattr(paths, "CACHE", Path.home() / ".cache" / "memory-decoder-explorer-tests")
     try:
         smollm2.fetch(print)
     except smollm2.Unavailable as error:

@@ -1,6 +1,6 @@
 """Screenshots of the real page in headless Chromium, for the README: one per tab, after a real run.
 
-    python tools/screenshots.py            # serves the embedded models and writes assets/screenshots/*.png
+    python tools/screenshots.py            # serves what `python app.py` serves, writes assets/screenshots/*.png
 """
 import sys
 import time
@@ -16,6 +16,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from app.core.documents import read_documents  # noqa: E402
 from app.core.paths import corpus_path  # noqa: E402
 from app.serve.engine import Engine  # noqa: E402
+from app.serve.presets import default_presets  # noqa: E402
 from tools.browser import chromium  # noqa: E402
 from tools.serving import serve_in_background  # noqa: E402
 
@@ -78,10 +79,13 @@ def take(url: str, out: Path, prompt: str, passage: str):
 
 
 def main():
-    engine = Engine.embedded()
+    engine = Engine.from_presets(default_presets())  # what `python app.py` serves
+    base, memory = engine.default_base, engine.default_domain
+    engine.datastore(base, memory, here=True)  # the first view shows all three predictors
+    domain = memory.split("/")[-1]  # "smollm2/biomed" when several families are served
     url, demo = serve_in_background(engine)
-    passage = read_documents(corpus_path(engine.default_domain, "test"))[0][:400]
-    take(url, ROOT / "assets" / "screenshots", PROMPTS.get(engine.default_domain, "The"), passage)
+    passage = read_documents(corpus_path(domain, "test"))[0][:400]
+    take(url, ROOT / "assets" / "screenshots", PROMPTS.get(domain, "The"), passage)
     demo.close()
 
 
