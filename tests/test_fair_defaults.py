@@ -2,8 +2,6 @@
 memdec.json; the published alpha for hub presets; UNTUNED_MEMORY without memdec.json), one switch that locks both to
 one alpha, and every memory saying what its corpus is: in the engine, the CLI, and on a real server."""
 import json
-import os
-import subprocess
 import sys
 import urllib.request
 
@@ -91,14 +89,18 @@ def test_score_marks_both_tuned_points(engine):
     assert stars == [(0.5, "tuned α = 0.5"), (0.35, "tuned λ = 0.35")]
 
 
-def test_cli_takes_the_switch_and_lists_memories(tiny_models):
+def test_cli_takes_the_switch_and_lists_memories(tiny_models, monkeypatch, capsys):
+    """The command line as a user types it, run in this process (its parsing and printing are the point)."""
+    from app.serve import cli as command
+
     memory = tiny_models["memories"]["bio"]
     models = ["--model", f"tiny-a={tiny_models['bases']['tiny-a']}", "--memory", f"bio={memory.decoder},{memory.corpus}"]
 
     def cli(*args):
-        out = subprocess.run([sys.executable, "-m", "app.serve.cli", *args, *models], capture_output=True, text=True,
-                             env=os.environ, check=True, timeout=120)
-        return json.loads(out.stdout)
+        monkeypatch.setattr(sys, "argv", ["app.serve.cli", *args, *models])
+        capsys.readouterr()
+        command.run()
+        return json.loads(capsys.readouterr().out)
 
     fair = cli("compare", PROMPT)
     assert (fair["alpha"], fair["knn_lambda"], fair["lock_alpha"]) == (0.5, 0.35, False)
