@@ -3,12 +3,8 @@ at start-up), so that no request waits on a build: a request for a store not rea
 and every other request goes on."""
 import logging
 import threading
-from typing import TYPE_CHECKING
 
 from .contract import InputError
-
-if TYPE_CHECKING:  # the engine imports this module
-    from .engine import Engine
 
 
 class StillBuilding(InputError):
@@ -18,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 class Builds:
-    def __init__(self, engine: "Engine"):  # app.serve.engine.Engine, which imports this module
+    def __init__(self, engine: "Engine"):  # noqa: F821 (app.serve.engine.Engine, which imports this module)
         self.engine, self.order, self.progress, self.failed = engine, [], {}, {}
         self._more = threading.Condition()
         self._thread = threading.Thread(target=self._build_all, name="datastore-builds", daemon=True)
