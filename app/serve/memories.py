@@ -209,12 +209,17 @@ def parameter_count(name_or_path: str) -> int:
 
 
 def smallest_base(engine: Engine, family: str | None, chosen: str) -> str:
-    """The family's base with the fewest parameters (of those whose config is at hand): the decoder starts there, as
-    in the paper."""
+    """The family's smallest model (of those whose config is at hand): the decoder starts there, as in the paper.
+    Its bases first, then its served decoders: SmolLM2's smallest base is 135M parameters, its decoders 8M."""
+    def of_family(names):
+        return [n for n in names if family is None or engine.family.get(n) == family]
+
+    folders = [engine.bases[n] for n in of_family(engine.bases)]
+    folders += [engine.memories[n].decoder for n in of_family(engine.memories)]
     sizes = {}
-    for name in [n for n in engine.bases if family is None or engine.family.get(n) == family]:
+    for folder in folders:
         try:
-            sizes[engine.bases[name]] = parameter_count(engine.bases[name])
+            sizes.setdefault(folder, parameter_count(folder))
         except (OSError, ValueError):  # a listed hub model never downloaded here
             continue
     return min(sizes, key=sizes.get) if sizes else chosen

@@ -151,7 +151,7 @@ NARROW = ("A memory helps on text like its own corpus, and far less elsewhere: t
           "less on other legal or financial text (statutes, contracts, court decisions, market news).")
 
 
-def default_presets(announce=print) -> list[str]:
+def default_presets(announce=smollm2.say) -> list[str]:
     """What `python app.py` serves when no preset is named: SmolLM2 (the embedded family beside it in the menu) when
     its memories are committed and its base is cached or can be fetched now; else the embedded family, saying why."""
     if not committed_memories("smollm2"):
