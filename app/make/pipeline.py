@@ -333,7 +333,8 @@ def evaluate_step(s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
 def general_step(s: Settings) -> list:
     """What plugging each memory costs outside its domain: the key model alone and with each domain's Memory Decoder
     at the alpha tuned on that domain's validation split, on held-out general text (intervals over its documents)."""
-    with timed("evaluate general text", s):
+    with timed("evaluate general text", s) as run:
+        before = COMPUTED["predictions"]
         folder = s.bases[s.key]
         docs = split_windows(load_tokenizer(folder), GENERAL, "test", s).documents
         resamples = resample_weights(int(docs.max()) + 1)
@@ -348,6 +349,7 @@ def general_step(s: Settings) -> list:
                          "memdec_vs_base": paired_ratio(mixed, base, docs, resamples)})
             say(f"general text, {domain} memory at alpha {alpha:g}: base {rows[-1]['base_only']['ppl']:.2f}, "
                 f"+MemDec {rows[-1]['memdec']['ppl']:.2f}")
+        run["worked"] = COMPUTED["predictions"] > before
     write_results("general", rows, general_table(rows), s)
     return rows
 
