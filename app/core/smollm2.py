@@ -124,14 +124,26 @@ def fetch(announce=say, wheel: Path | None = None) -> Path:
 @lru_cache(maxsize=None)
 def on_hub(repo: str) -> bool:
     """Whether a hub base can be served here: its config is in the hub cache, or the hub answers (a Space) in 3 s."""
-    from huggingface_hub import HfApi, constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(repo, "config.json"), str):
-        return True
-    if constants.HF_HUB_OFFLINE:
-        return False
+    return isinstance(try_to_load_from_cache(repo, "config.json"), str) or (hub_answers() and hub_has(repo))
+
+
+@lru_cache(maxsize=None)
+def hub_has(repo: str) -> bool:
+    """Whether the hub answers for repo within 3 s (offline, refused or slow: no)."""
+    from huggingface_hub import HfApi
+
     try:
         HfApi().model_info(repo, timeout=3)
         return True
-    except Exception:  # offline, refused, slow: the registry's 135M base is served alone
+    except Exception:
         return False
+
+
+@lru_cache(maxsize=1)
+def hub_answers() -> bool:
+    """Asked once per process (about a second where there is no network): the hub is reachable or it is not."""
+    from huggingface_hub import constants
+
+    return not constants.HF_HUB_OFFLINE and hub_has(next(iter(HUB_SIZES.values())))
