@@ -144,3 +144,12 @@ def test_python_app_py_serves_a_hub_preset_offline(standin_hub, tmp_path, preset
         assert (out["knn_unavailable"] is None) == (preset == "gpt2-wikitext")
         assert client.predict(PROMPT, max_new_tokens=3, api_name="/generate")["continuations"]["mix_memdec"]["tokens"]
         assert client.predict(PROMPT, api_name="/score")["perplexity"]["mix_memdec"] > 0
+
+
+def test_served_together_each_memory_keeps_its_weights_for_each_base():
+    """Several presets qualify their names ("gpt2-wikitext/gpt2"); a memory's tuned weights per base still apply."""
+    engine = Engine.from_presets(["embedded", "gpt2-wikitext"])
+    base, memory = "gpt2-wikitext/gpt2-large", "gpt2-wikitext/wikitext"
+    assert engine.weights(base, memory).alpha == 0.55
+    assert engine.knn_settings(base, memory) == (1024, 13.0)
+    assert engine.weights("gpt2-wikitext/gpt2", memory).alpha == 0.8

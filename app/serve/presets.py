@@ -49,6 +49,7 @@ class Memory:
     corpus_tokens: dict = field(default_factory=dict)
 
     def defaults(self, base: str) -> Defaults:
+        base = base.rsplit("/", 1)[-1]  # "smollm2/SmolLM2-135M-Instruct" where several presets are served together
         alpha, knn = self.alpha_by_base.get(base, self.alpha), self.knn_by_base.get(base, {})
         return Defaults(alpha, knn.get("lambda", alpha if self.knn_lambda is None else self.knn_lambda),
                         knn.get("knn_k", self.knn_k), knn.get("temperature", self.knn_temperature),
