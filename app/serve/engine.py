@@ -304,7 +304,9 @@ class Engine:
         name, root, cap = self.bases[base], self.store_roots.get(domain), self.corpus_cap(domain)
         if root is not None:
             return store_under(root, name)
-        # a store over part of a corpus has a folder of its own: the pipeline's store over all of it stays as it is
+        # a store over part of a corpus has a folder of its own: the pipeline's store over all of it stays as it is;
+        # one folder for "smollm2/law" (several presets served together) and "law"
+        domain = domain.rsplit("/", 1)[-1]
         return paths.store_folder(name, domain if cap is None else f"{domain}-first{cap}")
 
     def stream(self, base: str, domain: str, progress=None) -> np.ndarray:
