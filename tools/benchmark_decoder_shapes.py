@@ -53,11 +53,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    print("| layers x width | parameters | fp16 size | s per step | vs 8 x 128 |\n|---|---:|---:|---:|---:|")
-    rows = {name: step_seconds(*shape, args.steps) for name, shape in SHAPES.items()}
-    for name, (seconds, params) in rows.items():
-        print(f"| {name} | {params / 1e6:.1f}M | {2 * params / 1e6:.1f} MB | {seconds:.2f} | "
-              f"{seconds / rows['8 x 128'][0]:.2f}x |")
+    print("| layers x width | parameters | fp16 size | s per step | vs 4 x 128 |\n|---|---:|---:|---:|---:|", flush=True)
+    first = None
+    for name, shape in SHAPES.items():
+        seconds, params = step_seconds(*shape, args.steps)
+        first = first or seconds
+        print(f"| {name} | {params / 1e6:.1f}M | {2 * params / 1e6:.1f} MB | {seconds:.2f} | {seconds / first:.2f}x |",
+              flush=True)
 
 
 if __name__ == "__main__":
