@@ -122,4 +122,4 @@ def test_a_family_with_its_own_decoder_shape_keeps_to_its_folders_and_scores_gen
     held_out, general_docs = read_documents(pipeline.general_held_out(fam)), read_documents(paths.general_corpus())
     assert 1 < len(held_out) and sum(map(len, held_out)) <= 2000 and held_out == general_docs[-len(held_out):]
     assert json.loads((paths.RESULTS / "fam" / "general.json").read_text())[0]["memory"] == "toy"
-    assert "evaluate general text" in json.loads((paths.RESULTS / "fam" / "timings.json").read_text())
+    assert not (paths.RESULTS / "timings.json").exists()  # a step's time, when it took one, is the family's
