@@ -31,7 +31,7 @@ def step_seconds(layers: int, width: int, steps: int) -> tuple[float, int]:
     config.update(dict(hidden_size=width, num_hidden_layers=layers, num_attention_heads=width // 32,
                        num_key_value_heads=width // 32, head_dim=32, intermediate_size=3 * width))
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # the config says fp16, as stored
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     vocab = config.vocab_size
     ids = torch.randint(0, vocab, (16, 128))
