@@ -103,9 +103,10 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256(vocab.encode()).hexdigest()[:16]
 
 
-def embedded(kind: str) -> dict:
-    """name -> folder for committed models/<kind>-<name> that hold weights."""
-    return {p.name[len(kind) + 1:]: p for p in sorted(paths.MODELS.glob(f"{kind}-*")) if any(p.glob("*.safetensors"))}
+def embedded(kind: str, family: str = paths.EMBEDDED) -> dict:
+    """name -> folder for committed models/<kind>-<name> (models/<family>/<kind>-<name>) that hold weights."""
+    folder = paths.family_folder(paths.MODELS, family)
+    return {p.name[len(kind) + 1:]: p for p in sorted(folder.glob(f"{kind}-*")) if any(p.glob("*.safetensors"))}
 
 
 def save_model(model, tokenizer, folder: Path, made_from: dict | None = None):

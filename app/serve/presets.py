@@ -111,11 +111,8 @@ def committed_memories(family: str = paths.EMBEDDED, **fields) -> dict:
     """A family's committed decoders (models/memdec-*, models/<family>/memdec-*) by domain, their corpora the
     committed train splits."""
     memories = {}
-    for folder in sorted(paths.family_folder(paths.MODELS, family).glob("memdec-*")):
-        if not any(folder.glob("*.safetensors")):
-            continue
+    for name, folder in models.embedded("memdec", family).items():
         meta_path = folder / "memdec.json"
-        name = folder.name[len("memdec-"):]
         domain = json.loads(meta_path.read_text()).get("domain", name) if meta_path.exists() else name
         memories[domain] = Memory.from_folder(folder, paths.corpus_path(domain, "train"), EMBEDDED_TEXT.get(domain, ""),
                                               **fields)
