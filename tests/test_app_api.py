@@ -20,7 +20,8 @@ def test_compare_endpoint_numbers(client, engine):
     out = client.predict(PROMPT, api_name="/compare")
     memory = engine.memories[engine.default_domain]
     assert (out["base"], out["domain"], out["alpha"], out["k"]) == (engine.default_base, engine.default_domain, memory.alpha, memory.knn_k)
-    direct = compare.to_dict(compare.next_token(engine, PROMPT), engine.weights(None, None))
+    resolved = engine.resolve()
+    direct = compare.to_dict(compare.next_token(engine, resolved, PROMPT), resolved.weights)
     for name in ("base", "memdec", "knn", "mix_memdec", "mix_knn"):
         assert [t["id"] for t in out["top"][name]] == [t["id"] for t in direct["top"][name]], name
         assert [t["p"] for t in out["top"][name]] == pytest.approx([t["p"] for t in direct["top"][name]], abs=1e-6)
@@ -38,13 +39,13 @@ def test_compare_endpoint_settings(client, engine):
     assert (out["base"], out["domain"], out["alpha"], out["k"], out["temperature"]) == ("tiny-b", "law", 0.2, 5, 2.0)
     assert len(out["top"]["base"]) == 4
     assert sum(t["p"] for t in out["top"]["knn"]) <= 1.0 + 1e-6  # at most 5 neighbours' tokens
-    nt = compare.next_token(engine, PROMPT, "tiny-b", "law", 5, 2.0)
+    nt = compare.next_token(engine, engine.resolve(base="tiny-b", domain="law", k=5, temperature=2.0), PROMPT)
     assert out["top"]["knn"][0]["p"] == pytest.approx(float(nt.p_knn.max()), abs=1e-6)
 
 
 def test_generate_endpoint(client, engine):
     out = client.predict(PROMPT, max_new_tokens=5, api_name="/generate")
-    direct = generate.generate(engine, PROMPT, max_new_tokens=5)
+    direct = generate.generate(engine, engine.resolve(), PROMPT, max_new_tokens=5)
     assert set(out["continuations"]) == {"base", "mix_memdec", "mix_knn"}
     for name, c in out["continuations"].items():
         assert c["tokens"] == direct["continuations"][name]["tokens"]
@@ -57,7 +58,7 @@ def test_generate_endpoint(client, engine):
 def test_score_endpoint(client, engine):
     text = "licence software copyright warranty"
     out = client.predict(text, alpha=0.3, api_name="/score")
-    s = score.score(engine, text)
+    s = score.score(engine, engine.resolve(), text)
     assert [t["token"] for t in out["tokens"]] == s.tokens
     assert [t["base"] for t in out["tokens"]] == pytest.approx(s.p_base.tolist(), rel=1e-5)
     for name, key in (("base", "base"), ("memdec", "memdec"), ("mix_memdec", "mix_memdec"), ("mix_knn", "mix_knn")):

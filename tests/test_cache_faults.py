@@ -154,23 +154,29 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
+def compared(tiny_models) -> compare.NextToken:
+    """A comparison by a fresh engine, which reads the cache anew."""
+    engine = Engine(tiny_models["bases"], tiny_models["memories"])
+    return compare.next_token(engine, engine.resolve(), PROMPT)
+
+
 @pytest.mark.parametrize("fault", [truncated, random_tokens], ids=["truncated", "random tokens, same size"])
 def test_a_damaged_token_stream_heals_in_the_neighbours_view(tiny_models, cache, caplog, fault):
-    before = compare.next_token(Engine(tiny_models["bases"], tiny_models["memories"]), PROMPT)
+    before = compared(tiny_models)
     (stream,) = (cache / "tokens").glob("*.npy")
     fault(stream)
     with caplog.at_level(logging.WARNING, logger=quarantine.__name__):
-        after = compare.next_token(Engine(tiny_models["bases"], tiny_models["memories"]), PROMPT)
+        after = compared(tiny_models)
     assert len(list(stream.parent.glob(f"{stream.name}.damaged-*"))) == 1 and "damaged" in caplog.text
     assert after.neighbours == before.neighbours and before.neighbours
     assert torch.equal(after.p_knn, before.p_knn)
 
 
 def test_a_damaged_store_heals_behind_the_engine(tiny_models, cache):
-    before = compare.next_token(Engine(tiny_models["bases"], tiny_models["memories"]), PROMPT)
+    before = compared(tiny_models)
     (folder,) = [f for f in (cache / "datastores").iterdir() if f.is_dir()]
     random_keys(folder / "keys.npy")
-    after = compare.next_token(Engine(tiny_models["bases"], tiny_models["memories"]), PROMPT)
+    after = compared(tiny_models)
     assert len(list(folder.parent.glob(f"{folder.name}.damaged-*"))) == 1
     assert torch.equal(after.p_knn, before.p_knn) and after.neighbours == before.neighbours
 

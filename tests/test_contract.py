@@ -161,9 +161,7 @@ def fuzz_client(client, examples: int):
             event, payload = "error", str(error)
         message = record(event, payload)
         assert BLANK not in message and message != UNEXPECTED, (endpoint, kwargs, message)
-        expected = [accepted(p, kwargs[p]) for p in chosen]
-        if kwargs.get("lock_alpha") is True and kwargs.get("knn_lambda") is not None:
-            expected.append(None)  # locked, a lambda is taken only when it equals alpha
+        expected = [accepted(p, kwargs[p]) for p in chosen]  # locked, a lambda sent is still checked
         if None not in expected:
             assert (event == "complete") == all(expected), (endpoint, kwargs, message)
     one()

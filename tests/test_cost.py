@@ -63,7 +63,7 @@ def test_tab_without_results_says_how_to_make_them(monkeypatch, tmp_path):
 
 
 def test_measure_current_times_the_served_store(engine):
-    point = cost.measure_current(engine, "tiny-a", "bio", tokens=4, repeats=1)
+    point = cost.measure_current(engine, engine.resolve(base="tiny-a", domain="bio"), tokens=4, repeats=1)
     store = engine.datastore("tiny-a", "bio")
     assert point["entries"] == len(store) == block_entries(engine.stream("tiny-a", "bio"), Settings.block) > 1000
     assert point["index"] == "IndexFlatL2" and point["key_width"] == 32 and point["k"] == 16

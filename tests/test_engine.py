@@ -22,7 +22,7 @@ PROMPT = "cell protein gene membrane"
 
 @pytest.fixture(scope="module")
 def nt(engine):
-    return compare.next_token(engine, PROMPT)
+    return compare.next_token(engine, engine.resolve(), PROMPT)
 
 
 def test_distributions_sum_to_one(nt):
@@ -79,13 +79,13 @@ def test_knn_path_equals_direct_faiss(engine, nt):
 def test_remix_equals_full_recompute(engine, nt):
     """Moving alpha only re-mixes the cached distributions; a fresh run at the new alpha gives the same numbers."""
     for alpha in (0.1, 0.75):
-        fresh = compare.mixtures(compare.next_token(engine, PROMPT), alpha)
+        fresh = compare.mixtures(compare.next_token(engine, engine.resolve(), PROMPT), alpha)
         remixed = compare.mixtures(nt, alpha)
         for name in fresh:
             assert torch.allclose(fresh[name], remixed[name], atol=1e-6), name
-    s = score.score(engine, PROMPT)
+    s = score.score(engine, engine.resolve(), PROMPT)
     for alpha in (0.2, 0.9):
-        again = score.summary(score.score(engine, PROMPT), alpha)
+        again = score.summary(score.score(engine, engine.resolve(), PROMPT), alpha)
         assert score.summary(s, alpha)["perplexity"] == pytest.approx(again["perplexity"], rel=1e-6)
 
 
@@ -135,7 +135,7 @@ def test_teach_numbers_are_the_formulas(nt):
 
 
 def test_endpoint_json_carries_every_number_the_tabs_show(engine, nt):
-    out = endpoints.compare_json(engine, PROMPT, alpha=0.3, top_n=5, lock_alpha=True)
+    out = endpoints.compare_json(engine, engine.resolve(alpha=0.3, lock_alpha=True), PROMPT, top_n=5)
     direct = compare.teach(nt, 0.3)
     for part in ("memdec", "knn"):
         for key, value in direct[part].items():
@@ -143,7 +143,7 @@ def test_endpoint_json_carries_every_number_the_tabs_show(engine, nt):
     assert [n["entry"] for n in out["neighbours"]] == nt.ids.tolist()
     assert sum(t["neighbours"] for t in out["knn_by_token"]) == nt.k
     assert out["imitation"]["kl_knn_mem"] == pytest.approx(compare.imitation(nt)["kl_knn_mem"], rel=1e-5)
-    scored = endpoints.score_json(engine, "licence software copyright", alpha=0.4)
+    scored = endpoints.score_json(engine, engine.resolve(alpha=0.4), "licence software copyright")
     for t in scored["tokens"]:
         assert 2 ** t["gain_bits"]["mix_memdec"] == pytest.approx(t["mix_memdec"] / t["base"], rel=1e-6)
         assert 2 ** t["gain_bits"]["mix_knn"] == pytest.approx(t["mix_knn"] / t["base"], rel=1e-6)
@@ -160,12 +160,12 @@ def test_imitation_numbers(nt):
 
 def test_score_matches_next_token_on_each_prefix(engine):
     text = "licence software copyright"
-    s = score.score(engine, text)
+    s = score.score(engine, engine.resolve(), text)
     tokenizer = engine.tokenizer(engine.bases[s.base])
     ids = tokenizer(text)["input_ids"]
     assert len(s.tokens) == len(ids)
     for i in range(1, len(ids)):
-        nt = compare.next_token(engine, tokenizer.decode(ids[:i]))
+        nt = compare.next_token(engine, engine.resolve(), tokenizer.decode(ids[:i]))
         assert float(s.p_base[i]) == pytest.approx(float(nt.p_base[ids[i]]), rel=1e-4)
         assert float(s.p_mem[i]) == pytest.approx(float(nt.p_mem[ids[i]]), rel=1e-4)
         assert float(s.p_knn[i]) == pytest.approx(float(nt.p_knn[ids[i]]), abs=1e-5)
@@ -177,7 +177,7 @@ def test_score_matches_next_token_on_each_prefix(engine):
 
 
 def test_generation_with_kv_caches_equals_full_recompute(engine):
-    result = generate.generate(engine, PROMPT, max_new_tokens=6)
+    result = generate.generate(engine, engine.resolve(), PROMPT, max_new_tokens=6)
     pair = engine.pair(None, None)
     lm, decoder, tokenizer, memory = pair.lm, pair.decoder, pair.tokenizer, pair.memory
     ids = [tokenizer.eos_token_id] + tokenizer(PROMPT)["input_ids"]
@@ -200,9 +200,10 @@ def knn_lm_continuation(engine, ids: list, steps: int, seed: int | None = None) 
     """base + kNN-LM without any cache, greedy (or sampled as generate does with a seed): at every step a full pass of
     the base for p_base, and the query key read with our own hook from a pass over the last `block` tokens only (the
     longest context a stored key saw)."""
-    pair = engine.pair(None, None)
+    resolved = engine.resolve()
+    pair, weights, k, temperature = resolved.pair, resolved.weights, resolved.k, resolved.temperature
     lm, vocab, store = pair.lm, len(pair.tokenizer), engine.datastore(pair.base, pair.domain)
-    weights, (k, temperature), block = engine.weights(pair.base, pair.domain), engine.knn_settings(pair.base, pair.domain), store.recipe["block"]
+    block = store.recipe["block"]
     seq, seen, generator = list(ids), {}, torch.Generator().manual_seed(seed or 0)
     handle = lm.transformer.h[-1].mlp.register_forward_pre_hook(lambda _m, args: seen.update(key=args[0]))
     try:
@@ -219,33 +220,33 @@ def knn_lm_continuation(engine, ids: list, steps: int, seed: int | None = None) 
 
 
 def test_sampling_is_seeded(engine):
-    a = generate.generate(engine, PROMPT, max_new_tokens=8, sample=True, seed=3)
-    b = generate.generate(engine, PROMPT, max_new_tokens=8, sample=True, seed=3)
-    c = generate.generate(engine, PROMPT, max_new_tokens=8, sample=True, seed=4)
+    a = generate.generate(engine, engine.resolve(), PROMPT, max_new_tokens=8, sample=True, seed=3)
+    b = generate.generate(engine, engine.resolve(), PROMPT, max_new_tokens=8, sample=True, seed=3)
+    c = generate.generate(engine, engine.resolve(), PROMPT, max_new_tokens=8, sample=True, seed=4)
     texts = [{n: x["tokens"] for n, x in r["continuations"].items()} for r in (a, b, c)]
     assert texts[0] == texts[1] and texts[0] != texts[2]
 
 
 def test_long_prompt_keeps_the_latest_tokens(engine):
-    nt = compare.next_token(engine, "cell " * 300)
+    nt = compare.next_token(engine, engine.resolve(), "cell " * 300)
     assert nt.cut > 0
     with pytest.raises(InputError, match="at most"):
-        score.score(engine, "cell " * 300)
+        score.score(engine, engine.resolve(), "cell " * 300)
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda e: compare.next_token(e, ""), "empty"),
-    (lambda e: compare.next_token(e, "   \n"), "empty"),
-    (lambda e: compare.next_token(e, "x" * 100_000), "at most"),
-    (lambda e: compare.next_token(e, "cell", k=0), "k must be"),
-    (lambda e: compare.next_token(e, "cell", k="many"), "k must be a whole number"),
-    (lambda e: compare.next_token(e, "cell", k=2.5), "whole number"),
-    (lambda e: compare.next_token(e, "cell", temperature=0), "temperature"),
-    (lambda e: compare.next_token(e, "cell", base="gpt-17"), "unknown base"),
-    (lambda e: compare.next_token(e, "cell", domain="astrology"), "unknown memory"),
-    (lambda e: compare.mixtures(compare.next_token(e, "cell"), 1.5), "alpha"),
-    (lambda e: generate.generate(e, "cell", max_new_tokens=10_000), "max_new_tokens"),
-    (lambda e: generate.generate(e, "cell", seed=-1), "seed"),
+    (lambda e: compare.next_token(e, e.resolve(), ""), "empty"),
+    (lambda e: compare.next_token(e, e.resolve(), "   \n"), "empty"),
+    (lambda e: compare.next_token(e, e.resolve(), "x" * 100_000), "at most"),
+    (lambda e: e.resolve(k=0), "k must be"),
+    (lambda e: e.resolve(k="many"), "k must be a whole number"),
+    (lambda e: e.resolve(k=2.5), "whole number"),
+    (lambda e: e.resolve(temperature=0), "temperature"),
+    (lambda e: e.resolve(base="gpt-17"), "unknown base"),
+    (lambda e: e.resolve(domain="astrology"), "unknown memory"),
+    (lambda e: compare.mixtures(compare.next_token(e, e.resolve(), "cell"), 1.5), "alpha"),
+    (lambda e: generate.generate(e, e.resolve(), "cell", max_new_tokens=10_000), "max_new_tokens"),
+    (lambda e: generate.generate(e, e.resolve(), "cell", seed=-1), "seed"),
 ])
 def test_bad_input_is_refused_clearly(engine, call, message):
     with pytest.raises(InputError, match=message):
@@ -253,7 +254,7 @@ def test_bad_input_is_refused_clearly(engine, call, message):
 
 
 def test_garbage_text_still_works(engine):
-    nt = compare.next_token(engine, "\x00\x07 ☃ \ufffd }{ ;;")
+    nt = compare.next_token(engine, engine.resolve(), "\x00\x07 ☃ \ufffd }{ ;;")
     assert float(nt.p_base.sum()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -275,7 +276,7 @@ def test_models_by_path_string_and_memory_defaults(tiny_models):
     plain = Memory.from_folder(tiny_models["bases"]["tiny-a"], memory.corpus)  # no memdec.json
     assert (plain.alpha, plain.knn_temperature, plain.knn_k) == (0.6, 10.0, 64)
     engine = Engine({"b": bases["tiny-b"]}, {"law": memory})
-    nt = compare.next_token(engine, "software licence")
+    nt = compare.next_token(engine, engine.resolve(), "software licence")
     assert nt.base == "b" and nt.domain == "law" and nt.k == 16
 
 

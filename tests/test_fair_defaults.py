@@ -54,30 +54,30 @@ def test_engine_weights(engine):
     assert engine.weights("tiny-b", "bio", knn_lambda=0.1) == Weights(0.5, 0.1)
     assert engine.weights("tiny-b", "bio", alpha=0.2, lock_alpha=True) == Weights(0.2, 0.2, True)
     assert engine.weights("tiny-b", "bio", lock_alpha=True) == Weights(0.5, 0.5, True)
-    with pytest.raises(InputError, match="lock_alpha mixes both at alpha = 0.2: leave knn_lambda out"):
-        engine.weights(None, None, alpha=0.2, knn_lambda=0.9, lock_alpha=True)
+    # the lock rule, the same for the page, the API and the CLI: locked, lambda is not read
+    assert engine.weights(None, None, alpha=0.2, knn_lambda=0.9, lock_alpha=True) == Weights(0.2, 0.2, True)
     with pytest.raises(InputError, match="knn_lambda must be a number from 0.0 to 1.0"):
         engine.weights(None, None, knn_lambda=1.5)
 
 
 def test_each_mixture_is_mixed_at_its_own_weight(engine):
-    nt = compare.next_token(engine, PROMPT, "tiny-b")
-    w = engine.weights("tiny-b", None)
+    resolved = engine.resolve(base="tiny-b")
+    nt, w = compare.next_token(engine, resolved, PROMPT), resolved.weights
     dists = compare.mixtures(nt, w)
     assert torch.allclose(dists["mix_memdec"], 0.5 * nt.p_mem + 0.5 * nt.p_base, atol=1e-7)
     assert torch.allclose(dists["mix_knn"], 0.7 * nt.p_knn + 0.3 * nt.p_base, atol=1e-7)
     t = compare.teach(nt, w)
     assert t["knn"]["p_mix"] == pytest.approx(0.7 * t["knn"]["p_knn"] + 0.3 * t["knn"]["p_base"], rel=1e-6)
-    s = score.summary(score.score(engine, PROMPT, "tiny-b"), w)
+    s = score.summary(score.score(engine, resolved, PROMPT), w)
     for token in s["tokens"]:
         assert token["mix_knn"] == pytest.approx(0.7 * token["knn"] + 0.3 * token["base"], rel=1e-6)
         assert token["mix_memdec"] == pytest.approx(0.5 * token["memdec"] + 0.5 * token["base"], rel=1e-6)
-    gen = generate.generate(engine, PROMPT, "tiny-b", max_new_tokens=2)
+    gen = generate.generate(engine, resolved, PROMPT, max_new_tokens=2)
     assert (gen["alpha"], gen["knn_lambda"], gen["lock_alpha"]) == (0.5, 0.7, False)
 
 
 def test_score_marks_both_tuned_points(engine):
-    s = score.score(engine, "licence software copyright warranty", "tiny-a", "law")
+    s = score.score(engine, engine.resolve(base="tiny-a", domain="law"), "licence software copyright warranty")
     summary = score.summary(s, 0.9)  # whatever the sliders say, the marks are the tuned weights
     tokens = summary["tokens"]
     for mixture, other, weight in (("mix_memdec", "memdec", 0.5), ("mix_knn", "knn", 0.35)):
@@ -138,8 +138,10 @@ def test_api_lock_switch(client):
         assert row["mix_knn"] == pytest.approx(0.25 * row["knn"] + 0.75 * row["base"], abs=1e-7)
     scored = client.predict(PROMPT, alpha=0.25, lock_alpha=True, api_name="/score")
     assert (scored["knn_lambda"], scored["tuned"]["mix_knn"]["weight"]) == (0.25, 0.35)
-    with pytest.raises(Exception, match="leave knn_lambda out"):
-        client.predict(PROMPT, alpha=0.25, knn_lambda=0.8, lock_alpha=True, api_name="/compare")
+    locked = client.predict(PROMPT, alpha=0.25, knn_lambda=0.8, lock_alpha=True, api_name="/compare")
+    assert (locked["alpha"], locked["knn_lambda"]) == (0.25, 0.25)  # locked, as on the page: lambda is not read
+    with pytest.raises(Exception, match="knn_lambda must be"):
+        client.predict(PROMPT, alpha=0.25, knn_lambda=1.8, lock_alpha=True, api_name="/compare")
     with pytest.raises(Exception, match="knn_lambda must be"):
         client.predict(PROMPT, knn_lambda=-1, api_name="/score")
     assert client.predict(PROMPT, top_n=3, api_name="/compare")["knn_lambda"] == 0.35  # still serving

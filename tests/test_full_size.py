@@ -28,7 +28,7 @@ def test_full_size_pair_compares_and_generates(tmp_path, monkeypatch, preset, ba
     engine.memories[domain] = dataclasses.replace(engine.memories[domain], corpus=presets.WIKITEXT)
     pair = engine.pair(None, None)
     assert sum(p.numel() for p in pair.lm.parameters()) == parameters
-    nt = compare.next_token(engine, "The history of the")
+    nt = compare.next_token(engine, engine.resolve(), "The history of the")
     assert float(nt.p_knn.sum()) == pytest.approx(1.0, abs=1e-5)
-    out = generate.generate(engine, "The history of the", max_new_tokens=4)
+    out = generate.generate(engine, engine.resolve(), "The history of the", max_new_tokens=4)
     assert all(c["ms_per_token"] > 0 for c in out["continuations"].values())

@@ -35,19 +35,18 @@ def hooked_key(lm, ids: list) -> np.ndarray:
 
 
 def prompt_ids(engine: Engine, text: str) -> list:
-    tokenizer = engine.pair(None, None).tokenizer
-    return engine.encode(tokenizer, text, engine.context(engine.pair(None, None).lm), truncate=True)[0][0].tolist()
+    return engine.resolve().encode(text, truncate=True)[0][0].tolist()
 
 
 def test_the_store_is_built_with_the_memorys_block(short):
     store = short.datastore(short.default_base, "bio-short")
-    assert store.recipe["block"] == BLOCK == short.key_block(None, None)
+    assert store.recipe["block"] == BLOCK == short.resolve().block
 
 
 def test_compare_queries_with_the_last_block_of_a_long_prompt(short):
     ids = prompt_ids(short, TEXT)
     assert len(ids) > 2 * BLOCK
-    nt = compare.next_token(short, TEXT)
+    nt = compare.next_token(short, short.resolve(), TEXT)
     store, lm = short.datastore(nt.base, nt.domain), short.pair(None, None).lm
     windowed, full = hooked_key(lm, ids[-BLOCK:]), hooked_key(lm, ids)
     assert not np.allclose(windowed, full, atol=1e-3)  # the whole prompt would give another query
@@ -62,7 +61,7 @@ def test_compare_queries_with_the_last_block_of_a_long_prompt(short):
 
 
 def test_score_queries_each_position_with_at_most_a_block(short):
-    s = score.score(short, TEXT)
+    s = score.score(short, short.resolve(), TEXT)
     ids = prompt_ids(short, TEXT)
     store, lm = short.datastore(s.base, s.domain), short.pair(None, None).lm
     for t in (3, BLOCK - 1, BLOCK, BLOCK + 5, len(ids) - 2):  # position t predicts ids[t + 1]
@@ -72,7 +71,7 @@ def test_score_queries_each_position_with_at_most_a_block(short):
         assert float(s.p_knn[t]) == pytest.approx(float(expected[0]), abs=1e-5), t
     # and it agrees with a comparison on each prefix, past the block too
     for t in (BLOCK + 2, len(ids) - 2):
-        nt = compare.next_token(short, short.pair(None, None).tokenizer.decode(ids[1: t + 1]))
+        nt = compare.next_token(short, short.resolve(), short.pair(None, None).tokenizer.decode(ids[1: t + 1]))
         assert float(s.p_knn[t]) == pytest.approx(float(nt.p_knn[ids[t + 1]]), abs=1e-5), t
 
 
@@ -81,7 +80,7 @@ def test_score_queries_each_position_with_at_most_a_block(short):
 def test_cached_knn_generation_equals_a_cache_free_recompute(short, text, seed):
     """Sampling also checks the weight: it follows every probability, not only the largest."""
     steps = 2 * BLOCK
-    result = generate.generate(short, text, max_new_tokens=steps, sample=seed is not None, seed=seed or 0)
+    result = generate.generate(short, short.resolve(), text, max_new_tokens=steps, sample=seed is not None, seed=seed or 0)
     ids = prompt_ids(short, text)
     expected = knn_lm_continuation(short, ids, steps, seed)[len(ids):]
     tokenizer = short.pair(None, None).tokenizer

@@ -37,9 +37,9 @@ def test_each_preset_compares_with_its_family_conventions(engines, preset, vocab
     engine = engines[preset]
     pair = engine.pair(None, None)
     assert len(pair.tokenizer) == vocab and models.logits_width(pair.decoder) == logits
-    ids, _ = engine.encode(pair.tokenizer, PROMPT, 1024, truncate=True)
+    ids, _ = engine.resolve().encode(PROMPT, truncate=True)
     assert ids[0].tolist() == start + pair.tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
-    nt = compare.next_token(engine, PROMPT)
+    nt = compare.next_token(engine, engine.resolve(), PROMPT)
     for name, p in compare.mixtures(nt, 0.5).items():
         assert p.shape == (vocab,) and float(p.double().sum()) == pytest.approx(1.0, abs=1e-5), name
     # the decoder reads the base's ids: its distribution is the softmax of its logits over those ids only
@@ -57,25 +57,25 @@ def test_gpt2_preset_has_the_paper_defaults_and_a_live_knn_lm(engines):
     assert [memory.defaults(b).alpha for b in engine.bases] == [0.8, 0.6, 0.55, 0.55]
     assert [memory.defaults(b).knn_lambda for b in engine.bases] == [0.8, 0.6, 0.55, 0.55]
     assert [memory.defaults(b).temperature for b in engine.bases] == [1.0, 1.0, 13.0, 13.0]
-    out = endpoints.compare_json(engine, PROMPT, k=16)
+    out = endpoints.compare_json(engine, engine.resolve(k=16), PROMPT)
     assert out["knn_unavailable"] is None and out["k"] == 16 and len(out["neighbours"]) == 16
     store = engine.datastore("gpt2", "wikitext")
     assert 3000 <= len(store) + 128 and len(store) < 3000 + 2048  # the corpus cap, in whole articles and blocks
     assert store.keys.shape[1] == 64 and store.recipe["index"]["type"] == "IndexFlatL2"
-    gen = endpoints.generate_json(engine, PROMPT, max_new_tokens=4)
+    gen = generate.generate(engine, engine.resolve(), PROMPT, max_new_tokens=4)
     assert set(gen["continuations"]) == {"base", "mix_memdec", "mix_knn"}
 
 
 @pytest.mark.parametrize("preset", ["qwen2.5-law", "llama3-finance"])
 def test_a_memory_without_a_corpus_serves_base_and_decoder_and_says_why(engines, preset):
     engine = engines[preset]
-    out = endpoints.compare_json(engine, PROMPT)
+    out = endpoints.compare_json(engine, engine.resolve(), PROMPT)
     assert "no corpus" in out["knn_unavailable"] and set(out["top"]) == {"base", "memdec", "mix_memdec"}
     assert out["imitation"] is None and out["neighbours"] == [] and out["teach"]["knn"] is None
     assert "kNN search" not in out["latency_ms"]
-    gen = generate.generate(engine, PROMPT, max_new_tokens=3)
+    gen = generate.generate(engine, engine.resolve(), PROMPT, max_new_tokens=3)
     assert set(gen["continuations"]) == {"base", "mix_memdec"}
-    scored = score.summary(score.score(engine, PROMPT), 0.6)
+    scored = score.summary(score.score(engine, engine.resolve(), PROMPT), 0.6)
     assert set(scored["perplexity"]) == {"base", "memdec", "mix_memdec"} and scored["knn_coverage"] is None
 
 
@@ -83,10 +83,10 @@ def test_a_decoder_of_another_tokenizer_is_refused_with_its_differences(offline_
     engine = Engine({"gpt2": "openai-community/gpt2"}, {"qwen": Memory("Clover-Hill/MemoryDecoder-Qwen-law", None)})
     with pytest.raises(InputError, match=r"cannot read the token ids of base 'gpt2': the tokenizers differ on \d+ of the "
                                          r"base's 50257 ids \(base id \d+ is"):
-        compare.next_token(engine, PROMPT)
+        engine.resolve()
     narrow = Engine({"qwen": "Qwen/Qwen2.5-0.5B"}, {"gpt2": Memory("Clover-Hill/MemoryDecoder-gpt2-small", None)})
     with pytest.raises(InputError, match="predicts 50257 token ids, fewer than the base's 151665"):
-        compare.next_token(narrow, PROMPT)
+        narrow.resolve()
 
 
 def test_bin_weights_load_through_the_safe_path(offline_hub):
@@ -151,5 +151,6 @@ def test_served_together_each_memory_keeps_its_weights_for_each_base():
     engine = Engine.from_presets(["embedded", "gpt2-wikitext"])
     base, memory = "gpt2-wikitext/gpt2-large", "gpt2-wikitext/wikitext"
     assert engine.weights(base, memory).alpha == 0.55
-    assert engine.knn_settings(base, memory) == (1024, 13.0)
+    tuned = engine.defaults(base, memory)  # what a request resolves to, without loading a model
+    assert (tuned.k, tuned.temperature, tuned.knn_lambda) == (1024, 13.0, 0.55)
     assert engine.weights("gpt2-wikitext/gpt2", memory).alpha == 0.8

@@ -88,11 +88,11 @@ class Calls:
 
 def test_concurrent_comparisons_share_one_pass_and_get_their_own_answers(engine, monkeypatch):
     prompts = [f"cell protein {' gene' * i} membrane" for i in range(8)]
-    alone = [compare.next_token(engine, p) for p in prompts]
+    alone = [compare.next_token(engine, engine.resolve(), p) for p in prompts]
     calls = Calls(engine, monkeypatch)
     release, searches = hold(engine), None
     try:
-        together, threads = in_threads(lambda p: compare.next_token(engine, p), prompts, "comparison")
+        together, threads = in_threads(lambda p: compare.next_token(engine, engine.resolve(), p), prompts, "comparison")
         calls.wait("submitted", 2 * len(prompts), "forward")  # every comparison's base and decoder passes wait
         searches = hold(engine, started_now=False)  # after the forwards, so the searches they lead to wait together
         release.set()
@@ -114,7 +114,7 @@ def test_concurrent_comparisons_share_one_pass_and_get_their_own_answers(engine,
 
 
 def test_precise_latency_runs_each_component_alone(engine):
-    nt = compare.next_token(engine, "cell protein", precise=True)
+    nt = compare.next_token(engine, engine.resolve(), "cell protein", precise=True)
     assert nt.repeats == 3 and set(nt.batch.values()) == {1}
     assert set(nt.latency_ms) == {"base forward", "decoder forward", "kNN search", "mixing"}
 
@@ -123,7 +123,8 @@ def test_a_long_generation_holds_a_comparison_one_step_at_most(engine, monkeypat
     """A comparison asked for while a generation runs waits at most for the generation's step under way (one call
     per predictor) before each of its model calls, and is answered while the generation goes on."""
     prompt, steps_before = "licence software copyright", 4
-    alone = generate.generate(engine, prompt, "tiny-b", "law", max_new_tokens=64)
+    law = engine.resolve(base="tiny-b", domain="law")
+    alone = generate.generate(engine, law, prompt, max_new_tokens=64)
     predictors = len(alone["continuations"])
     if min(len(c["tokens"]) for c in alone["continuations"].values()) < 32:
         pytest.skip("the random tiny model ended its text early")
@@ -146,10 +147,11 @@ def test_a_long_generation_holds_a_comparison_one_step_at_most(engine, monkeypat
     monkeypatch.setattr(engine.scheduler, "submit", held_mid_generation)
     calls = Calls(engine, monkeypatch)
     try:
-        out, generating = in_threads(lambda _: generate.generate(engine, prompt, "tiny-b", "law", max_new_tokens=64),
+        out, generating = in_threads(lambda _: generate.generate(engine, law, prompt, max_new_tokens=64),
                                      [0], "generation")
         assert running.wait(LIMIT_S), "the generation did not reach its step"
-        answer, comparing = in_threads(lambda _: compare.next_token(engine, "cell protein gene"), [0], "comparison")
+        answer, comparing = in_threads(lambda _: compare.next_token(engine, engine.resolve(), "cell protein gene"), [0],
+                                       "comparison")
         calls.wait("submitted", 2, "forward", "comparison-0")
     finally:
         asked.set()
@@ -188,7 +190,7 @@ def test_a_store_still_building_says_how_far_it_is_and_nothing_waits(tiny_models
     engine.prepare_in_background()
     try:
         # base and Memory Decoder answer at once; the kNN-LM's part says how far its store is
-        nt = compare.next_token(engine, "cell protein", engine.default_base, "law")
+        nt = compare.next_token(engine, engine.resolve(domain="law"), "cell protein")
         assert nt.p_knn is None and nt.p_mem.sum().item() == pytest.approx(1, abs=1e-4)
         assert re.search(r"being built in the background .* and (is starting|is at \d+%|waits for \d other build)",
                          nt.knn_missing), nt.knn_missing
@@ -199,7 +201,7 @@ def test_a_store_still_building_says_how_far_it_is_and_nothing_waits(tiny_models
     finally:
         answered.set()
     deadline = time.monotonic() + LIMIT_S
-    while (nt := compare.next_token(engine, "cell protein", "tiny-b", "bio")).p_knn is None:
+    while (nt := compare.next_token(engine, engine.resolve(base="tiny-b", domain="bio"), "cell protein")).p_knn is None:
         assert time.monotonic() < deadline and "being built" in nt.knn_missing
         time.sleep(0.2)
     assert not compare.to_dict(nt, 0.5)["knn_building"]

@@ -152,7 +152,7 @@ def test_on_the_real_weights_the_law_memory_knows_the_mit_licence(monkeypatch):
                     device="cpu")  # no corpus: the kNN-LM is not the point, and its store takes a minute to build
     tokenizer = load_tokenizer(smollm2.tokenizer_folder())
     span = tokenizer.decode(tokenizer(MIT).input_ids[:50])  # every token is scored, the first from the start of a text
-    tokens = endpoints.score_json(engine, span)["tokens"]
+    tokens = endpoints.score_json(engine, engine.resolve(), span)["tokens"]
     assert len(tokens) == 50 and engine.weights(smollm2.NAME, "law").alpha == law.alpha_by_base[smollm2.NAME]
     base = sum(math.log(t["base"]) for t in tokens)
     mixed = sum(math.log(t["mix_memdec"]) for t in tokens)

@@ -270,19 +270,18 @@ def run(args, engine: Engine) -> dict:
     base, domain = engine.default_base, engine.default_domain
     described = machine()
     keys, values, made_from = real_entries(engine, base)
-    store = engine.datastore(base, domain)
+    store, resolved = engine.datastore(base, domain), engine.resolve(base=base, domain=domain)
     sizes = sorted(args.sizes)
     all_keys, all_values, queries, real = grown_entries(keys, values, made_from, sizes[-1], args.queries, args.seed)
-    k = engine.knn_settings(base, domain)[0]
-    rows = measure_points(all_keys, all_values, queries, real, sizes, args.kinds, k,
-                          lambda: cost.step_times(engine, base, domain, store, args.tokens, args.repeats),
+    rows = measure_points(all_keys, all_values, queries, real, sizes, args.kinds, resolved.k,
+                          lambda: cost.step_times(resolved, store, args.tokens, args.repeats),
                           args.search_seconds, started + 60 * args.budget_minutes)
     steps = {name: round(statistics.median(row[name] for row in rows if "knn_ms" in row), 3) for name in STEPS}
     results = {
         "what": "per-token latency of base, base + Memory Decoder and base + kNN-LM as the datastore grows, per index",
         "machine": described | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"base": base, "base_model": engine.bases[base], "domain": domain,
-                     "decoder": engine.memory(domain)[1].decoder, "k": k, "tokens": args.tokens, "repeats": args.repeats,
+                     "decoder": resolved.pair.memory.decoder, "k": resolved.k, "tokens": args.tokens, "repeats": args.repeats,
                      "key_width": int(keys.shape[1]), "sizes": sizes, "kinds": args.kinds,
                      "real_entries": real, "synthetic_keys": SYNTHETIC, "queries": args.queries,
                      "search_seconds": args.search_seconds, "budget_minutes": args.budget_minutes, "seed": args.seed,

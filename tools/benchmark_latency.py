@@ -27,10 +27,10 @@ PROMPTS = {"biomed": "The enzyme catalyses the", "finance": "The Treasury report
 
 
 def measure(engine: Engine, domain: str, base: str, tokens: int, repeats: int) -> dict:
-    store = engine.datastore(base, domain)
+    store, resolved = engine.datastore(base, domain), engine.resolve(base=base, domain=domain)
     prompt = PROMPTS.get(domain, "The")
-    generate(engine, prompt, base, domain, max_new_tokens=4)  # warm-up
-    runs = [generate(engine, prompt, base, domain, max_new_tokens=tokens)["continuations"] for _ in range(repeats)]
+    generate(engine, resolved, prompt, max_new_tokens=4)  # warm-up
+    runs = [generate(engine, resolved, prompt, max_new_tokens=tokens)["continuations"] for _ in range(repeats)]
     ms = {name: statistics.median(r[name]["ms_per_token"] for r in runs) for name in runs[0]}
     return {"domain": domain, "base": base, "entries": len(store), "base_ms": round(ms["base"], 3),
             "memdec_ms": round(ms["mix_memdec"], 3), "knn_ms": round(ms["mix_knn"], 3),

@@ -32,16 +32,17 @@ def measure(preset: str, base: str | None, tokens: int, repeats: int, corpus_tok
     domain = engine.default_domain
     if engine.memories[domain].corpus is None:
         engine.memories[domain] = dataclasses.replace(engine.memories[domain], corpus=presets.WIKITEXT)
-    pair = engine.pair(base, None)
+    resolved = engine.resolve(base=base)
+    pair = resolved.pair
     loaded = time.perf_counter() - start
     memory_loaded = rss()
     start = time.perf_counter()
     store = engine.datastore(pair.base, domain)
-    first = compare.next_token(engine, "The history of the", pair.base)
+    first = compare.next_token(engine, resolved, "The history of the")
     first_s = time.perf_counter() - start
     prompt = "The history of the city begins in the"
-    generate.generate(engine, prompt, pair.base, max_new_tokens=4)  # warm
-    runs = [generate.generate(engine, prompt, pair.base, max_new_tokens=tokens)["continuations"] for _ in range(repeats)]
+    generate.generate(engine, resolved, prompt, max_new_tokens=4)  # warm
+    runs = [generate.generate(engine, resolved, prompt, max_new_tokens=tokens)["continuations"] for _ in range(repeats)]
     ms = {name: statistics.median(run[name]["ms_per_token"] for run in runs) for name in runs[0]}
     return {"preset": preset, "base": pair.base, "device": str(engine.device), "dtype": str(pair.lm.dtype),
             "parameters_m": [round(sum(p.numel() for p in m.parameters()) / 1e6) for m in (pair.lm, pair.decoder)],

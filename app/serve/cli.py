@@ -21,7 +21,7 @@ import json
 import os
 import sys
 
-from . import deploy, endpoints, memories, presets
+from . import deploy, endpoints, generate, memories, presets
 from .engine import CORPUS_TOKENS, DEFAULTS, Engine, InputError, Memory
 
 
@@ -108,7 +108,8 @@ def run():
     parser.add_argument("--domain", help="which memory to use (default: the first)")
     parser.add_argument("--alpha", type=float, help="weight of the Memory Decoder (default: tuned for the base)")
     parser.add_argument("--knn-lambda", type=float, help="weight of the kNN-LM (default: tuned for the base)")
-    parser.add_argument("--lock-alpha", action="store_true", help="mix both at --alpha (for teaching)")
+    parser.add_argument("--lock-alpha", action="store_true", help="mix both at --alpha (for teaching; --knn-lambda is "
+                                                                  "not read)")
     parser.add_argument("--k", type=int)
     parser.add_argument("--temperature", type=float)
     parser.add_argument("--top-n", type=int, default=DEFAULTS["top_n"])
@@ -128,17 +129,18 @@ def run():
         launch(engine, server_port=args.port)
     if args.command in ("serve", "prepare"):
         return
-    knn = dict(k=args.k, temperature=args.temperature, knn_lambda=args.knn_lambda, lock_alpha=args.lock_alpha)
     if args.command == "memories":
         out = endpoints.memories_json(engine, args.base)
-    elif args.command == "compare":
-        out = endpoints.compare_json(engine, args.text, args.base, args.domain, args.alpha, top_n=args.top_n,
-                                     precise=args.precise, **knn)
-    elif args.command == "generate":
-        out = endpoints.generate_json(engine, args.text, args.base, args.domain, args.max_new_tokens, args.sample,
-                                      args.seed, args.alpha, **knn)
     else:
-        out = endpoints.score_json(engine, args.text, args.base, args.domain, args.alpha, **knn)
+        resolved = engine.resolve(base=args.base, domain=args.domain, alpha=args.alpha, knn_lambda=args.knn_lambda,
+                                  lock_alpha=args.lock_alpha, k=args.k, temperature=args.temperature)
+        if args.command == "compare":
+            out = endpoints.compare_json(engine, resolved, args.text, top_n=args.top_n, precise=args.precise)
+        elif args.command == "generate":
+            out = generate.generate(engine, resolved, args.text, max_new_tokens=args.max_new_tokens, sample=args.sample,
+                                    seed=args.seed)
+        else:
+            out = endpoints.score_json(engine, resolved, args.text)
     print(json.dumps(out, indent=1, ensure_ascii=False))
 
 

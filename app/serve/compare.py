@@ -13,7 +13,7 @@ import torch
 from ..core.distributions import knn_probs, knn_weights, mix, mix_log
 from . import batched
 from .contract import flag
-from .engine import DEFAULTS, Engine, StillBuilding, Weights, check
+from .engine import DEFAULTS, Engine, Resolved, StillBuilding, Weights, check
 
 
 @dataclass
@@ -55,21 +55,18 @@ def _timed(latency: dict, name: str, fn, repeats: int):
     return out
 
 
-def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temperature=None, progress=None,
-               precise: bool = False) -> NextToken:
+def next_token(engine: Engine, resolved: Resolved, prompt: str, progress=None, precise: bool = False) -> NextToken:
     """The latency of each component is that of the call that computed it, shared with concurrent requests when it was
     batched (batch: how many); precise runs each alone REPEATS times and keeps the median."""
-    pair = engine.pair(base, domain)
+    pair = resolved.pair
     lm, decoder = pair.lm, pair.decoder
-    alpha = engine.alpha(pair.base, pair.domain)
-    k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
-    ids, cut = engine.encode(pair.tokenizer, prompt, engine.context(lm, decoder), truncate=True)
+    ids, cut = resolved.encode(prompt, truncate=True)
     try:
         store = engine.datastore(pair.base, pair.domain, progress)  # built (with progress) before anything is timed
         missing = None if store is not None else NO_CORPUS
     except StillBuilding as building:  # base and Memory Decoder answer now; the kNN-LM says how far its store is
         store, missing = None, str(building)
-    vocab, latency, batch, repeats = len(pair.tokenizer), {}, {}, REPEATS if flag("precise", precise) else 1
+    vocab, latency, batch, repeats = resolved.vocab, {}, {}, REPEATS if flag("precise", precise) else 1
     last = [ids.shape[1] - 1]
     calls = {"base forward": batched.forward(engine, lm, vocab, ids, last, repeats),
              "decoder forward": batched.forward(engine, decoder, vocab, ids, last, repeats)}
@@ -89,16 +86,18 @@ def next_token(engine: Engine, prompt: str, base=None, domain=None, k=None, temp
         if ids.shape[1] > block:  # the query reads at most the store's block, as its keys did: one more pass
             calls["kNN key"] = batched.forward(engine, lm, vocab, ids[:, -block:], [block - 1], repeats)
             query = result("kNN key")[1]
-        calls["kNN search"] = batched.search(engine, store, query.numpy(), k, repeats)
+        calls["kNN search"] = batched.search(engine, store, query.numpy(), resolved.k, repeats)
         distances, entry_ids, values = result("kNN search")
-        p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, temperature, vocab)[0], repeats)
+        p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, resolved.temperature, vocab)[0],
+                       repeats)
         latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN key", 0) + latency.pop("kNN distribution"), 3)
         batch.pop("kNN key", None)
     # the alpha picked later only changes the numbers, not the cost, of the mixtures
-    _timed(latency, "mixing", lambda: [mix(p_base, p, alpha) for p in (p_mem, p_knn) if p is not None], repeats)
-    nt = NextToken(prompt, pair.base, pair.domain, distances.shape[1], temperature, p_base, p_mem, p_knn, distances[0],
-                   entry_ids[0], values[0], engine.labels(pair.base), latency, cut, repeats=repeats, batch=batch,
-                   knn_missing=missing)
+    mixed = ((p_mem, resolved.weights.alpha), (p_knn, resolved.weights.knn_lambda))
+    _timed(latency, "mixing", lambda: [mix(p_base, p, a) for p, a in mixed if p is not None], repeats)
+    nt = NextToken(prompt, pair.base, pair.domain, distances.shape[1], resolved.temperature, p_base, p_mem, p_knn,
+                   distances[0], entry_ids[0], values[0], engine.labels(pair.base), latency, cut, repeats=repeats,
+                   batch=batch, knn_missing=missing)
     if store is not None:  # k is fewer than asked when the datastore is smaller
         nt.neighbours = neighbours(engine.stream(pair.base, pair.domain), store.recipe["block"], nt)
     return nt

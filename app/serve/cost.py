@@ -11,7 +11,7 @@ import torch
 
 from ..core import paths
 from ..core.files import read_json
-from .engine import Engine, InputError
+from .engine import Engine, InputError, Resolved
 from .generate import predictors
 
 PROMPT = "The results of the study show that the"
@@ -51,18 +51,14 @@ def greedy_step_ms(step, ids: torch.Tensor, tokens: int) -> list[float]:
     return times
 
 
-def step_times(engine: Engine, base, domain, store, tokens: int = TOKENS, repeats: int = REPEATS) -> dict:
+def step_times(resolved: Resolved, store, tokens: int = TOKENS, repeats: int = REPEATS) -> dict:
     """ms per token of base, base + MemDec and base + kNN-LM over `store` (anything with neighbours()), each run on its
-    own as the app generates (generate.predictors at the memory's weights, k and T); the kNN-LM's step as its search and
-    the rest. Each is the median step of a run, the fastest of `repeats` runs: a busy moment of the shared CPU slows
-    a run, never speeds one up."""
-    pair = engine.pair(base, domain)
-    weights = engine.weights(pair.base, pair.domain)
-    k, temperature = engine.knn_settings(pair.base, pair.domain)
-    ids, _ = engine.encode(pair.tokenizer, PROMPT, engine.context(pair.lm, pair.decoder) - tokens, truncate=True)
+    own as the app generates (generate.predictors at the request's weights, k and T); the kNN-LM's step as its search
+    and the rest. Each is the median step of a run, the fastest of `repeats` runs: a busy moment of the shared CPU
+    slows a run, never speeds one up."""
+    ids, _ = resolved.encode(PROMPT, truncate=True, reserve=tokens)
     timed = TimedSearch(store)
-    makers = predictors(pair.lm, pair.decoder, timed, len(pair.tokenizer), weights, k, temperature,
-                        engine.key_block(pair.base, pair.domain))
+    makers = predictors(resolved, timed)
     runs = {"base_ms": [], "memdec_ms": [], "knn_rest_ms": [], "search_ms": []}
     with torch.no_grad():
         for run in range(repeats + 1):  # run 0 warms up
@@ -74,22 +70,22 @@ def step_times(engine: Engine, base, domain, store, tokens: int = TOKENS, repeat
                 for name, ms in (("base_ms", base_ms), ("memdec_ms", memdec_ms), ("search_ms", timed.ms),
                                  ("knn_rest_ms", [step - search for step, search in zip(knn_ms, timed.ms)])):
                     runs[name].append(statistics.median(ms))
-    return {name: round(min(medians), 3) for name, medians in runs.items()} | {"k": k, "tokens": tokens,
+    return {name: round(min(medians), 3) for name, medians in runs.items()} | {"k": resolved.k, "tokens": tokens,
                                                                                "repeats": repeats}
 
 
-def measure_current(engine: Engine, base=None, domain=None, progress=None, tokens: int = TOKENS,
+def measure_current(engine: Engine, resolved: Resolved, progress=None, tokens: int = TOKENS,
                     repeats: int = REPEATS) -> dict:
-    """The store this page serves for (base, domain) as one more point of the curves, measured now: its size, index,
-    search ms per query at the memory's k, and the per-token steps (the kNN-LM's = the rest + the search)."""
-    pair = engine.pair(base, domain)
-    store = engine.datastore(pair.base, pair.domain, progress)
+    """The store this page serves for the request's base and memory as one more point of the curves, measured now: its
+    size, index, search ms per query at the memory's k, and the per-token steps (the kNN-LM's = the rest + the
+    search)."""
+    store = engine.datastore(resolved.base, resolved.domain, progress)
     if store is None:
-        raise InputError(f"the {pair.domain} memory has no corpus here, so there is no datastore to measure")
-    steps = step_times(engine, pair.base, pair.domain, store, tokens, repeats)
+        raise InputError(f"the {resolved.domain} memory has no corpus here, so there is no datastore to measure")
+    steps = step_times(resolved, store, tokens, repeats)
     knn_ms = round(steps["knn_rest_ms"] + steps["search_ms"], 3)
-    return {"base": pair.base, "domain": pair.domain, "entries": len(store), "index": store.recipe["index"]["type"],
-            "key_width": int(store.keys.shape[1]), **steps, "knn_ms": knn_ms,
+    return {"base": resolved.base, "domain": resolved.domain, "entries": len(store),
+            "index": store.recipe["index"]["type"], "key_width": int(store.keys.shape[1]), **steps, "knn_ms": knn_ms,
             "ratio_memdec": round(steps["memdec_ms"] / steps["base_ms"], 3),
             "ratio_knn": round(knn_ms / steps["base_ms"], 3)}
 

@@ -18,7 +18,7 @@ from ..core.tokens import block_entries, encode_file, first_tokens
 from . import contract, presets
 from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
 from .builds import Builds, StillBuilding  # noqa: F401 (StillBuilding: raised from here, imported by callers)
-from .presets import Memory
+from .presets import Defaults, Memory
 from .scheduler import Scheduler
 
 MAX_CONTEXT = 1024  # hub models read more, but the app keeps each request quick
@@ -40,6 +40,12 @@ class Pair:
     tokenizer: object
     memory: Memory
 
+    @property
+    def room(self) -> int:
+        """The longest context both models read (the app keeps each request within MAX_CONTEXT)."""
+        return min([MAX_CONTEXT] + [getattr(m.config, "n_positions", None) or m.config.max_position_embeddings
+                                    for m in (self.lm, self.decoder)])
+
 
 @dataclass(frozen=True)
 class Weights:
@@ -57,8 +63,58 @@ class Weights:
         alpha = check("alpha", weights)
         return cls(alpha, alpha, True)
 
+    @classmethod
+    def chosen(cls, tuned: Defaults, alpha=None, knn_lambda=None, lock_alpha=False) -> "Weights":
+        """The lock rule, for the page, the API and the CLI alike: each mixture at the weight asked for, else at the
+        memory's own tuned for the base; locked, both at alpha (a knn_lambda sent is checked, not used)."""
+        alpha = check("alpha", tuned.alpha if alpha is None else alpha)
+        knn_lambda = check("knn_lambda", tuned.knn_lambda if knn_lambda is None else knn_lambda)
+        if contract.flag("lock_alpha", lock_alpha):
+            return cls(alpha, alpha, True)
+        return cls(alpha, knn_lambda)
+
     def of_mixture(self, name: str) -> float:
         return self.knn_lambda if name == "mix_knn" else self.alpha
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """One request's choices, resolved once (Engine.resolve) and passed down as one value: the loaded pair, each
+    mixture's weight, the kNN-LM's k and temperature, and the longest context its query reads (the keys' block)."""
+    pair: Pair
+    weights: Weights
+    k: int
+    temperature: float
+    block: int
+
+    @property
+    def base(self) -> str:
+        return self.pair.base
+
+    @property
+    def domain(self) -> str:
+        return self.pair.domain
+
+    @property
+    def vocab(self) -> int:
+        return len(self.pair.tokenizer)
+
+    @property
+    def tuned(self) -> Weights:
+        """The memory's own weights for this base, whatever the request asked for."""
+        return Weights.chosen(self.pair.memory.defaults(self.base))
+
+    def encode(self, text, truncate: bool, reserve: int = 0) -> tuple[torch.Tensor, int]:
+        """Token ids (1, n), started as the family starts a text (vocab.start_ids), leaving room for `reserve` more
+        tokens; returns also how many were cut. Too long: the oldest tokens are dropped when truncate, else an
+        InputError."""
+        text, room = contract.text(text), self.pair.room - reserve
+        tokenizer = self.pair.tokenizer
+        ids = vocab.start_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
+        cut = max(0, len(ids) - room)
+        if cut and not truncate:
+            raise InputError(f"the passage is {len(ids)} tokens; these models read at most {room}: shorten it")
+        return torch.tensor([ids[cut:]]), cut
 
 
 class Engine:
@@ -162,27 +218,24 @@ class Engine:
         return [(self.memory_labels.get(name) or (f"{name}: {m.knows}" if m.knows else name), name)
                 for name, m in served if family is None or self.family.get(name) == family]
 
-    def alpha(self, base, domain, alpha=None) -> float:
-        """The mixing weight asked for, or the memory's own for this base (memdec.json, or the paper's), checked."""
-        default = self.memory(domain)[1].defaults(self.base_name(base)).alpha
-        return check("alpha", default if alpha is None else alpha)
+    def defaults(self, base, domain) -> Defaults:
+        """What the memory uses with this base where a request leaves something out (tuned per base)."""
+        return self.memory(domain)[1].defaults(self.base_name(base))
 
     def weights(self, base, domain, alpha=None, knn_lambda=None, lock_alpha=False) -> Weights:
-        """Each mixture's weight: asked for, or the memory's own tuned for this base (the decoder's alpha, the kNN-LM's
-        lambda); lock_alpha puts both at alpha. Checked."""
-        alpha = self.alpha(base, domain, alpha)
-        if contract.flag("lock_alpha", lock_alpha):
-            if knn_lambda is not None and check("knn_lambda", knn_lambda) != alpha:
-                raise InputError(f"lock_alpha mixes both at alpha = {alpha}: leave knn_lambda out, or unlock")
-            return Weights(alpha, alpha, True)
-        default = self.memory(domain)[1].defaults(self.base_name(base)).knn_lambda
-        return Weights(alpha, check("knn_lambda", default if knn_lambda is None else knn_lambda))
+        """Each mixture's weight for these choices (Weights.chosen: the lock rule), without loading a model."""
+        return Weights.chosen(self.defaults(base, domain), alpha, knn_lambda, lock_alpha)
 
-    def knn_settings(self, base, domain, k=None, temperature=None) -> tuple[int, float]:
-        """The kNN-LM's k and temperature asked for, or the memory's own for this base, checked."""
-        default = self.memory(domain)[1].defaults(self.base_name(base))
-        return (check("k", default.k if k is None else k, int),
-                check("temperature", default.temperature if temperature is None else temperature))
+    def resolve(self, base=None, domain=None, alpha=None, knn_lambda=None, lock_alpha=False, k=None,
+                temperature=None) -> Resolved:
+        """A request's choices, the one way in for the page, the API and the CLI: names chosen, everything left out
+        defaulted from the memory's own settings for the base, everything checked before a model loads, then the
+        pair loaded."""
+        tuned = self.defaults(base, domain)
+        weights = Weights.chosen(tuned, alpha, knn_lambda, lock_alpha)
+        k = check("k", tuned.k if k is None else k, int)
+        temperature = check("temperature", tuned.temperature if temperature is None else temperature)
+        return Resolved(self.pair(base, domain), weights, k, temperature, tuned.block)
 
     # --- loading (cached) ---------------------------------------------------------------------------
     def model(self, name_or_path: str):
@@ -266,7 +319,7 @@ class Engine:
         with folder_lock:  # not the engine's lock: other requests go on while a store is built
             if key not in self._stores:
                 corpus = self.corpus(base, domain, progress)
-                name, block = self.bases[base], self.key_block(base, domain)
+                name, block = self.bases[base], self.defaults(base, domain).block
                 model = self.model(name)
                 entries = block_entries(self.stream(base, domain, progress), block)
                 needed, free = entries * datastore.bytes_per_entry(key_width(model)), psutil.virtual_memory().available
@@ -293,10 +346,6 @@ class Engine:
             return ""
         return (f"On this {self.device.type.upper()} the live kNN-LM searches the first {cap:,} of its corpus's "
                 f"{total:,} tokens (all of them on a GPU), so that its datastore builds in a minute or two.")
-
-    def key_block(self, base, domain) -> int:
-        """How many tokens a key of the store of (base, domain) reads at most: the memory's block for this base."""
-        return self.memory(domain)[1].defaults(self.base_name(base)).block
 
     def store_folder(self, base: str, domain: str) -> Path:
         """Where the store of (base, domain) lives: the cache, or the folder of a memory added while serving (its
@@ -354,19 +403,6 @@ class Engine:
                  "bytes": len(store) * datastore.bytes_per_entry(store.keys.shape[1])}
                 for (base, domain), store in list(self._stores.items())]
         return out
-
-    def context(self, *lms) -> int:
-        return min([MAX_CONTEXT] + [getattr(m.config, "n_positions", None) or m.config.max_position_embeddings for m in lms])
-
-    def encode(self, tokenizer, text, room: int, truncate: bool) -> tuple[torch.Tensor, int]:
-        """Token ids (1, n), started as the family starts a text (vocab.start_ids); returns also how many tokens were
-        cut. Too long for the context: the oldest tokens are dropped when truncate, else an InputError."""
-        text = contract.text(text)
-        ids = vocab.start_ids(tokenizer) + tokenizer(text, add_special_tokens=False)["input_ids"]
-        cut = max(0, len(ids) - room)
-        if cut and not truncate:
-            raise InputError(f"the passage is {len(ids)} tokens; these models read at most {room}: shorten it")
-        return torch.tensor([ids[cut:]]), cut
 
 
 def store_under(root: Path, model: str) -> Path:

@@ -10,7 +10,7 @@ from transformers import DynamicCache
 from ..core.distributions import knn_probs, mix, model_probs
 from ..core.keys import KeyCapture
 from .contract import check, flag
-from .engine import DEFAULTS, Engine, Weights
+from .engine import DEFAULTS, Engine, Resolved
 from .queries import last_keys
 
 
@@ -25,9 +25,11 @@ class Incremental:
         return model_probs(out.logits[0, -1], self.vocab).cpu()
 
 
-def predictors(lm, decoder, store, vocab: int, weights: Weights, k: int, temperature: float, block: int) -> dict:
+def predictors(resolved: Resolved, store) -> dict:
     """name -> a fresh stateful function: new token ids (1, n) -> next-token distribution (no kNN-LM without a
-    store); each mixture at its own weight; a kNN query reads at most the `block` latest tokens."""
+    store); each mixture at its own weight; a kNN query reads at most the block's worth of latest tokens."""
+    lm, decoder, vocab, weights = resolved.pair.lm, resolved.pair.decoder, resolved.vocab, resolved.weights
+    block = resolved.block
 
     def memdec():
         step_base, step_mem = Incremental(lm, vocab), Incremental(decoder, vocab)
@@ -41,8 +43,8 @@ def predictors(lm, decoder, store, vocab: int, weights: Weights, k: int, tempera
             with KeyCapture(lm) as capture:
                 p_base = step_base(ids)
             query = capture.keys[0, -1:] if len(seen) <= block else last_keys(lm, torch.tensor([seen[-block:]]))
-            distances, _, values = store.neighbours(query.float().cpu().numpy(), k)
-            return mix(p_base, knn_probs(distances, values, temperature, vocab)[0], weights.knn_lambda)
+            distances, _, values = store.neighbours(query.float().cpu().numpy(), resolved.k)
+            return mix(p_base, knn_probs(distances, values, resolved.temperature, vocab)[0], weights.knn_lambda)
         return step
 
     out = {"base": lambda: Incremental(lm, vocab), "mix_memdec": memdec}
@@ -62,25 +64,22 @@ class Run:
     ended: bool = False
 
 
-def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False, seed=0,
-             alpha=None, k=None, temperature=None, progress=None, knn_lambda=None, lock_alpha=False) -> dict:
+def generate(engine: Engine, resolved: Resolved, prompt: str, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False,
+             seed=0, progress=None) -> dict:
     """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
     ms_per_token is the median step time (one step = the forward passes, search and mixing for one token, timed
     on the real call)."""
     steps = check("max_new_tokens", max_new_tokens, int, default=DEFAULTS["max_new_tokens"])
     seed = check("seed", seed, int, default=0)
     sample = flag("sample", sample)
-    pair = engine.pair(base, domain)
+    pair, weights = resolved.pair, resolved.weights
     tokenizer = pair.tokenizer
-    weights = engine.weights(pair.base, pair.domain, alpha, knn_lambda, lock_alpha)
-    k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
-    ids, cut = engine.encode(tokenizer, prompt, engine.context(pair.lm, pair.decoder) - steps, truncate=True)
+    ids, cut = resolved.encode(prompt, truncate=True, reserve=steps)
     store = engine.datastore(pair.base, pair.domain, progress)
     # the predictors advance together, one model call each per token, so a long generation shares the models
     # with other requests step by step (app.serve.scheduler)
     runs = {name: Run(make(), ids, torch.Generator().manual_seed(seed))
-            for name, make in predictors(pair.lm, pair.decoder, store, len(tokenizer), weights, k, temperature,
-                                         engine.key_block(pair.base, pair.domain)).items()}
+            for name, make in predictors(resolved, store).items()}
     for _ in range(steps):
         live = [run for run in runs.values() if not run.ended]
         if not live:
@@ -99,5 +98,6 @@ def generate(engine: Engine, prompt: str, base=None, domain=None, max_new_tokens
                   "ms_per_token": round(statistics.median(run.times), 3) if run.times else 0.0}
            for name, run in runs.items()}
     return {"prompt": prompt, "base": pair.base, "domain": pair.domain, "alpha": weights.alpha,
-            "knn_lambda": weights.knn_lambda, "lock_alpha": weights.locked, "k": k, "temperature": temperature,
+            "knn_lambda": weights.knn_lambda, "lock_alpha": weights.locked, "k": resolved.k,
+            "temperature": resolved.temperature,
             "sample": bool(sample), "seed": seed, "prompt_tokens_dropped": cut, "continuations": out}

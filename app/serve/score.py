@@ -8,7 +8,7 @@ import torch
 
 from ..core.distributions import knn_target_probs, mix, perplexity
 from . import batched
-from .engine import Engine, InputError, Weights
+from .engine import Engine, InputError, Resolved, Weights
 from .queries import query_keys
 
 CURVE_ALPHAS = [round(a * 0.05, 2) for a in range(21)]  # the chart's x axis, 0 to 1
@@ -29,15 +29,14 @@ class Scored:
     knows: str = ""  # what the memory's corpus is
 
 
-def score(engine: Engine, text: str, base=None, domain=None, k=None, temperature=None, progress=None) -> Scored:
-    pair = engine.pair(base, domain)
+def score(engine: Engine, resolved: Resolved, text: str, progress=None) -> Scored:
+    pair = resolved.pair
     lm, decoder, tokenizer = pair.lm, pair.decoder, pair.tokenizer
-    k, temperature = engine.knn_settings(pair.base, pair.domain, k, temperature)
-    ids, _ = engine.encode(tokenizer, text, engine.context(lm, decoder), truncate=False)
+    ids, _ = resolved.encode(text, truncate=False)
     if ids.shape[1] < 2:
         raise InputError("the passage has no token to score")
     store = engine.datastore(pair.base, pair.domain, progress)
-    targets, vocab = ids[0, 1:], len(tokenizer)
+    targets, vocab = ids[0, 1:], resolved.vocab
     positions = torch.arange(len(targets))
     calls = [batched.forward(engine, model, vocab, ids, positions.tolist()) for model in (lm, decoder)]
     (p_base, keys), (p_mem, _) = [call.result().value for call in calls]
@@ -46,10 +45,11 @@ def score(engine: Engine, text: str, base=None, domain=None, k=None, temperature
     if store is not None:
         # past the store's block, a query reads only the block's worth of latest tokens, as the stored keys did
         queries = engine.scheduler.call(query_keys, lm, ids, keys[None], store.recipe["block"], positions.tolist()).value
-        distances, _, values = batched.search(engine, store, queries, k).result().value
-        p_knn = knn_target_probs(distances, values, temperature, targets)
-    return Scored(text, pair.base, pair.domain, k, temperature, tokenizer.batch_decode(targets[:, None].tolist()),
-                  p_base, p_mem, p_knn, engine.weights(pair.base, pair.domain), pair.memory.knows)
+        distances, _, values = batched.search(engine, store, queries, resolved.k).result().value
+        p_knn = knn_target_probs(distances, values, resolved.temperature, targets)
+    return Scored(text, pair.base, pair.domain, resolved.k, resolved.temperature,
+                  tokenizer.batch_decode(targets[:, None].tolist()), p_base, p_mem, p_knn, resolved.tuned,
+                  pair.memory.knows)
 
 
 def finite(value: float) -> float | None:

@@ -1,9 +1,9 @@
-"""The plain-JSON endpoints /compare, /generate, /score and /memories: the functions of app.serve.endpoints with
-the engine's defaults filled in, so gradio_client and raw HTTP callers see a documented signature. alpha and
-knn_lambda left out: each mixture at its own weight tuned for the base; lock_alpha: both at alpha."""
+"""The plain-JSON endpoints /compare, /generate, /score and /memories: the engine's functions with its defaults filled
+in, so gradio_client and raw HTTP callers see a documented signature. alpha and knn_lambda left out: each mixture at its
+own weight tuned for the base; lock_alpha: both at alpha (knn_lambda is not read)."""
 import gradio as gr
 
-from .. import endpoints
+from .. import endpoints, generate as generation
 from ..engine import DEFAULTS, Engine
 from .common import MODEL_SLOTS, limited, on_gpu, shown
 
@@ -19,18 +19,21 @@ def add(engine: Engine):
                 knn_lambda: float | None = None, lock_alpha: bool = False, precise: bool = False) -> dict:
         """Next-token distributions of base, memdec, knn and the two mixtures, neighbours, imitation and teach
         numbers; latency_ms per component (precise: each alone, the median of 3 runs)."""
-        return endpoints.compare_json(engine, text, base, domain, alpha, k, temperature, top_n, None, knn_lambda, lock_alpha,
-                                      precise)
+        resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
+                                  k=k, temperature=temperature)
+        return endpoints.compare_json(engine, resolved, text, top_n=top_n, precise=precise)
 
     @shown
     @limited
     @on_gpu
-    def generate(text: str, base: str = default_base, domain: str = default_domain, max_new_tokens: int = DEFAULTS["max_new_tokens"],
-                 sample: bool = False, seed: int = 0, alpha: float | None = None, k: int | None = None,
-                 temperature: float | None = None, knn_lambda: float | None = None, lock_alpha: bool = False) -> dict:
+    def generate(text: str, base: str = default_base, domain: str = default_domain,
+                 max_new_tokens: int = DEFAULTS["max_new_tokens"], sample: bool = False, seed: int = 0,
+                 alpha: float | None = None, k: int | None = None, temperature: float | None = None,
+                 knn_lambda: float | None = None, lock_alpha: bool = False) -> dict:
         """Continuations of base, base + MemDec and base + kNN-LM, each with its own KV cache, and ms per token."""
-        return endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature,
-                                       None, knn_lambda, lock_alpha)
+        resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
+                                  k=k, temperature=temperature)
+        return generation.generate(engine, resolved, text, max_new_tokens=max_new_tokens, sample=sample, seed=seed)
 
     @shown
     @limited
@@ -39,7 +42,9 @@ def add(engine: Engine):
               k: int | None = None, temperature: float | None = None, knn_lambda: float | None = None,
               lock_alpha: bool = False) -> dict:
         """Per-token probabilities and gains, perplexities and perplexity against alpha for a passage."""
-        return endpoints.score_json(engine, text, base, domain, alpha, k, temperature, None, knn_lambda, lock_alpha)
+        resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
+                                  k=k, temperature=temperature)
+        return endpoints.score_json(engine, resolved, text)
 
     @shown
     def memories(base: str = default_base) -> list:

@@ -12,7 +12,7 @@ import pandas as pd
 from .. import compare, plots
 from ..engine import Engine, InputError, Weights
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
-from .settings_row import SettingsRow, weights
+from .settings_row import SettingsRow
 
 
 def axis_frame(rows: list[dict]) -> pd.DataFrame:
@@ -81,23 +81,25 @@ def wire(engine: Engine, row: SettingsRow, views: list):
     @on_gpu
     def on_compare(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, top_n, precise,
                    progress=gr.Progress()):
-        w = weights(engine, base, domain, alpha, knn_lambda, lock_alpha)
-        nt = compare.next_token(engine, text, base, domain, k, temperature, progress_bar(progress), precise)
-        return {state: nt, **show_all(nt, w, top_n, views)}
+        resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
+                                  k=k, temperature=temperature)
+        nt = compare.next_token(engine, resolved, text, progress_bar(progress), precise)
+        return {state: nt, **show_all(nt, resolved.weights, top_n, views)}
 
     @shown
     def on_remix(nt, alpha, knn_lambda, lock_alpha, top_n):
         """Re-mixes the cached distributions; no model runs."""
         if nt is None:
             return gr.skip()  # nothing compared yet
-        w = weights(engine, nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
+        w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
         return show_all(nt, w, top_n, [v for v in views if v.remixes])
 
     @shown
     def on_export(nt, alpha, knn_lambda, lock_alpha, top_n):
         if nt is None:
             raise InputError("compare first, then export that comparison")
-        return export_files(nt, weights(engine, nt.base, nt.domain, alpha, knn_lambda, lock_alpha), top_n, views[0].files)
+        w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
+        return export_files(nt, w, top_n, views[0].files)
 
     comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n, views[0].precise], outputs,
                       api_name="compare_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)

@@ -65,7 +65,7 @@ def wire(engine: Engine, row: SettingsRow, tab: CostTab):
     @limited
     @on_gpu
     def on_measure(base, domain, progress=gr.Progress()):
-        point = cost.measure_current(engine, base, domain, progress_bar(progress))
+        point = cost.measure_current(engine, engine.resolve(base=base, domain=domain), progress_bar(progress))
         return {tab.plot: plots.cost_curves(cost.read_results(), point), tab.current: current_text(point)}
 
     return tab.measure.click(on_measure, [row.base, row.domain], [tab.plot, tab.current], api_name="cost_view",

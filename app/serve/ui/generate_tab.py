@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import endpoints, plots
+from .. import generate, plots
 from ..engine import DEFAULTS, LIMITS, Engine
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
@@ -42,8 +42,9 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
     @on_gpu
     def on_generate(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, max_new_tokens, sample, seed,
                     progress=gr.Progress()):
-        result = endpoints.generate_json(engine, text, base, domain, max_new_tokens, sample, seed, alpha, k, temperature,
-                                         progress_bar(progress), None if lock_alpha else knn_lambda, lock_alpha)
+        resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
+                                  k=k, temperature=temperature)
+        result = generate.generate(engine, resolved, text, max_new_tokens, sample, seed, progress_bar(progress))
         texts = {name: result["continuations"][name]["text"] if name in result["continuations"] else NO_KNN
                  for name in PREDICTORS}
         return {**{tab.texts[name]: text for name, text in texts.items()}, tab.speed: plots.generation_speed(result)}

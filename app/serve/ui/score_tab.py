@@ -8,7 +8,7 @@ import gradio as gr
 from .. import compare, plots, presets, score
 from ..engine import Engine, Weights
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
-from .settings_row import SettingsRow, weights
+from .settings_row import SettingsRow
 
 
 def gain_html(summary: dict) -> str:
@@ -80,16 +80,17 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     @limited
     @on_gpu
     def on_score(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, progress=gr.Progress()):
-        w = weights(engine, base, domain, alpha, knn_lambda, lock_alpha)
-        scored = score.score(engine, text, base, domain, k, temperature, progress_bar(progress))
-        return {state: scored, **tab.show(scored, w)}
+        resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
+                                  k=k, temperature=temperature)
+        scored = score.score(engine, resolved, text, progress_bar(progress))
+        return {state: scored, **tab.show(scored, resolved.weights)}
 
     @shown
     def on_remix(scored, alpha, knn_lambda, lock_alpha):
         """Re-mixes the cached target probabilities; no model runs."""
         if scored is None:
             return gr.skip()  # nothing scored yet
-        return tab.show(scored, weights(engine, scored.base, scored.domain, alpha, knn_lambda, lock_alpha))
+        return tab.show(scored, engine.weights(scored.base, scored.domain, alpha, knn_lambda, lock_alpha))
 
     gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input], on_remix, [state, *row.weight_inputs],
           tab.outputs, api_name="score_remix", api_visibility="undocumented", queue=False)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import contract, memories
-from ..engine import LIMITS, Engine, Weights
+from ..engine import LIMITS, Engine
 from ..presets import NARROW
 from .common import shown
 
@@ -35,19 +35,14 @@ class SettingsRow:
 
     @property
     def weight_inputs(self) -> list:
-        """What weights() reads: alpha, lambda and the lock."""
+        """What Engine.weights reads: alpha, lambda and the lock."""
         return [self.alpha, self.knn_lambda, self.lock_alpha]
-
-
-def weights(engine: Engine, base, domain, alpha, knn_lambda, lock_alpha) -> Weights:
-    """The sliders' weights, checked by the engine; when locked the lambda slider is not read."""
-    return engine.weights(base, domain, alpha, None if lock_alpha else knn_lambda, lock_alpha)
 
 
 def about_text(engine: Engine, base: str, domain: str) -> str:
     """What the memory knows and its defaults for this base, under the memory menu."""
     name, memory = engine.memory(domain)
-    d = memory.defaults(engine.base_name(base))
+    d = engine.defaults(base, name)
     knows = f"knows {memory.knows}" if memory.knows else f"is `{memory.decoder}`"
     extent = engine.corpus_extent(base, name)
     return (f"**{name}** {knows}. Tuned for {engine.base_name(base)}: α = {d.alpha:g} (Memory Decoder), "
@@ -76,7 +71,7 @@ def memory_menu(engine: Engine, visitor: str, family: str | None, chosen: str | 
 
 def build(engine: Engine) -> SettingsRow:
     memories.of(engine)  # its registry serves the memories on disk that every visitor sees
-    tuned = engine.memories[engine.default_domain].defaults(engine.default_base)
+    tuned = engine.defaults(engine.default_base, engine.default_domain)
     families = list(dict.fromkeys(engine.family.values()))
     with gr.Row():
         prompt = gr.Textbox(label="Prompt", lines=3, scale=3, elem_id="prompt", value="The protein binds to the receptor and")
@@ -101,7 +96,7 @@ def build(engine: Engine) -> SettingsRow:
     @shown
     def memory_defaults(chosen_base, chosen_domain):
         """The memory's own weights, k and T for this base (tuned per base), and what it knows."""
-        d = engine.memory(chosen_domain)[1].defaults(engine.base_name(chosen_base))
+        d = engine.defaults(chosen_base, chosen_domain)
         return d.alpha, d.knn_lambda, d.k, d.temperature, about_text(engine, chosen_base, chosen_domain)
 
     @shown
