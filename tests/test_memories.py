@@ -31,7 +31,7 @@ def serving(engine: Engine):
     try:
         yield url
     finally:
-        memories.of(engine).stop_all()
+        memories.of(engine).jobs.stop_all()
         demo.close()
 
 
@@ -125,7 +125,7 @@ def test_another_session_cannot_see_an_upload(served, built, tiny_models, tmp_pa
     with pytest.raises(Exception, match="no memory"):
         other.predict(details["id"], api_name="/memory_show")
     assert details["id"] in json.dumps(owner_client.predict(api_name="/memory_list")[1])
-    assert details["id"] not in json.dumps(engine.memory_choices(None)) + models_panel.panel_text(engine)
+    assert details["id"] not in json.dumps(memories.of(engine).choices(None)) + models_panel.panel_text(engine)
     # a server started with --share-memories lists uploads to everyone
     shared = Engine(tiny_models["bases"], tiny_models["memories"], share_memories=True)
     with serving(shared) as shared_url:
@@ -246,7 +246,7 @@ def test_quotas_per_visitor_and_in_all(served, tmp_path, monkeypatch):
     monkeypatch.setattr(memories, "TOTAL_BYTES", 2**30)
     monkeypatch.setattr(memories, "SESSION_MEMORIES", 1)
     client.predict(made["id"], None, None, api_name="/memory_delete")  # deleting makes room again
-    assert not (memories.root() / made["id"]).exists() and made["id"] not in served[1].private
+    assert not (memories.root() / made["id"]).exists() and made["id"] not in memories.of(served[1]).private
     assert build(client, corpus_file(tmp_path, "second.txt"))["name"] == "second"
 
 
@@ -255,12 +255,12 @@ def test_uploads_go_when_their_session_ends_or_after_a_day_unused(served, tmp_pa
     registry, path = memories.of(engine), corpus_file(tmp_path)
     closed = registry.build(memories.owner("a closed page"), "closed", "tiny-a", upload=path)
     registry.forget(memories.owner("a closed page"))  # what the page's session State does when the session ends
-    assert not closed.folder.exists() and closed.id not in engine.private
+    assert not closed.folder.exists() and closed.id not in registry.private
     idle = registry.build(memories.owner("an idle page"), "idle", "tiny-a", upload=path)
     day_ago = time.time() - memories.UNUSED_TTL_S - 60
     os.utime(idle.folder / "memory.json", (day_ago, day_ago))
     registry.sweep()
-    assert not idle.folder.exists() and idle.id not in engine.private
+    assert not idle.folder.exists() and idle.id not in registry.private
 
 
 def test_command_line_builds_and_distils(tiny_models, tmp_path):

@@ -3,7 +3,7 @@ base, memory, weights, k and T, each defaulted from the memory's own settings). 
 (app.serve.generate)."""
 from dataclasses import asdict
 
-from . import compare, score
+from . import compare, memories, score
 from .contract import check
 from .engine import DEFAULTS, Engine, Resolved
 
@@ -26,7 +26,7 @@ def memories_json(engine: Engine, base=None, owner=None) -> list[dict]:
     """The memories a visitor may pick: what each one's corpus is, whether it has a live kNN-LM, and its defaults
     for the base (each mixture's own weight, k, T, and the block its keys read)."""
     base, out = engine.base_name(base), []
-    for label, name in engine.memory_choices(owner, engine.family.get(base)):
+    for label, name in memories.of(engine).choices(owner, engine.family.get(base)):
         memory = engine.memory(name)[1]
         out.append({"name": name, "label": label, "knows": memory.knows, "live_knn": memory.corpus is not None,
                     "defaults": asdict(memory.defaults(base))})

@@ -1,7 +1,7 @@
 """The model set the app compares, loaded lazily and cached: base LMs, Memory Decoders with their domain
 corpora, and one live kNN-LM datastore per (base, domain), built from the base's own keys. Memories can be added
-while serving (a visitor's upload, app.serve.memories); one added for a single visitor is private: it is found by its
-name but listed to that visitor only.
+while serving (app.serve.memories); a visitor's own stay in that registry, which the engine asks for a name it does
+not serve to everyone.
 
 No gradio here: the UI, the API and the CLI all call the same Engine.
 """
@@ -133,9 +133,9 @@ class Engine:
         self.corpus_tokens = corpus_tokens or CORPUS_TOKENS.get(self.device.type, CORPUS_TOKENS["cpu"])
         self._models, self._tokenizers, self._fingerprints, self._stores, self._streams = {}, {}, {}, {}, {}
         self._labels, self._checked, self._corpora = {}, {}, {}
-        # memories added while serving: the private ones (name -> (owner, Memory)), kept out of self.memories so that
-        # nothing lists them to others; labels for the menu; the folders that hold their stores
-        self.private, self.memory_labels, self.store_roots = {}, {}, {}
+        # visitors' own memories are kept by their registry (app.serve.memories), which sets itself here: the engine
+        # asks it for a name it does not serve to everyone, and never lists what it holds
+        self.visitors = None
         self.lock = threading.RLock()  # guards the caches of loaded models and stores
         self.scheduler = Scheduler()  # every model call of a request goes through it (app.serve.batched)
         self.builds = None  # once serving: the datastores built in the background (app.serve.builds)
@@ -179,44 +179,35 @@ class Engine:
         return contract.choice("base model", base, self.bases)
 
     def memory(self, domain) -> tuple[str, Memory]:
-        domain = contract.choice("memory", domain, {**self.memories, **self.private}, listed=self.memories)
-        return domain, self.memories[domain] if domain in self.memories else self.private[domain][1]
+        """A memory served to everyone (None: the first), or one a visitor's registry finds by its name."""
+        own = self.visitors.find(domain) if self.visitors and domain not in self.memories else None
+        if own is not None:
+            return domain, own
+        domain = contract.choice("memory", domain, self.memories)
+        return domain, self.memories[domain]
 
-    def add_memory(self, name: str, memory: Memory, family: str | None = None, label: str | None = None,
-                   store_root: Path | None = None, owner: str | None = None):
-        """Serves a memory made while running: its datastores go under store_root when given; with an owner it is
-        listed to that owner only (memory_choices) and left out of the Models panel."""
+    def add_memory(self, name: str, memory: Memory, family: str | None = None):
+        """Serves a memory made while running (an operator's, or an upload shared with every visitor)."""
         with self.lock:
-            if owner:
-                self.private[name] = (owner, memory)
-            else:
-                self.memories[name] = memory
-            self.memory_labels[name] = label or name
+            self.memories[name] = memory
             if family:
                 self.family[name] = family
-            if store_root:
-                self.store_roots[name] = Path(store_root)
 
-    def remove_memory(self, name: str):
-        """Forgets an added memory and frees what it alone held (its stores, its decoder)."""
+    def drop_memory(self, name: str, memory: Memory):
+        """Stops serving a memory added while running and frees what it alone held (its stores, its decoder)."""
         with self.lock:
-            memory = self.memories.pop(name, None) or self.private.pop(name, (None, None))[1]
-            for table in (self.memory_labels, self.store_roots, self.family):
-                table.pop(name, None)
+            self.memories.pop(name, None)
+            self.family.pop(name, None)
             for table in (self._stores, self._checked):
                 for key in [key for key in table if key[1] == name]:
                     del table[key]
-            others = list(self.memories.values()) + [m for _, m in self.private.values()]
-            if memory and memory.decoder and all(m.decoder != memory.decoder for m in others):
+            if memory.decoder and all(m.decoder != memory.decoder for m in self.memories.values()):
                 self._models.pop(memory.decoder, None)
 
-    def memory_choices(self, owner: str | None = None, family: str | None = None) -> list[tuple[str, str]]:
-        """(label, name) of the memories a visitor may pick, of one family (all when None): the served ones and the
-        visitor's own."""
-        served = list(self.memories.items()) + [(name, m) for name, (their, m) in list(self.private.items()) if their == owner]
-        # named as it was added, else by its name and what its corpus is
-        return [(self.memory_labels.get(name) or (f"{name}: {m.knows}" if m.knows else name), name)
-                for name, m in served if family is None or self.family.get(name) == family]
+    def memory_choices(self, family: str | None = None) -> list[tuple[str, str]]:
+        """(label, name) of the memories served to everyone, of one family (all when None)."""
+        return [(m.label or (f"{name}: {m.knows}" if m.knows else name), name)
+                for name, m in list(self.memories.items()) if family is None or self.family.get(name) == family]
 
     def defaults(self, base, domain) -> Defaults:
         """What the memory uses with this base where a request leaves something out (tuned per base)."""
@@ -350,7 +341,7 @@ class Engine:
     def store_folder(self, base: str, domain: str) -> Path:
         """Where the store of (base, domain) lives: the cache, or the folder of a memory added while serving (its
         memories with and without a decoder share one store there)."""
-        name, root, cap = self.bases[base], self.store_roots.get(domain), self.corpus_cap(domain)
+        name, root, cap = self.bases[base], self.memory(domain)[1].store_root, self.corpus_cap(domain)
         if root is not None:
             return store_under(root, name)
         # a store over part of a corpus has a folder of its own: the pipeline's store over all of it stays as it is;
@@ -390,15 +381,15 @@ class Engine:
 
     def loaded(self) -> list[dict]:
         """What is in memory now: each model's role, id, size and where it runs, and each datastore's entries."""
-        roles = {m.decoder: PRIVATE for _, m in list(self.private.values())}  # named to no one but their owner
-        roles.update({path: f"base {name}" for name, path in self.bases.items()})
+        # what belongs to a visitor (their memories are not in self.memories) is named to no one
+        roles = {path: f"base {name}" for name, path in self.bases.items()}
         roles.update({m.decoder: f"Memory Decoder {name}" for name, m in list(self.memories.items())})
-        out = [{"role": roles.get(path, path), "id": PRIVATE if roles.get(path) == PRIVATE else path,
+        out = [{"role": roles.get(path, PRIVATE), "id": path if path in roles else PRIVATE,
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "bytes": sum(p.numel() * p.element_size() for p in model.parameters()), "dtype": str(model.dtype),
                 "device": str(model.device)} for path, model in list(self._models.items())]  # a snapshot: others may load
-        out += [{"role": f"datastore {base} / {PRIVATE if domain in self.private else domain}",
-                 "id": PRIVATE if domain in self.private else str(self.store_folder(base, domain)),
+        out += [{"role": f"datastore {base} / {domain if domain in self.memories else PRIVATE}",
+                 "id": str(self.store_folder(base, domain)) if domain in self.memories else PRIVATE,
                  "entries": len(store), "index": store.recipe["index"]["type"],
                  "bytes": len(store) * datastore.bytes_per_entry(store.keys.shape[1])}
                 for (base, domain), store in list(self._stores.items())]

@@ -1,7 +1,7 @@
-"""Memories that visitors bring (the "Your memory" tab, its API and `cli memory`): a text uploaded or pasted, split
-into train and validation by document; a live kNN-LM over it for a chosen base, served at once; and a Memory Decoder
-distilled from it by a separate process, `python -m app.make.distil FOLDER` (the serving half never imports the making
-half), watched through the files that process writes.
+"""Memories that visitors bring (the "Your memory" tab, its API and `cli memory`): a text uploaded or pasted (read and
+split by app.serve.uploads); a live kNN-LM over it for a chosen base, served at once; and a Memory Decoder distilled
+from it by a separate process (app.serve.distillations). This module keeps the registry: who owns what, the quotas,
+and the sweeping of what nobody uses.
 
 Each memory is one folder under the cache, written under a temporary name and renamed into place, so it exists whole
 or not at all. An upload belongs to the page session that made it: it is listed to that session only (unless the
@@ -9,46 +9,33 @@ server shares memories) and deleted when the session ends or after a day unused.
 belong to the operator and are served to everyone.
 """
 import atexit
-import gzip
 import hashlib
-import json
 import os
-import re
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 import time
 import weakref
-import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-import psutil
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from ..core import datastore, paths
 from ..core.documents import write_documents
 from ..core.files import read_json, write_json
-from ..core.settings import Settings
-from ..core.vocab import document_start_ids
 from . import contract
+from .distillations import Jobs
+from .uploads import check_name, read_pasted, read_upload, split
 from .engine import Engine, InputError, Memory, key_width, store_under
 
-MAX_BYTES = 1_000_000  # of text, unpacked: about 250k tokens here, a distillation of about 16 minutes on 2 CPU cores
-KINDS = (".txt.gz", ".txt", ".jsonl")
-SECTION_CHARS = 2_000  # longer documents are cut, so that one long text still splits into train and validation
-VALIDATION_EVERY = 10  # every tenth document is held out for validation
 SESSION_MEMORIES, SESSION_BYTES = 3, 2**30  # what one visitor may keep: a 100k-token memory takes about 190 MB
 TOTAL_BYTES = 8 * 2**30  # all uploads together
 UNUSED_TTL_S = 24 * 3600  # an upload nobody has touched for this long is deleted
 OPERATOR = "operator"  # the owner of memories made with `python -m app.serve.cli memory build`
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,39}")
 LEFTOVERS = (".tmp", ".deleting")  # folders of a write or a deletion under way (or cut off)
 DECODER_SUFFIX = "+memdec"
 # Distillation steps of 4096 tokens: 3 per 1000 tokens of text, about 12 passes over it (the pipeline makes 9 over its
@@ -60,7 +47,6 @@ STEPS_PER_TOKEN, MIN_STEPS, MAX_STEPS = 3 / 1000, 30, 900
 # Other families scale by the same rule, which is rougher for them.
 START_S, SEARCH_S_PER_FLOP, STEP_S_PER_PARAMETER = 15.0, 2.0e-11, 5.6e-7
 TARGET_BYTES_PER_TOKEN = 400  # kNN targets on disk (measured: 360 on 90k tokens, dozens of next tokens per position)
-FINISHED = ("done", "failed", "cancelled", "not started")
 
 
 @dataclass
@@ -98,106 +84,6 @@ def root() -> Path:
 def owner(session_hash: str) -> str:
     """A page session as a name that can be written to disk; the session id itself is never stored."""
     return hashlib.sha256(session_hash.encode()).hexdigest()[:16]
-
-
-# --- reading what a visitor gives ----------------------------------------------------------------------------------
-def limits_text() -> str:
-    return (f"`.txt` (documents separated by a blank line), `.txt.gz`, or `.jsonl` (one document per line, in a `text` "
-            f"field), at most {MAX_BYTES / 1e6:g} MB of UTF-8 text; or paste it. One document in {VALIDATION_EVERY} is "
-            f"held out for validation; documents longer than {SECTION_CHARS:,} characters are cut into sections.")
-
-
-def read_upload(path) -> tuple[str, list[str]]:
-    """(a name from the file's, its documents), or an InputError that says what is wrong with the file."""
-    filename = Path(path).name
-    kind = next((k for k in KINDS if filename.lower().endswith(k)), None)
-    if kind is None:
-        raise InputError(f"{filename}: only .txt, .txt.gz and .jsonl files are read")
-    if kind == ".txt.gz":
-        try:
-            with gzip.open(path) as f:
-                data = f.read(MAX_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as error:
-            raise InputError(f"{filename} is not a readable gzip file ({error})") from None
-    elif os.path.getsize(path) > MAX_BYTES:
-        raise InputError(f"{filename} is {os.path.getsize(path) / 1e6:.1f} MB, over the {MAX_BYTES / 1e6:g} MB limit")
-    else:
-        data = Path(path).read_bytes()
-    text = decoded(filename, data)
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", filename[: -len(kind)]).strip("-_")[:40] or "upload"
-    return stem, jsonl_documents(filename, text) if kind == ".jsonl" else text_documents(text)
-
-
-def read_pasted(text: str) -> list[str]:
-    return text_documents(decoded("the pasted text", text.encode()))
-
-
-def decoded(what: str, data: bytes) -> str:
-    if not data.strip():
-        raise InputError(f"{what} is empty")
-    if len(data) > MAX_BYTES:
-        raise InputError(f"{what} holds more than {MAX_BYTES / 1e6:g} MB of text, the limit")
-    if b"\0" in data:
-        raise InputError(f"{what} is binary, not text")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{what} is not UTF-8 text (byte 0x{data[error.start]:02x} at position {error.start:,}): "
-                         "save it as UTF-8") from None
-
-
-def text_documents(text: str) -> list[str]:
-    return [d.strip() for d in re.split(r"\n\s*\n", text) if d.strip()]
-
-
-def jsonl_documents(filename: str, text: str) -> list[str]:
-    documents = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"{filename}, line {number}, is not JSON") from None
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-            raise InputError(f'{filename}, line {number}, has no "text" field holding a string')
-        documents += [record["text"].strip()] if record["text"].strip() else []
-    return documents
-
-
-def sections(document: str) -> list[str]:
-    """A document cut at line or word breaks into pieces of at most SECTION_CHARS characters."""
-    out = []
-    while len(document) > SECTION_CHARS:
-        cut = document.rfind("\n", 0, SECTION_CHARS)
-        cut = cut if cut > SECTION_CHARS // 2 else document.rfind(" ", 0, SECTION_CHARS)
-        cut = cut if cut > 0 else SECTION_CHARS
-        out.append(document[:cut].strip())
-        document = document[cut:].strip()
-    return [s for s in out + [document] if s]
-
-
-def split(documents: list[str], tokenizer) -> tuple[dict, dict]:
-    """({split: documents}, {split: tokens}): every tenth section held out (the last one when there are fewer than
-    ten); each split must fill at least one block of the store and of training."""
-    pieces = [s for d in documents for s in sections(d)]
-    held = set(range(VALIDATION_EVERY - 1, len(pieces), VALIDATION_EVERY)) or {len(pieces) - 1}
-    parts = {"train": [p for i, p in enumerate(pieces) if i not in held], "validation": [pieces[i] for i in sorted(held)]}
-    start = len(document_start_ids(tokenizer)) + 1  # each document's start ids and its end-of-text token
-    tokens = {name: sum(start + len(e.ids) for e in tokenizer.backend_tokenizer.encode_batch(docs, add_special_tokens=False))
-              for name, docs in parts.items()}
-    if min(tokens.values()) <= Settings.block:
-        raise InputError(f"the text is too short to split: {len(pieces)} document(s), {tokens['train']:,} tokens to train "
-                         f"on and {tokens['validation']:,} held out, and each part needs more than {Settings.block} "
-                         f"tokens: give at least about {Settings.block * VALIDATION_EVERY * 2:,} tokens in two or more documents")
-    return parts, tokens
-
-
-def check_name(name: str) -> str:
-    if not NAME.fullmatch(name or ""):
-        raise InputError(f"{name!r} is not a usable name: 1 to 40 letters, digits, '-' or '_', starting with a letter "
-                         "or digit")
-    return name
 
 
 # --- sizes and times ------------------------------------------------------------------------------------------------
@@ -245,35 +131,41 @@ def folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
 
 
-def running(pid: int | None) -> bool:
-    try:
-        return pid is not None and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def send(pid: int, sig: int):
-    """To the job's process group when it leads one (a job the page started: whatever it started stops too), else to
-    the process alone (a job in the foreground of a command line)."""
-    try:
-        os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
-    except ProcessLookupError:  # it has just ended
-        pass
-
-
 def minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 # --- the memories of one engine -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Own:
+    """A memory served to one visitor only."""
+    owner: str
+    memory: Memory
+    family: str | None
+
+
 class Memories:
-    """The memories on disk that an engine serves, and their distillation jobs (one at a time: each takes the CPU)."""
+    """The memories on disk that an engine serves, and their distillation jobs (one at a time: each takes the CPU).
+    Those served to everyone are added to the engine; a visitor's own are kept here (private), where the engine finds
+    them by name (find) and nothing lists them to anyone else."""
 
     def __init__(self, engine: Engine):
-        self.engine, self.lock, self.jobs = engine, threading.RLock(), {}
+        self.engine, self.lock, self.jobs, self.private = engine, threading.RLock(), Jobs(), {}
+        engine.visitors = self
         self.sweep()
         self.visible(OPERATOR)  # serves what every visitor sees: the operator's memories (everyone's when shared)
-        atexit.register(self.stop_all)  # jobs end with the server that started them; distilling again resumes them
+        atexit.register(self.jobs.stop_all)
+
+    def find(self, name: str) -> Memory | None:
+        own = self.private.get(name)
+        return own.memory if own else None
+
+    def choices(self, who: str | None, family: str | None = None) -> list[tuple[str, str]]:
+        """(label, name) of the memories this visitor may pick, of one family (all when None): those served to
+        everyone, then their own."""
+        own = [(o.memory.label, name) for name, o in list(self.private.items())
+               if o.owner == who and (family is None or o.family == family)]
+        return self.engine.memory_choices(family) + own
 
     def all(self) -> list[UserMemory]:
         found = [read_json(f / "memory.json") for f in sorted(root().glob("*")) if not f.name.endswith(LEFTOVERS)]
@@ -309,20 +201,36 @@ class Memories:
         its Memory Decoder; with the defaults tuned on validation when there are some."""
         engine, decoder = self.engine, memory.folder / "decoder"
         tuned = read_json(decoder / "memdec.json") if self.job(memory)["phase"] == "done" else None
-        known = set(engine.memories) | set(engine.private)
+        known = set(engine.memories) | set(self.private)
         if memory.id in known and (not tuned or memory.decoder_name in known):
             return
         mine = "" if self.public(memory) else "your "
-        options = dict(family=engine.family.get(memory.base), store_root=memory.folder / "stores",
-                       owner=None if self.public(memory) else memory.owner)
+        family, stores = engine.family.get(memory.base), memory.folder / "stores"
         corpus, size = memory.folder / memory.train, f"{memory.tokens['train']:,} tokens"
-        knn = Memory(None, corpus, f"{mine}upload {memory.name} ({size}); no decoder: the Memory Decoder views show the base")
+        knows = f"{mine}upload {memory.name} ({size})"
+        knn = Memory(None, corpus, f"{knows}; no decoder: the Memory Decoder views show the base",
+                     label=f"{memory.name}: kNN-LM only ({mine}upload)", store_root=stores)
         if tuned:
-            knn = Memory(None, corpus, knn.knows, alpha=tuned["knn_by_base"][memory.base]["lambda"],
-                         knn_temperature=tuned["knn_temperature"], knn_k=tuned["knn_k"])
-            engine.add_memory(memory.decoder_name, Memory.from_folder(decoder, corpus, f"{mine}upload {memory.name} ({size})"),
-                              label=f"{memory.name}: Memory Decoder ({mine}upload)", **options)
-        engine.add_memory(memory.id, knn, label=f"{memory.name}: kNN-LM only ({mine}upload)", **options)
+            knn = replace(knn, alpha=tuned["knn_by_base"][memory.base]["lambda"],
+                          knn_temperature=tuned["knn_temperature"], knn_k=tuned["knn_k"])
+            self.serve(memory, memory.decoder_name, Memory.from_folder(
+                decoder, corpus, knows, label=f"{memory.name}: Memory Decoder ({mine}upload)", store_root=stores), family)
+        self.serve(memory, memory.id, knn, family)
+
+    def serve(self, made: UserMemory, name: str, memory: Memory, family: str | None):
+        """To everyone when the memory is public, else to its maker alone."""
+        with self.lock:
+            if self.public(made):
+                self.engine.add_memory(name, memory, family)
+            else:
+                self.private[name] = Own(made.owner, memory, family)
+
+    def unserve(self, name: str):
+        with self.lock:
+            own = self.private.pop(name, None)
+            memory = own.memory if own else self.engine.memories.get(name)
+            if memory is not None:
+                self.engine.drop_memory(name, memory)
 
     def build(self, who: str, name: str | None, base: str | None, upload=None, pasted: str | None = None,
               progress=None) -> UserMemory:
@@ -382,10 +290,7 @@ class Memories:
         if need > shutil.disk_usage(root()).free // 2:
             raise InputError(f"this memory would take about {need / 2**20:,.0f} MB and the disk is nearly full")
 
-    # --- distillation (a separate process) ----------------------------------------------------------------------------
-    def command(self, memory: UserMemory, steps: int) -> list[str]:
-        return [sys.executable, "-m", "app.make.distil", str(memory.folder), "--steps", str(steps)]
-
+    # --- distillation (a separate process, app.serve.distillations) --------------------------------------------------
     def distil(self, who: str, memory_id: str, steps: int | None = None, foreground: bool = False) -> UserMemory:
         """Starts (or resumes: the trainer continues from its checkpoint) the distillation; in the foreground, waits
         for it with its output on this terminal (the command line)."""
@@ -394,61 +299,25 @@ class Memories:
         with self.lock:
             if self.job(memory)["phase"] == "done":
                 raise InputError(f"{memory.name} has its Memory Decoder already")
-            busy = [m.name for m in self.all() if self.job(m)["running"]]
-            if busy:
+            if any(self.job(m)["running"] for m in self.all()):
                 raise InputError("a distillation is running on this server already; one runs at a time, since each "
                                  "takes the whole CPU: try again when it ends")
-            making = memory.folder / "making"
-            write_json(making / "status.json", {"phase": "starting", "steps": steps, "timings": {}, "started": time.time()})
-            # The job shares the CPU with this server; OpenMP threads that spin while they wait make it several times
-            # slower then (measured: 2.3 s a step instead of 0.65 on the embedded decoder), so they sleep instead.
-            env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "MEMDEC_CACHE": str(paths.CACHE)}
-            if foreground:
-                finished = subprocess.run(self.command(memory, steps), cwd=paths.ROOT, env=env)
-                if finished.returncode:
-                    raise InputError(f"distillation stopped: {self.job(memory).get('error', 'see the output above')}")
+            if not foreground:
+                self.jobs.start(memory.folder, steps)
                 return memory
-            with open(making / "job.log", "ab") as log:
-                self.jobs[memory.id] = subprocess.Popen(self.command(memory, steps), cwd=paths.ROOT, env=env, stdout=log,
-                                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                        start_new_session=True)
+        if self.jobs.start(memory.folder, steps, foreground=True):
+            raise InputError(f"distillation stopped: {self.job(memory).get('error', 'see the output above')}")
         return memory
 
     def job(self, memory: UserMemory) -> dict:
-        """The distillation's status.json, with "running" (its process is alive) and "stopped" for a process that
-        ended without saying so (killed)."""
-        state = read_json(memory.folder / "making" / "status.json") or {"phase": "not started"}
-        process = self.jobs.get(memory.id)
-        alive = process.poll() is None if process else running(state.get("pid"))  # else: another server's, or the CLI's
-        if not alive and state["phase"] not in FINISHED:
-            state["phase"] = "stopped"
-        return {**state, "running": alive and state["phase"] not in FINISHED}
+        return self.jobs.status(memory.folder)
 
     def cancel(self, who: str, memory_id: str) -> UserMemory:
         """Stops the job at once (SIGTERM; its last checkpoint stays, so distilling again resumes from there)."""
         memory = self.owned(who, memory_id)
-        if not self.stop(memory):
+        if not self.jobs.stop(memory.folder):
             raise InputError(f"no distillation is running for {memory.name}")
         return memory
-
-    def stop(self, memory: UserMemory) -> bool:
-        state = self.job(memory)
-        if not state["running"]:
-            return False
-        process = self.jobs.get(memory.id)
-        pid = process.pid if process else state["pid"]
-        send(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while self.job(memory)["running"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if self.job(memory)["running"]:
-            send(pid, signal.SIGKILL)
-        return True
-
-    def stop_all(self):
-        for memory in self.all():
-            if memory.id in self.jobs:
-                self.stop(memory)
 
     def curve(self, memory: UserMemory) -> pd.DataFrame | None:
         """The trainer's loss log (train KL and CE every step, validation at each checkpoint), None before training."""
@@ -459,9 +328,9 @@ class Memories:
     # --- clean-up -----------------------------------------------------------------------------------------------------
     def delete(self, memory: UserMemory):
         """Stops its job, stops serving it and removes its folder (renamed first, so nothing half-deleted is read)."""
-        self.stop(memory)
+        self.jobs.stop(memory.folder)
         for name in (memory.id, memory.decoder_name):
-            self.engine.remove_memory(name)
+            self.unserve(name)
         if memory.folder.exists():
             gone = memory.folder.with_name(memory.id + ".deleting")
             memory.folder.rename(gone)

@@ -47,6 +47,8 @@ class Memory:
     # device type -> how many tokens of a corpus file the live kNN-LM searches there (its first documents); a type
     # not named searches all of it. A 135M base reads about 375 tokens a second on 2 CPU cores.
     corpus_tokens: dict = field(default_factory=dict)
+    label: str = ""  # how the memory menu names it (default: "name: knows")
+    store_root: Path | None = None  # the folder of its datastores when it has one of its own (a memory made here)
 
     def defaults(self, base: str) -> Defaults:
         base = base.rsplit("/", 1)[-1]  # "smollm2/SmolLM2-135M-Instruct" where several presets are served together

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import gradio as gr
 import plotly.graph_objects as go
 
-from .. import memories
+from .. import memories, uploads
 from ..engine import Engine, InputError
 from ..plots import COLOURS
 from .common import progress_bar, shown
@@ -128,7 +128,7 @@ def intro_text(engine: Engine) -> str:
     privacy = ("Uploads are shared on this server: every visitor sees them." if engine.share_memories else
                "Your uploads are yours: other visitors do not see them, and they are deleted an hour after this page "
                "is closed, or after a day unused.")
-    return INTRO.format(limits=memories.limits_text(), privacy=privacy, count=memories.SESSION_MEMORIES,
+    return INTRO.format(limits=uploads.limits_text(), privacy=privacy, count=memories.SESSION_MEMORIES,
                         mb=memories.SESSION_BYTES // 2**20)
 
 

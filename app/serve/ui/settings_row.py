@@ -59,7 +59,8 @@ def family_choices(engine: Engine, family: str | None, visitor: str | None = Non
     """The bases and memories of one preset (all of them when the engine serves a single family), memories as
     (label, name) with this visitor's own."""
     family = checked_family(engine, family)
-    return [n for n in engine.bases if family is None or engine.family.get(n) == family], engine.memory_choices(visitor, family)
+    bases = [n for n in engine.bases if family is None or engine.family.get(n) == family]
+    return bases, memories.of(engine).choices(visitor, family)
 
 
 def memory_menu(engine: Engine, visitor: str, family: str | None, chosen: str | None):
