@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.core import paths
+from app.core import datastore, paths
 from app.core.files import read_json
 from app.core.settings import Settings
 from app.core.tokens import block_entries
@@ -53,6 +53,16 @@ def test_cost_curves_have_each_line_and_log_axes():
     assert list(fig.data[1].x) == [5000, 1_000_000]  # the decoder's line spans every point, this store's included
     only_current = plots.cost_curves(None, {**current, "base_ms": 2.0, "memdec_ms": 3.0})
     assert [t.name for t in only_current.data][-1] == "this store (measured now)"
+
+
+def test_every_index_kind_measured_is_drawn_in_a_colour_of_its_own(monkeypatch):
+    """A kind added to datastore.KINDS reaches the Cost tab with no other change."""
+    monkeypatch.setitem(datastore.KINDS, "flatpq", "flat PQ")
+    results = made_results()
+    results["rows"].append({**results["rows"][0], "kind": "flatpq"})
+    drawn = {t.name: t.line.color for t in plots.cost_curves(results).data if t.name.startswith("base + kNN-LM")}
+    assert list(drawn) == [f"base + kNN-LM, {name}" for name in ("exact search", "IVF-PQ", "HNSW", "flat PQ")]
+    assert len(set(drawn.values())) == 4
 
 
 def test_tab_without_results_says_how_to_make_them(monkeypatch, tmp_path):

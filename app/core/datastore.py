@@ -40,7 +40,7 @@ IVF_THRESHOLD = 2_000_000  # exact search below this many entries; an approximat
 # its graph: 1.3 KB an entry at width 256 (16 KB at 4096) against IVF-PQ's 72 bytes, and a graph walk over a mapped
 # file larger than RAM reads the disk at every hop. So IVF-PQ (also the paper's index) by default; HNSW on request.
 APPROXIMATE = "ivfpq"
-KINDS = ("exact", "ivfpq", "hnsw")
+KINDS = {"exact": "exact search", "ivfpq": "IVF-PQ", "hnsw": "HNSW"}  # the index kinds a store may have, named
 KEY_CHUNK_ROWS = 1 << 16  # keys are flushed and counted final at least this often while a build runs
 RECALL_QUERIES, RECALL_NOISE, RECALL_SEED = 200, 0.05, 0  # the probe of an approximate index: see recall_queries
 READ = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY  # flat codes, HNSW storage and graph, IVF lists: all mapped

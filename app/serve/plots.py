@@ -2,6 +2,8 @@
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..core import datastore
+
 COLOURS = {"base": "#7f7f7f", "memdec": "#1f77b4", "knn": "#ff7f0e"}
 NAMES = {"base": "base", "memdec": "Memory Decoder", "knn": "kNN-LM", "mix_memdec": "base + MemDec", "mix_knn": "base + kNN-LM"}
 
@@ -99,7 +101,15 @@ def generation_speed(result: dict) -> go.Figure:
     return fig
 
 
-COST_KINDS = {"exact": ("exact search", "#ff7f0e"), "ivfpq": ("IVF-PQ", "#d62728"), "hnsw": ("HNSW", "#9467bd")}
+KIND_COLOURS = ("#ff7f0e", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")  # by the kind's place in KINDS
+
+
+def kind_style(kind: str) -> tuple[str, str]:
+    """An index kind's name and colour on the Cost tab: each kind of datastore.KINDS has its own, so a kind added there
+    is drawn without another change; a kind the results file holds that this code does not know keeps its id."""
+    known = list(datastore.KINDS)
+    place = known.index(kind) if kind in known else len(known)
+    return datastore.KINDS.get(kind, kind), KIND_COLOURS[place % len(KIND_COLOURS)]
 
 
 def cost_curves(results: dict | None, current: dict | None = None) -> go.Figure:
@@ -117,14 +127,14 @@ def cost_curves(results: dict | None, current: dict | None = None) -> go.Figure:
     for factor in (2, 10):
         fig.add_scatter(x=span, y=[factor * memdec] * 2, mode="lines", name=f"{factor}x base + MemDec",
                         line=dict(color=COLOURS["memdec"], dash="dash", width=1))
-    for kind, (name, colour) in COST_KINDS.items():
+    for kind in dict.fromkeys(r["kind"] for r in rows):  # every kind measured, in the order of the results
+        name, colour = kind_style(kind)
         points = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["entries"])
-        if points:
-            fig.add_scatter(x=[r["entries"] for r in points], y=[r["ratio_knn"] for r in points], mode="lines+markers",
-                            name=f"base + kNN-LM, {name}", line_color=colour,
-                            text=[f"search {r['search_ms']:.2f} ms, recall@k {r['recall_at_k']:.2f}, "
-                                  f"{r['memory_bytes'] / 1e9:.2f} GB" for r in points],
-                            hovertemplate="%{x:,} entries: %{y:.2f}x the base<br>%{text}")
+        fig.add_scatter(x=[r["entries"] for r in points], y=[r["ratio_knn"] for r in points], mode="lines+markers",
+                        name=f"base + kNN-LM, {name}", line_color=colour,
+                        text=[f"search {r['search_ms']:.2f} ms, recall@k {r['recall_at_k']:.2f}, "
+                              f"{r['memory_bytes'] / 1e9:.2f} GB" for r in points],
+                        hovertemplate="%{x:,} entries: %{y:.2f}x the base<br>%{text}")
     if current:
         fig.add_scatter(x=[current["entries"]], y=[current["ratio_knn"]], mode="markers", name="this store (measured now)",
                         marker=dict(symbol="star", size=16, color="#2ca02c"),
