@@ -31,7 +31,7 @@ from ..core.settings import Settings
 from ..core.tokens import blocks, encode_file
 from . import targets
 from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
-from .train_memdec import make_batches, memdec_loss, memdec_recipe
+from .train_memdec import decoder_loss, make_batches, memdec_recipe
 from .trainer import TrainConfig, train
 from .windows import sliding_windows
 
@@ -122,11 +122,7 @@ def distil(folder: Path, steps: int, status: Status):
         else:
             decoder = load_lm(s.bases["init"], torch.device("cpu")).float().requires_grad_(True)
             inputs, labels = blocks(encode_file(tokenizer, train_path, fingerprint), s.block)
-
-            def loss_fn(model, batch):
-                logits = model(input_ids=batch["input_ids"]).logits.flatten(0, 1)
-                return memdec_loss(logits, batch["labels"].flatten(), batch["target_ids"], batch["target_probs"], s.beta, vocab)
-
+            loss_fn = decoder_loss(s.beta, vocab)
             shown = val_inputs[:VALIDATION_BLOCKS]
             validate = validation_loss(loss_fn, shown, val_labels[: len(shown)],
                                        held_out_targets(distances[: shown.numel()], values[: shown.numel()], temperature),
