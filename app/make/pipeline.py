@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import datastore, paths, recipe, sealed, smollm2
+from ..core.cards import decoder_card, read_card, write_card
 from ..core.distributions import mix
 from ..core.documents import read_documents, write_documents
 from ..core.files import read_json, write_json, write_text
@@ -38,12 +39,6 @@ from .train_memdec import distil
 
 def say(msg: str):
     print(f"[pipeline] {msg}", flush=True)
-
-
-def display(path_or_id) -> str:
-    """A model as a person would name it: relative to the repository when it lives there."""
-    path = Path(path_or_id).resolve()
-    return str(path.relative_to(paths.ROOT)) if path.is_relative_to(paths.ROOT) else str(path_or_id)
 
 
 def corpora_step(s: Settings):
@@ -296,8 +291,7 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
         rows.append(row)
         say(f"{domain} base-{size}: base {row['base_only']['ppl']:.1f}, +kNN-LM {row['knn']['ppl']:.1f}, "
             f"+CE-only {row['ce']['ppl']:.1f}, +MemDec {row['memdec']['ppl']:.1f}")
-    write_json(paths.model_folder("memdec", domain, s.family) / "memdec.json",
-               memdec_card(domain, s, tuned, dec["memdec"][0]))
+    write_card(paths.model_folder("memdec", domain, s.family), memdec_card(domain, s, tuned, dec["memdec"][0]))
     return rows, ablation
 
 
@@ -308,11 +302,8 @@ def memdec_card(domain: str, s: Settings, tuned: dict, seed0: dict) -> dict:
     # one alpha for bases the pipeline did not see: the best on validation averaged (in log perplexity) over the bases
     alpha = min(grid, key=lambda a: sum(np.log(mixture_perplexity(vals[z], seed0["validation"], a)) for z in s.bases))
     knn = recipe.recorded(paths.targets_folder(domain, s.family))
-    return {"domain": domain, "label": corpora.LABELS.get(domain, f"{domain}: a corpus of your own"),
-            "alpha": alpha, "alpha_by_base": {z: v["alpha"] for z, v in tuned.items()},
-            "knn_temperature": knn["temperature"], "knn_k": s.k, "block": s.block,
-            "knn_by_base": {z: {"lambda": v["lambda"], "temperature": v["temperature"]} for z, v in tuned.items()},
-            "beta": s.beta, "tuned_on": "validation split", "key_model": display(s.bases[s.key])}
+    return decoder_card(domain, alpha, tuned, knn["temperature"], s.k, s.block, s.beta, s.bases[s.key],
+                        label=corpora.LABELS.get(domain, f"{domain}: a corpus of your own"))
 
 
 def evaluate_step(s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
@@ -341,7 +332,7 @@ def general_step(s: Settings) -> list:
         base = [model_probs(folder, GENERAL, "test", s)]
         rows = []
         for domain in s.domains:
-            card = read_json(paths.model_folder("memdec", domain, s.family) / "memdec.json")
+            card = read_card(paths.model_folder("memdec", domain, s.family))
             alpha = card["alpha_by_base"][s.key]
             mixed = [mix(base[0], model_probs(decoder_folder(domain, "memdec", 0, s), GENERAL, "test", s), alpha)]
             rows.append({"memory": domain, "base": s.key, "alpha": alpha, "base_only": summary(base, docs, resamples),
