@@ -16,9 +16,10 @@ def decoder_card(domain: str, alpha: float, tuned: dict, knn_temperature: float,
     weight for a base not in tuned; knn_temperature: the one its kNN targets were made at; key_model: the base whose
     datastore made them. A card without a label (an upload) leaves the app to say what the memory holds."""
     card = {"domain": domain, "label": label, "alpha": alpha,
-            "alpha_by_base": {base: t["alpha"] for base, t in tuned.items()},
+            "alpha_by_base": {base: v["alpha"] for base, v in tuned.items()},
             "knn_temperature": knn_temperature, "knn_k": knn_k, "block": block,
-            "knn_by_base": {base: {"lambda": t["lambda"], "temperature": t["temperature"]} for base, t in tuned.items()},
+            "knn_by_base": {base: {"lambda": v["lambda"], "temperature": v["temperature"]}
+                            for base, v in tuned.items()},
             "beta": beta, "tuned_on": "validation split", "key_model": model_name(key_model)}
     if label is None:
         del card["label"]
