@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from gradio_client import Client, handle_file
 
+from app.core import paths
 from app.core.settings import Settings
 from app.serve import memories
 from app.serve.engine import Engine
@@ -113,7 +114,9 @@ def test_upload_becomes_a_live_knn_lm_then_a_decoder(served, built):
     after = client.predict(PROMPT, domain=done["decoder_memory"], api_name="/compare")
     assert after["alpha"] == tuned and after["top"]["memdec"] != after["top"]["base"] and after["top"]["knn"]
     folder = memories.root() / details["id"]
-    assert (folder / "decoder" / "memdec.json").exists() and not list(memories.root().glob("*.tmp"))
+    committed = json.loads((paths.ROOT / "models" / "memdec-law" / "memdec.json").read_text())
+    card = json.loads((folder / "decoder" / "memdec.json").read_text())  # the pipeline's fields, less the label
+    assert list(card) == [field for field in committed if field != "label"] and not list(memories.root().glob("*.tmp"))
 
 
 def test_another_session_cannot_see_an_upload(served, built, tiny_models, tmp_path):

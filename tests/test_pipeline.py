@@ -17,7 +17,7 @@ from app.core.models import load_lm, tokenizer_fingerprint
 from app.core.tokens import blocks, encode_file
 from app.make import targets, trainer
 from app.make.evaluate import knn_label_probs, label_probs, mixture_perplexity
-from app.make.train_memdec import make_batches, memdec_loss
+from app.make.train_memdec import decoder_loss, make_batches, memdec_loss
 from app.make.trainer import TrainConfig, train
 from app.make.windows import sliding_windows
 
@@ -112,11 +112,7 @@ def test_interrupted_training_resumes_and_matches_uninterrupted(world, tmp_path)
     stream = np.concatenate([world["tokenizer"](t)["input_ids"] + [world["tokenizer"].eos_token_id] for t in TEXT]).astype(np.int32)
     inputs, labels = blocks(stream, 16)
     batch_at = make_batches(inputs, labels, knn, batch_size=4)
-    vocab = len(world["tokenizer"])
-
-    def loss_fn(m, b):
-        logits = m(input_ids=b["input_ids"]).logits.flatten(0, 1)
-        return memdec_loss(logits, b["labels"].flatten(), b["target_ids"], b["target_probs"], 0.5, vocab)
+    loss_fn = decoder_loss(0.5, len(world["tokenizer"]))
 
     def fresh():
         return load_lm(world["folders"]["a"], torch.device("cpu")).float().requires_grad_(True)

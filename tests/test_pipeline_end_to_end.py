@@ -60,6 +60,7 @@ def test_pipeline_trains_controls_evaluates_with_intervals_and_skips_current_ste
     meta = json.loads((out / "memdec.json").read_text())
     assert meta["knn_k"] == 8 and set(meta["alpha_by_base"]) == {"tiny", "wide"} and meta["block"] == 16
     assert set(meta["knn_by_base"]["wide"]) == {"lambda", "temperature"} and meta["label"]
+    assert list(meta) == list(json.loads((paths.ROOT / "models" / "memdec-law" / "memdec.json").read_text()))
     stamp = (out / "model.safetensors").stat().st_mtime_ns
     capsys.readouterr()
     pipeline.memdec_step("toy", toy)

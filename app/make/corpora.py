@@ -21,7 +21,7 @@ from pathlib import Path
 import zstandard
 
 from ..core import paths, recipe
-from ..core.documents import write_documents
+from ..core.documents import sections, write_documents
 from ..core.files import write_text
 from ..core.paths import SPLITS, corpus_path
 from ..core.settings import Settings
@@ -203,23 +203,6 @@ def sketch_dedupe(docs):
             seen.add(key)
             out.append(doc)
     return out
-
-
-def sections(doc: str, max_chars: int) -> list:
-    """The document cut at line boundaries (a line longer than max_chars at word boundaries) into pieces of at
-    most max_chars."""
-    pieces, current = [], ""
-    for line in doc.split("\n"):
-        while len(line) > max_chars:
-            cut = line.rfind(" ", 0, max_chars)
-            cut = cut if cut > 0 else max_chars
-            pieces, current = pieces + [p for p in (current,) if p] + [line[:cut]], ""
-            line = line[cut:].strip()
-        if current and len(current) + 1 + len(line) > max_chars:
-            pieces.append(current)
-            current = ""
-        current = f"{current}\n{line}" if current else line
-    return [p for p in pieces + [current] if p.strip()]
 
 
 def split_documents(docs, train_chars: int, eval_chars: int, seed: int = 0):

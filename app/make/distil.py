@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..core import datastore, paths, recipe
+from ..core.cards import decoder_card, write_card
 from ..core.distributions import perplexity
 from ..core.files import read_json, write_json
 from ..core.keys import compute_keys
@@ -31,7 +32,7 @@ from ..core.settings import Settings
 from ..core.tokens import blocks, encode_file
 from . import targets
 from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
-from .train_memdec import make_batches, memdec_loss, memdec_recipe
+from .train_memdec import decoder_loss, make_batches, memdec_recipe
 from .trainer import TrainConfig, train
 from .windows import sliding_windows
 
@@ -122,11 +123,7 @@ def distil(folder: Path, steps: int, status: Status):
         else:
             decoder = load_lm(s.bases["init"], torch.device("cpu")).float().requires_grad_(True)
             inputs, labels = blocks(encode_file(tokenizer, train_path, fingerprint), s.block)
-
-            def loss_fn(model, batch):
-                logits = model(input_ids=batch["input_ids"]).logits.flatten(0, 1)
-                return memdec_loss(logits, batch["labels"].flatten(), batch["target_ids"], batch["target_probs"], s.beta, vocab)
-
+            loss_fn = decoder_loss(s.beta, vocab)
             shown = val_inputs[:VALIDATION_BLOCKS]
             validate = validation_loss(loss_fn, shown, val_labels[: len(shown)],
                                        held_out_targets(distances[: shown.numel()], values[: shown.numel()], temperature),
@@ -142,10 +139,9 @@ def distil(folder: Path, steps: int, status: Status):
     with status.phase("alpha on validation"):
         p_mem = label_probs(decoder, val_windows, vocab)
         alpha = tune_alpha(p_base, p_mem, s.alphas)
-        write_json(decoder_folder / "memdec.json", {
-            "domain": spec["id"], "alpha": alpha, "alpha_by_base": {spec["base"]: alpha}, "knn_temperature": temperature,
-            "knn_k": s.k, "knn_by_base": {spec["base"]: {"lambda": lam, "temperature": temperature}}, "beta": s.beta,
-            "steps": steps, "tuned_on": "validation slice", "key_model": spec["base_folder"]})
+        tuned = {spec["base"]: {"alpha": alpha, "lambda": lam, "temperature": temperature}}
+        write_card(decoder_folder, decoder_card(spec["id"], alpha, tuned, temperature, s.k, s.block, s.beta,
+                                                spec["base_folder"]))
     ppl = {"base": perplexity(p_base), "base + kNN-LM": mixture_perplexity(p_base, p_knn[temperature], lam),
            "base + MemDec": mixture_perplexity(p_base, p_mem, alpha), "Memory Decoder alone": perplexity(p_mem)}
     status.write(phase="done", fraction=1.0, alpha=alpha, temperature=temperature, knn_lambda=lam,

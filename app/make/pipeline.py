@@ -13,12 +13,14 @@ import argparse
 import math
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core import datastore, paths, recipe, sealed, smollm2
+from ..core.cards import decoder_card, read_card, write_card
 from ..core.distributions import mix
 from ..core.documents import read_documents, write_documents
 from ..core.files import read_json, write_json, write_text
@@ -38,12 +40,6 @@ from .train_memdec import distil
 
 def say(msg: str):
     print(f"[pipeline] {msg}", flush=True)
-
-
-def display(path_or_id) -> str:
-    """A model as a person would name it: relative to the repository when it lives there."""
-    path = Path(path_or_id).resolve()
-    return str(path.relative_to(paths.ROOT)) if path.is_relative_to(paths.ROOT) else str(path_or_id)
 
 
 def corpora_step(s: Settings):
@@ -197,13 +193,26 @@ def targets_step(domain: str, s: Settings) -> tuple[targets.SparseTargets, bool]
     return targets.load_or_build(store, s.k, temperature, folder), True
 
 
-# The decoders and controls, by loss: beta of beta * KL + (1 - beta) * CE. "memdec" is the Memory Decoder.
-LOSSES = {"memdec": None, "ce": 0.0, "kl": 1.0}
+@dataclass(frozen=True)
+class Loss:
+    """A decoder trained on beta * KL + (1 - beta) * CE, and its names in the tables: each table is drawn from
+    LOSSES, so a loss added there is trained, tuned and shown."""
+    beta: float | None  # None: the family's (s.beta)
+    ablation: str  # its row of the loss ablation
+    # its name as a control of the evaluation table: its own column and the Memory Decoder's change against it;
+    # None: the ablation alone shows it (and --skip-ablation leaves it out)
+    control: str | None = None
+
+
+MEMDEC = "memdec"  # the Memory Decoder, the one every other loss is a control of
+# The decoders and controls by loss, the Memory Decoder first (trained first); the tables show the controls in this
+# order, then the Memory Decoder they are compared with.
+LOSSES = {MEMDEC: Loss(None, "KL + CE"), "kl": Loss(1.0, "KL only"), "ce": Loss(0.0, "CE only", control="CE-only")}
 
 
 def decoder_folder(domain: str, loss: str, seed: int, s: Settings) -> Path:
     """The served decoder is the Memory Decoder of seed 0; every other run lives in the cache."""
-    if loss == "memdec" and seed == 0:
+    if loss == MEMDEC and seed == 0:
         return paths.model_folder("memdec", domain, s.family)
     return paths.control_folder(domain, f"{loss}-seed{seed}", s.family)
 
@@ -221,11 +230,11 @@ def decoder_start_step(s: Settings):
         say(f"decoder start: {'built' if run['worked'] else 'current'} ({s.decoder_shape})")
 
 
-def memdec_step(domain: str, s: Settings, losses=("memdec", "ce", "kl")):
+def memdec_step(domain: str, s: Settings, losses=tuple(LOSSES)):
     """The domain's decoders for every loss and seed, and DAPT of the key model, all at one token budget."""
     knn = None
     for loss in losses:
-        beta = s.beta if LOSSES[loss] is None else LOSSES[loss]
+        beta = s.beta if LOSSES[loss].beta is None else LOSSES[loss].beta
         if beta > 0 and knn is None:
             with timed(f"datastore and kNN targets ({domain})", s) as run:  # with the validation kNN-LM that sets T
                 knn, run["worked"] = targets_step(domain, s)
@@ -263,7 +272,8 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
     docs = split_windows(load_tokenizer(folder), domain, "test", s).documents
     resamples = resample_weights(int(docs.max()) + 1)
     dec = {loss: [{split: model_probs(decoder_folder(domain, loss, seed, s), domain, split, s)
-                   for split in ("validation", "test")} for seed in s.seeds] for loss in losses}
+                   for split in ("validation", "test")} for seed in s.seeds] for loss in LOSSES if loss in losses}
+    controls = [loss for loss in dec if LOSSES[loss].control]  # the evaluation table's, in LOSSES order
     dapt = [model_probs(dapt_folder(domain, seed, s), domain, "test", s) for seed in s.seeds] if s.dapt else None
     rows, ablation, tuned = [], [], {}
     for size in s.bases:
@@ -274,30 +284,32 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
         for loss, seeds in dec.items():
             alphas[loss] = [tune_alpha(val["base"], d["validation"], weight_grid(s, val["base"], d["validation"])) for d in seeds]
             runs[loss] = [mix(test["base"], d["test"], a) for d, a in zip(seeds, alphas[loss])]
-        tuned[size] = {"alpha": alphas["memdec"][0], "lambda": lam, "temperature": t, "validation": val["base"]}
-        row = {"domain": domain, "base": size, "knn_temperature": t, "knn_lambda": lam,
-               "alpha": alphas["memdec"], "ce_alpha": alphas["ce"]}
-        for name in ("base_only", "knn", "ce", "memdec"):
+        tuned[size] = {"alpha": alphas[MEMDEC][0], "lambda": lam, "temperature": t, "validation": val["base"]}
+        row = {"domain": domain, "base": size, "knn_temperature": t, "knn_lambda": lam, "alpha": alphas[MEMDEC],
+               **{f"{loss}_alpha": alphas[loss] for loss in controls}}
+        for name in ("base_only", "knn", *controls, MEMDEC):
             row[name] = summary(runs[name], docs, resamples)
-        row["memdec_vs_knn"] = paired_ratio(runs["memdec"], runs["knn"], docs, resamples)
-        row["memdec_vs_ce"] = paired_ratio(runs["memdec"], runs["ce"], docs, resamples)
+        for name in ("knn", *controls):
+            row[f"memdec_vs_{name}"] = paired_ratio(runs[MEMDEC], runs[name], docs, resamples)
+        memdec_alone = [d["test"] for d in dec[MEMDEC]]
         if size == s.key:
-            alone = [d["test"] for d in dec["memdec"]]
-            row["alone"] = summary(alone, docs, resamples)
-            row["memdec_vs_alone"] = paired_ratio(runs["memdec"], alone, docs, resamples)
+            row["alone"] = summary(memdec_alone, docs, resamples)
+            row["memdec_vs_alone"] = paired_ratio(runs[MEMDEC], memdec_alone, docs, resamples)
         if size == s.key and dapt:
             row["dapt"] = summary(dapt, docs, resamples)
-            row["memdec_vs_dapt"] = paired_ratio(runs["memdec"], dapt, docs, resamples)
-            for loss, name in (("kl", "KL only"), ("ce", "CE only"), ("memdec", "KL + CE")) if "kl" in dec else ():
+            row["memdec_vs_dapt"] = paired_ratio(runs[MEMDEC], dapt, docs, resamples)
+            # the ablation, when every loss was trained: the controls, then the Memory Decoder
+            for loss in [*(loss for loss in dec if loss != MEMDEC), MEMDEC] if dec.keys() == LOSSES.keys() else ():
                 alone = [d["test"] for d in dec[loss]]
-                ablation.append({"domain": domain, "loss": name, "alone": summary(alone, docs, resamples),
+                ablation.append({"domain": domain, "loss": LOSSES[loss].ablation,
+                                 "alone": summary(alone, docs, resamples),
                                  "with_key": summary(runs[loss], docs, resamples),
-                                 "alone_vs_memdec": paired_ratio(alone, [d["test"] for d in dec["memdec"]], docs, resamples)})
+                                 "alone_vs_memdec": paired_ratio(alone, memdec_alone, docs, resamples)})
         rows.append(row)
         say(f"{domain} base-{size}: base {row['base_only']['ppl']:.1f}, +kNN-LM {row['knn']['ppl']:.1f}, "
-            f"+CE-only {row['ce']['ppl']:.1f}, +MemDec {row['memdec']['ppl']:.1f}")
-    write_json(paths.model_folder("memdec", domain, s.family) / "memdec.json",
-               memdec_card(domain, s, tuned, dec["memdec"][0]))
+            + "".join(f"+{LOSSES[loss].control} {row[loss]['ppl']:.1f}, " for loss in controls)
+            + f"+MemDec {row[MEMDEC]['ppl']:.1f}")
+    write_card(paths.model_folder("memdec", domain, s.family), memdec_card(domain, s, tuned, dec[MEMDEC][0]))
     return rows, ablation
 
 
@@ -308,11 +320,8 @@ def memdec_card(domain: str, s: Settings, tuned: dict, seed0: dict) -> dict:
     # one alpha for bases the pipeline did not see: the best on validation averaged (in log perplexity) over the bases
     alpha = min(grid, key=lambda a: sum(np.log(mixture_perplexity(vals[z], seed0["validation"], a)) for z in s.bases))
     knn = recipe.recorded(paths.targets_folder(domain, s.family))
-    return {"domain": domain, "label": corpora.LABELS.get(domain, f"{domain}: a corpus of your own"),
-            "alpha": alpha, "alpha_by_base": {z: v["alpha"] for z, v in tuned.items()},
-            "knn_temperature": knn["temperature"], "knn_k": s.k, "block": s.block,
-            "knn_by_base": {z: {"lambda": v["lambda"], "temperature": v["temperature"]} for z, v in tuned.items()},
-            "beta": s.beta, "tuned_on": "validation split", "key_model": display(s.bases[s.key])}
+    return decoder_card(domain, alpha, tuned, knn["temperature"], s.k, s.block, s.beta, s.bases[s.key],
+                        label=corpora.LABELS.get(domain, f"{domain}: a corpus of your own"))
 
 
 def evaluate_step(s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
@@ -341,9 +350,9 @@ def general_step(s: Settings) -> list:
         base = [model_probs(folder, GENERAL, "test", s)]
         rows = []
         for domain in s.domains:
-            card = read_json(paths.model_folder("memdec", domain, s.family) / "memdec.json")
+            card = read_card(paths.model_folder("memdec", domain, s.family))
             alpha = card["alpha_by_base"][s.key]
-            mixed = [mix(base[0], model_probs(decoder_folder(domain, "memdec", 0, s), GENERAL, "test", s), alpha)]
+            mixed = [mix(base[0], model_probs(decoder_folder(domain, MEMDEC, 0, s), GENERAL, "test", s), alpha)]
             rows.append({"memory": domain, "base": s.key, "alpha": alpha, "base_only": summary(base, docs, resamples),
                          "memdec": summary(mixed, docs, resamples),
                          "memdec_vs_base": paired_ratio(mixed, base, docs, resamples)})
@@ -364,21 +373,26 @@ def ratio_cell(x: dict) -> str:
 
 
 def evaluation_table(rows: list) -> str:
-    """One row per (domain, base); the DAPT and decoder-alone columns where the rows have them (the key model's)."""
+    """One row per (domain, base); a column for each control of LOSSES the rows hold, and the DAPT and decoder-alone
+    columns where the rows have them (the key model's)."""
     dapt, alone = any("dapt" in r for r in rows), any("alone" in r for r in rows)
-    head = ("| domain | base | base | + kNN-LM (T, λ) | + CE-only decoder | + Memory Decoder (α, seed 0) "
-            + ("| DAPT (key model) " if dapt else "") + ("| decoder alone " if alone else "")
-            + "| MemDec vs kNN-LM | MemDec vs CE-only " + ("| MemDec vs decoder alone " if alone else "") + "|\n|---|---|"
-            + "---:|" * (6 + dapt + 2 * alone) + "\n")
+    controls = [loss for loss, about in LOSSES.items() if about.control and any(loss in r for r in rows)]
+    head = ("| domain | base | base | + kNN-LM (T, λ) "
+            + "".join(f"| + {LOSSES[loss].control} decoder " for loss in controls) + "| + Memory Decoder (α, seed 0) "
+            + ("| DAPT (key model) " if dapt else "") + ("| decoder alone " if alone else "") + "| MemDec vs kNN-LM "
+            + "".join(f"| MemDec vs {LOSSES[loss].control} " for loss in controls)
+            + ("| MemDec vs decoder alone " if alone else "") + "|\n|---|---|"
+            + "---:|" * (4 + 2 * len(controls) + dapt + 2 * alone) + "\n")
 
     def optional(r, name, cell):
         return f"| {cell(r[name]) if name in r else '—'} "
 
     return head + "".join(
-        f"| {r['domain']} | {r['base']} | {ppl_cell(r['base_only'])} | {ppl_cell(r['knn'])} ({r['knn_temperature']:g}, {r['knn_lambda']:g}) "
-        f"| {ppl_cell(r['ce'])} | {ppl_cell(r['memdec'])} ({r['alpha'][0]:g}) "
+        f"| {r['domain']} | {r['base']} | {ppl_cell(r['base_only'])} "
+        f"| {ppl_cell(r['knn'])} ({r['knn_temperature']:g}, {r['knn_lambda']:g}) "
+        + "".join(f"| {ppl_cell(r[loss])} " for loss in controls) + f"| {ppl_cell(r[MEMDEC])} ({r['alpha'][0]:g}) "
         + (optional(r, "dapt", ppl_cell) if dapt else "") + (optional(r, "alone", ppl_cell) if alone else "")
-        + f"| {ratio_cell(r['memdec_vs_knn'])} | {ratio_cell(r['memdec_vs_ce'])} "
+        + "".join(f"| {ratio_cell(r[f'memdec_vs_{name}'])} " for name in ("knn", *controls))
         + (optional(r, "memdec_vs_alone", ratio_cell) if alone else "") + "|\n" for r in rows)
 
 
@@ -390,7 +404,8 @@ def general_table(rows: list) -> str:
 
 
 def ablation_table(rows: list) -> str:
-    head = "| domain | loss | decoder alone | key model + decoder | alone vs KL + CE |\n|---|---|---:|---:|---:|\n"
+    head = (f"| domain | loss | decoder alone | key model + decoder | alone vs {LOSSES[MEMDEC].ablation} |\n"
+            "|---|---|---:|---:|---:|\n")
     return head + "".join(f"| {r['domain']} | {r['loss']} | {ppl_cell(r['alone'])} | {ppl_cell(r['with_key'])} "
                           f"| {ratio_cell(r['alone_vs_memdec'])} |\n" for r in rows)
 
@@ -450,7 +465,8 @@ def main():
             setattr(s, name, getattr(args, name))
     if args.seeds is not None:
         s.seeds = tuple(range(args.seeds))
-    losses = tuple(LOSSES) if s.ablation and not args.skip_ablation else ("memdec", "ce")
+    ablation = s.ablation and not args.skip_ablation
+    losses = tuple(loss for loss, about in LOSSES.items() if ablation or loss == MEMDEC or about.control)
     if args.base:
         s.bases = dict(item.split("=", 1) for item in args.base)
         s.key, s.init = args.key or list(s.bases)[-1], args.init or list(s.bases)[0]

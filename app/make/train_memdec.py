@@ -31,6 +31,17 @@ def memdec_loss(logits: torch.Tensor, labels: torch.Tensor, target_ids: torch.Te
     return beta * kl + (1 - beta) * ce, {"kl": kl.item(), "ce": ce.item()}
 
 
+def decoder_loss(beta: float, vocab_size: int):
+    """loss_fn(model, batch) for the trainer: memdec_loss on the model's logits for the batch's blocks; a batch
+    without kNN rows (make_batches given no targets) is CE only. The pipeline's decoders and a visitor's share it."""
+    def loss_fn(model, batch):
+        logits = model(input_ids=batch["input_ids"]).logits.flatten(0, 1)
+        return memdec_loss(logits, batch["labels"].flatten(), batch.get("target_ids"), batch.get("target_probs"), beta,
+                           vocab_size)
+
+    return loss_fn
+
+
 def make_batches(inputs: torch.Tensor, labels: torch.Tensor, knn, batch_size: int, seed: int = 0):
     """batch_at(step): random blocks with their kNN rows (when knn is given); block b, column c is datastore entry
     b * block + c."""
@@ -66,12 +77,7 @@ def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, m
     inputs, labels = blocks(stream, block)
     if knn is not None and len(knn) != inputs.numel():
         raise ValueError(f"{len(knn)} kNN targets for {inputs.numel()} training positions: targets are stale")
-    vocab = len(tokenizer)
-
-    def loss_fn(m, batch):
-        logits = m(input_ids=batch["input_ids"]).logits.flatten(0, 1)
-        return memdec_loss(logits, batch["labels"].flatten(), batch.get("target_ids"), batch.get("target_probs"), beta, vocab)
-
+    loss_fn = decoder_loss(beta, len(tokenizer))
     cfg = TrainConfig(steps=steps, lr=lr, warmup=made_from["warmup"], checkpoint_every=100, seed=seed)
     run_dir = run_dir or paths.run_folder(out_folder.name, made_from)
     model = train(model, make_batches(inputs, labels, knn, batch_size, seed), loss_fn, cfg, run_dir,
