@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from ..core import datastore, paths
 from ..core.documents import write_documents
+from ..core.cards import read_card
 from ..core.files import read_json, write_json
 from . import contract
 from .distillations import Jobs
@@ -200,7 +201,7 @@ class Memories:
         """Serves the memory's kNN-LM (with the base standing in for a decoder until one exists) and, once distilled,
         its Memory Decoder; with the defaults tuned on validation when there are some."""
         engine, decoder = self.engine, memory.folder / "decoder"
-        tuned = read_json(decoder / "memdec.json") if self.job(memory)["phase"] == "done" else None
+        tuned = read_card(decoder) if self.job(memory)["phase"] == "done" else None
         known = set(engine.memories) | set(self.private)
         if memory.id in known and (not tuned or memory.decoder_name in known):
             return

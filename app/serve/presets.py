@@ -1,11 +1,11 @@
 """Named families the app can serve: their bases (smallest first), their memories, the text the live kNN-LM searches,
 and the defaults the paper used. Chosen with `python app.py --preset NAME` (or MEMDEC_PRESET); `--presets a,b`
 lets the page switch among several. Compatibility is decided by the tokenizer when a pair is used, never here."""
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core import models, paths, smollm2
+from ..core.cards import read_card
 from ..core.settings import BASE_SIZES, UNTUNED_MEMORY, Settings
 
 PAPER_K = 1024  # neighbours per query in the paper's kNN-LM and training targets
@@ -61,8 +61,7 @@ class Memory:
     def from_folder(cls, decoder, corpus, knows: str = "", **fields) -> "Memory":
         """Defaults come from the decoder's memdec.json when the pipeline wrote one (tuned on validation), and so does
         what it knows (its `label`; else `knows`)."""
-        meta_path = Path(decoder) / "memdec.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = read_card(decoder) or {}  # a hub id has none here
         keep = {k: meta[k] for k in (*UNTUNED_MEMORY, "block", "alpha_by_base", "knn_by_base") if k in meta}
         return cls(str(decoder), Path(corpus) if corpus else None, meta.get("label", knows), **keep, **fields)
 
@@ -114,8 +113,7 @@ def committed_memories(family: str = paths.EMBEDDED, **fields) -> dict:
     committed train splits."""
     memories = {}
     for name, folder in models.embedded("memdec", family).items():
-        meta_path = folder / "memdec.json"
-        domain = json.loads(meta_path.read_text()).get("domain", name) if meta_path.exists() else name
+        domain = (read_card(folder) or {}).get("domain", name)
         memories[domain] = Memory.from_folder(folder, paths.corpus_path(domain, "train"), EMBEDDED_TEXT.get(domain, ""),
                                               **fields)
     return memories

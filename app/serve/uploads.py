@@ -8,6 +8,7 @@ import re
 import zlib
 from pathlib import Path
 
+from ..core.documents import sections
 from ..core.settings import Settings
 from ..core.vocab import document_start_ids
 from .contract import InputError
@@ -83,22 +84,10 @@ def jsonl_documents(filename: str, text: str) -> list[str]:
     return documents
 
 
-def sections(document: str) -> list[str]:
-    """A document cut at line or word breaks into pieces of at most SECTION_CHARS characters."""
-    out = []
-    while len(document) > SECTION_CHARS:
-        cut = document.rfind("\n", 0, SECTION_CHARS)
-        cut = cut if cut > SECTION_CHARS // 2 else document.rfind(" ", 0, SECTION_CHARS)
-        cut = cut if cut > 0 else SECTION_CHARS
-        out.append(document[:cut].strip())
-        document = document[cut:].strip()
-    return [s for s in out + [document] if s]
-
-
 def split(documents: list[str], tokenizer) -> tuple[dict, dict]:
     """({split: documents}, {split: tokens}): every tenth section held out (the last one when there are fewer than
     ten); each split must fill at least one block of the store and of training."""
-    pieces = [s for d in documents for s in sections(d)]
+    pieces = [s for d in documents for s in sections(d, SECTION_CHARS)]
     held = set(range(VALIDATION_EVERY - 1, len(pieces), VALIDATION_EVERY)) or {len(pieces) - 1}
     parts = {"train": [p for i, p in enumerate(pieces) if i not in held], "validation": [pieces[i] for i in sorted(held)]}
     start = len(document_start_ids(tokenizer)) + 1  # each document's start ids and its end-of-text token
