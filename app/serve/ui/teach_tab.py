@@ -34,14 +34,15 @@ def knn_text(a: float, n: dict) -> str:
                    rf"+ {1 - a:.2f} \times {n['p_base']:.4g} = \mathbf{{{n['p_mix']:.4g}}}")
     return rf"""### kNN-LM
 $${weights_formula}$$
-Here k = {n['k']}, T = {n['temperature']:g}; the nearest key is at squared distance d₁ = {n['nearest_distance']:.4g}, weight
-w₁ = {n['nearest_weight']:.4g}, and was followed by `{label(n['nearest_next'])}`. For z = `{label(n['token'])}`,
+Here k = {n['k']}, T = {n['temperature']:g}; the nearest key is at squared distance d₁ = {n['nearest_distance']:.4g},
+weight w₁ = {n['nearest_weight']:.4g}, and was followed by `{label(n['nearest_next'])}`. For z = `{label(n['token'])}`,
 {n['neighbours']} of the {n['k']} neighbours continue with it; the kNN-LM is mixed at its own weight λ:
 $${mix_formula}$$
 
 ### The difference
 The kNN-LM searches {n['k']} neighbours in a datastore at every token; the Memory Decoder reads only tokens, one small
-forward pass, and was trained so that p_mem imitates p_kNN. The latency chart on the Compare tab shows the cost of each."""
+forward pass, and was trained so that p_mem imitates p_kNN. The latency chart on the Compare tab shows the cost
+of each."""
 
 
 @dataclass
