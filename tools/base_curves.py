@@ -26,8 +26,9 @@ def figure() -> go.Figure:
                         line_color=colour, name=f"{size}: train (mean of 50 steps)")
         fig.add_scatter(x=val["step"], y=val["val_loss"], mode="lines+markers", line_color=colour,
                         name=f"{size}: general validation")
-    fig.update_layout(title="Embedded base family: loss on held-out general text", xaxis_title="step (4,096 tokens each)",
-                      yaxis_title="cross-entropy (nats per token)", width=900, height=500, template="plotly_white")
+    fig.update_layout(title="Embedded base family: loss on held-out general text",
+                      xaxis_title="step (4,096 tokens each)", yaxis_title="cross-entropy (nats per token)", width=900,
+                      height=500, template="plotly_white")
     fig.update_yaxes(range=[4.2, 7.0])
     return fig
 

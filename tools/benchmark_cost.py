@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
+
+# isort: split
 import faiss  # noqa: E402  (after torch: faiss issue 2126)
 
 from app.core import datastore, paths, recipe  # noqa: E402
@@ -224,9 +226,10 @@ def machine() -> dict:
     names = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
              if line.startswith("model name")]
     return {"cpu": names[0] if names else platform.processor(), "cores": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1), "gpu": None, "python": platform.python_version(),
-            "torch": torch.__version__, "faiss": faiss.__version__, "torch_threads": torch.get_num_threads(),
-            "faiss_threads": faiss.omp_get_max_threads(), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+            "memory_gb": round(psutil.virtual_memory().total / 1e9, 1), "gpu": None,
+            "python": platform.python_version(), "torch": torch.__version__, "faiss": faiss.__version__,
+            "torch_threads": torch.get_num_threads(), "faiss_threads": faiss.omp_get_max_threads(),
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def print_table(results: dict):
@@ -281,8 +284,8 @@ def run(args, engine: Engine) -> dict:
         "what": "per-token latency of base, base + Memory Decoder and base + kNN-LM as the datastore grows, per index",
         "machine": described | {"load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"base": base, "base_model": engine.bases[base], "domain": domain,
-                     "decoder": resolved.pair.memory.decoder, "k": resolved.k, "tokens": args.tokens, "repeats": args.repeats,
-                     "key_width": int(keys.shape[1]), "sizes": sizes, "kinds": args.kinds,
+                     "decoder": resolved.pair.memory.decoder, "k": resolved.k, "tokens": args.tokens,
+                     "repeats": args.repeats, "key_width": int(keys.shape[1]), "sizes": sizes, "kinds": args.kinds,
                      "real_entries": real, "synthetic_keys": SYNTHETIC, "queries": args.queries,
                      "search_seconds": args.search_seconds, "budget_minutes": args.budget_minutes, "seed": args.seed,
                      "per_token_knn": "knn_rest_ms (the kNN-LM step less its search, on the real store) + search_ms; "

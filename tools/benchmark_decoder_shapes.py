@@ -53,7 +53,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=3)
     args = parser.parse_args()
-    print("| layers x width | parameters | fp16 size | s per step | vs 4 x 128 |\n|---|---:|---:|---:|---:|", flush=True)
+    print("| layers x width | parameters | fp16 size | s per step | vs 4 x 128 |\n"
+          "|---|---:|---:|---:|---:|", flush=True)
     first = None
     for name, shape in SHAPES.items():
         seconds, params = step_seconds(*shape, args.steps)

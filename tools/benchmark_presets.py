@@ -4,7 +4,8 @@ their ratios to the base. Each preset runs in a fresh process, so load time and 
 
     python tools/standins.py --size full --ids openai-community/gpt2,Clover-Hill/MemoryDecoder-gpt2-small,\
 Qwen/Qwen2.5-0.5B,Clover-Hill/MemoryDecoder-Qwen-law --wikitext --hub-cache /tmp/hub
-    HF_HUB_CACHE=/tmp/hub HF_HUB_OFFLINE=1 python tools/benchmark_presets.py gpt2-wikitext qwen2.5-law gpt2-wikitext:gpt2-xl
+    HF_HUB_CACHE=/tmp/hub HF_HUB_OFFLINE=1 python tools/benchmark_presets.py gpt2-wikitext qwen2.5-law \
+gpt2-wikitext:gpt2-xl
 
 A memory whose paper corpus is not public searches the WikiText sample instead, so every family has a kNN-LM to time.
 """
@@ -67,18 +68,21 @@ def main():
         return
     rows = []
     for preset in args.presets:
-        child = [sys.executable, __file__, preset, "--one", "--tokens", str(args.tokens), "--repeats", str(args.repeats),
-                 "--corpus-tokens", str(args.corpus_tokens)] + (["--dtype", args.dtype] if args.dtype else [])
+        child = ([sys.executable, __file__, preset, "--one", "--tokens", str(args.tokens), "--repeats",
+                  str(args.repeats), "--corpus-tokens", str(args.corpus_tokens)]
+                 + (["--dtype", args.dtype] if args.dtype else []))
         out = subprocess.run(child, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    print("\n| preset (base + decoder) | load | memory | first comparison (datastore) | base ms/token | + MemDec | + kNN-LM |")
+    print("\n| preset (base + decoder) | load | memory | first comparison (datastore) | base ms/token | + MemDec "
+          "| + kNN-LM |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         ms, ratio = r["ms_per_token"], r["ratio_to_base"]
-        print(f"| {r['preset']}: {r['base']} ({r['parameters_m'][0]}M + {r['parameters_m'][1]}M, {r['dtype']}) | {r['load_s']} s | "
-              f"{r['rss_gib_loaded']} GiB | {r['first_comparison_s']} s ({r['datastore_entries']:,} entries) | "
-              f"{ms['base']} | {ms['mix_memdec']} ({ratio['mix_memdec']}x) | {ms['mix_knn']} ({ratio['mix_knn']}x) |")
+        print(f"| {r['preset']}: {r['base']} ({r['parameters_m'][0]}M + {r['parameters_m'][1]}M, {r['dtype']}) | "
+              f"{r['load_s']} s | {r['rss_gib_loaded']} GiB | {r['first_comparison_s']} s "
+              f"({r['datastore_entries']:,} entries) | {ms['base']} | "
+              f"{ms['mix_memdec']} ({ratio['mix_memdec']}x) | {ms['mix_knn']} ({ratio['mix_knn']}x) |")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def start(cache: Path, log: Path) -> tuple[subprocess.Popen, str, float]:
     port = free_port()
     env.update(MEMDEC_CACHE=str(cache), GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=paths.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=paths.ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}/", time.perf_counter()
 
 

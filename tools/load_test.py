@@ -23,8 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 MIX = ["compare", "generate", "compare", "score", "compare", "compare", "generate", "compare", "score", "compare"]
-STEMS = ["The protein binds to the receptor and", "The company reported revenue of", "The licence grants the right to",
-         "Patients treated with the drug showed", "Permission is hereby granted to any", "Shares of the bank fell after"]
+STEMS = ["The protein binds to the receptor and", "The company reported revenue of",
+         "The licence grants the right to", "Patients treated with the drug showed",
+         "Permission is hereby granted to any", "Shares of the bank fell after"]
 TOLERANCE = 1e-4  # batched and single passes may differ in the last bits of float32
 GOAL_P95_S = 2.0
 MEMORY_GROWTH = 0.05  # "flat": the second run may add at most this share of resident memory
@@ -61,14 +62,17 @@ def same(kind: str, answer: dict, reference: dict) -> bool:
     if answer.get("prompt", answer.get("text")) != reference.get("prompt", reference.get("text")):
         return False
     if kind == "generate":
-        return all(answer["continuations"][name]["tokens"] == c["tokens"] for name, c in reference["continuations"].items())
+        return all(answer["continuations"][name]["tokens"] == c["tokens"]
+                   for name, c in reference["continuations"].items())
     if kind == "score":
-        return all(abs(a[key] - r[key]) <= TOLERANCE for a, r in zip(answer["tokens"], reference["tokens"])
-                   for key in ("base", "memdec", "knn") if key in r) and len(answer["tokens"]) == len(reference["tokens"])
+        return (all(abs(a[key] - r[key]) <= TOLERANCE for a, r in zip(answer["tokens"], reference["tokens"])
+                    for key in ("base", "memdec", "knn") if key in r)
+                and len(answer["tokens"]) == len(reference["tokens"]))
     for name, top in reference["top"].items():
         expected, floor = {t["id"]: t["p"] for t in top}, min(t["p"] for t in top)
         for t in answer["top"][name]:  # a near-tie at the end of the list may swap in another token
-            if abs(t["p"] - expected.get(t["id"], floor)) > TOLERANCE and not (t["id"] not in expected and t["p"] <= floor + TOLERANCE):
+            if abs(t["p"] - expected.get(t["id"], floor)) > TOLERANCE and not (t["id"] not in expected
+                                                                             and t["p"] <= floor + TOLERANCE):
                 return False
     distances = [sorted(n["distance"] for n in a["neighbours"]) for a in (answer, reference)]
     return len(distances[0]) == len(distances[1]) and all(abs(x - y) <= TOLERANCE * max(1.0, abs(y))
@@ -125,8 +129,8 @@ def concurrent(url: str, requests: list, expected: list) -> dict:
                 continue
             counts["answers"] += 1
             counts["correct" if same(kind, answer, expected[c][r][1]) else "wrong"] += 1
-    return {"counts": counts, "wall_s": round(wall, 2), "latency_s": {kind: percentiles(s) for kind, s in seconds.items()},
-            "errors": errors[:5]}
+    return {"counts": counts, "wall_s": round(wall, 2),
+            "latency_s": {kind: percentiles(s) for kind, s in seconds.items()}, "errors": errors[:5]}
 
 
 def percentiles(values: list[float]) -> dict:
@@ -181,7 +185,8 @@ def load_test(url: str, pid: int, clients: int, requests: int, domains: list[str
 
 
 def start_server(port: int) -> subprocess.Popen:
-    """The app on the embedded family, as `python -m app.serve.cli serve` runs it (datastores built in the background)."""
+    """The app on the embedded family, as `python -m app.serve.cli serve` runs it (datastores built in the
+    background)."""
     return subprocess.Popen([sys.executable, "-m", "app.serve.cli", "serve", "--port", str(port)], cwd=ROOT,
                             env={**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1"}, stdout=subprocess.DEVNULL)
 

@@ -52,7 +52,8 @@ def take(url: str, out: Path, prompt: str, passage: str):
         wait.until(lambda d: d.find_elements(By.ID, "compare-button"))
         fill(driver, "prompt", prompt)
         driver.find_element(By.ID, "compare-button").click()
-        wait.until(lambda d: d.execute_script("return document.querySelectorAll('#latency-plot .barlayer .point').length") > 0)
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll("
+                                              "'#latency-plot .barlayer .point').length") > 0)
         shoot(driver, out / "compare.png", 1900)
         for name, file, height in (("Neighbours", "neighbours.png", 1400), ("Imitation", "imitation.png", 1000),
                                    ("Teach", "teach.png", 1250)):
@@ -71,7 +72,8 @@ def take(url: str, out: Path, prompt: str, passage: str):
         time.sleep(2)
         shoot(driver, out / "score.png", 1950)
         tab(driver, "Cost")
-        wait.until(lambda d: d.execute_script("return document.querySelectorAll('.js-plotly-plot .scatterlayer .trace').length") > 0)
+        wait.until(lambda d: d.execute_script("return document.querySelectorAll("
+                                              "'.js-plotly-plot .scatterlayer .trace').length") > 0)
         time.sleep(2)
         shoot(driver, out / "cost.png", 1300)
     finally:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+# isort: split
 import faiss  # after torch (faiss issue 2126)
 
 from . import checksums, locks, quarantine, recipe

@@ -26,7 +26,8 @@ def knn_probs(distances: torch.Tensor, values: torch.Tensor, temperature: float,
     return out.scatter_add_(1, values.long(), weights)
 
 
-def knn_target_probs(distances: torch.Tensor, values: torch.Tensor, temperature: float, targets: torch.Tensor) -> torch.Tensor:
+def knn_target_probs(distances: torch.Tensor, values: torch.Tensor, temperature: float,
+                     targets: torch.Tensor) -> torch.Tensor:
     """p_kNN(target) for each query without building the full distribution (for perplexity)."""
     weights = knn_weights(distances, temperature)
     return (weights * (values.long() == targets.long()[:, None])).sum(-1)

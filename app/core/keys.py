@@ -6,7 +6,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-
 # Where the blocks are, which attribute of a block is its feed-forward, and who is laid out so; tried in order.
 # What enters that module is the key: the output of the norm just before it (ln_2, post_attention_layernorm, Gemma 2/3's
 # pre_feedforward_layernorm, Phi's input_layernorm shared with attention, OPT's final_layer_norm), and for a mixture of

@@ -12,7 +12,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from . import paths, recipe, smollm2
 
-
 WEIGHTS = ("*.safetensors", "*.bin")
 CONFIG_AND_TOKENIZER = ["*.json", "*.model", "*.txt"]  # configs, shard indexes, vocabularies and merges
 
@@ -47,7 +46,8 @@ def resolve(path_or_id) -> Path:
         raise FileNotFoundError(f"'{path_or_id}' is gated: accept its licence on https://huggingface.co/{path_or_id} "
                                 f"with your account, then set HF_TOKEN to a token of that account") from error
     except Exception as error:  # offline, unknown id: one clear message
-        raise FileNotFoundError(f"model '{path_or_id}' is neither a local folder nor reachable on the hub: {error}") from error
+        raise FileNotFoundError(f"model '{path_or_id}' is neither a local folder nor reachable on the hub: "
+                                f"{error}") from error
 
 
 def load_tokenizer(path):

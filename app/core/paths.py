@@ -53,7 +53,8 @@ def sources_folder() -> Path:
 
 
 def store_folder(model, domain: str) -> Path:
-    """Where the datastore of (model, domain) lives: one place for the app and the pipeline, so each reuses the other's."""
+    """Where the datastore of (model, domain) lives: one place for the app and the pipeline, so each reuses the
+    other's."""
     name = Path(model).name if Path(model).exists() else str(model).replace("/", "--")
     return CACHE / "datastores" / f"{name}__{domain}"
 

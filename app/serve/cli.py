@@ -4,10 +4,11 @@
     python -m app.serve.cli generate "The licence grants" --domain law --max-new-tokens 20
     python -m app.serve.cli score "Gross domestic product fell." --domain finance   # each mixture at its tuned weight
     python -m app.serve.cli score "Gross domestic product fell." --domain finance --alpha 0.6 --lock-alpha
-    python -m app.serve.cli memories --base small                                  # what each memory knows, its defaults
+    python -m app.serve.cli memories --base small                                # what each memory knows, its defaults
     python -m app.serve.cli compare "The history of the" --preset gpt2-wikitext --base gpt2-medium
     python -m app.serve.cli serve --presets gpt2-wikitext,qwen2.5-law --device cuda
-    python -m app.serve.cli serve --model gpt2=openai-community/gpt2 --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
+    python -m app.serve.cli serve --model gpt2=openai-community/gpt2 \\
+        --memory wiki=Clover-Hill/MemoryDecoder-gpt2-small,wiki.txt.gz
     python -m app.serve.cli memory build notes.txt --name notes [--base small]   # your text: a live kNN-LM at once
     python -m app.serve.cli memory distil notes                                   # ... and its Memory Decoder
     python -m app.serve.cli compare "The protein binds to" --domain notes+memdec
@@ -30,7 +31,8 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     env = os.environ.get
 
     def switch(name: str) -> bool:
-        """An on/off variable: 1, true, yes or on (any case) turn it on; unset, empty, 0, false, no or off leave it off."""
+        """An on/off variable: 1, true, yes or on (any case) turn it on; unset, empty, 0, false, no or off leave it
+        off."""
         value = env(name, "").strip().lower()
         if value in ("", "0", "false", "no", "off"):
             return False
@@ -44,7 +46,8 @@ def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--presets", default=env("MEMDEC_PRESETS"), help="several presets the page switches among, a,b")
     parser.add_argument("--model", action="append", default=[], help="your own base NAME=FOLDER_OR_HUB_ID (repeat)")
     parser.add_argument("--memory", action="append", default=[], help="your own memory NAME=DECODER[,CORPUS] (repeat)")
-    parser.add_argument("--device", default=env("MEMDEC_DEVICE"), help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    parser.add_argument("--device", default=env("MEMDEC_DEVICE"),
+                        help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     parser.add_argument("--dtype", default=env("MEMDEC_DTYPE"), choices=["bf16", "fp16", "fp32"],
                         help="weights' precision (default: bf16 on GPU, fp32 on CPU)")
     parser.add_argument("--corpus-tokens", type=int, default=env("MEMDEC_CORPUS_TOKENS"),
@@ -117,7 +120,8 @@ def run():
     parser.add_argument("--sample", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int)
-    parser.add_argument("--precise", action="store_true", help="compare: time each component alone, the median of 3 runs")
+    parser.add_argument("--precise", action="store_true",
+                        help="compare: time each component alone, the median of 3 runs")
     args = engine_options(parser).parse_args()
     engine = engine_from(args, one_family=args.command not in ("serve", "prepare"))
     if args.command == "prepare" or args.preload:
@@ -148,14 +152,17 @@ def memory_command(argv: list[str]):
     """The page's "Your memory" tab on the command line; what it makes belongs to the operator, so every visitor of
     the page sees it."""
     parser = argparse.ArgumentParser(prog="python -m app.serve.cli memory", description=memory_command.__doc__)
-    models = [engine_options(argparse.ArgumentParser(add_help=False))]  # after the action, as the other commands take them
+    # after the action, as the other commands take them
+    models = [engine_options(argparse.ArgumentParser(add_help=False))]
     actions = parser.add_subparsers(dest="action", required=True)
-    build = actions.add_parser("build", parents=models, help="FILE (.txt, .txt.gz, .jsonl) -> a memory with a live kNN-LM")
+    build = actions.add_parser("build", parents=models,
+                               help="FILE (.txt, .txt.gz, .jsonl) -> a memory with a live kNN-LM")
     build.add_argument("file")
     build.add_argument("--name", required=True)
     build.add_argument("--base", help="whose keys the datastore holds (default: the first base)")
-    distil = actions.add_parser("distil", parents=models, help="train the memory's Memory Decoder here, in the "
-                                                               "foreground (again after a stop: it resumes from its checkpoint)")
+    distil = actions.add_parser("distil", parents=models,
+                                help="train the memory's Memory Decoder here, in the foreground (again after a stop: "
+                                     "it resumes from its checkpoint)")
     distil.add_argument("name")
     distil.add_argument("--steps", type=int, help="default: from the token count")
     actions.add_parser("list", parents=models, help="the memories made here")

@@ -88,9 +88,10 @@ def next_token(engine: Engine, resolved: Resolved, prompt: str, progress=None, p
             query = result("kNN key")[1]
         calls["kNN search"] = batched.search(engine, store, query.numpy(), resolved.k, repeats)
         distances, entry_ids, values = result("kNN search")
-        p_knn = _timed(latency, "kNN distribution", lambda: knn_probs(distances, values, resolved.temperature, vocab)[0],
-                       repeats)
-        latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN key", 0) + latency.pop("kNN distribution"), 3)
+        p_knn = _timed(latency, "kNN distribution",
+                       lambda: knn_probs(distances, values, resolved.temperature, vocab)[0], repeats)
+        latency["kNN search"] = round(latency["kNN search"] + latency.pop("kNN key", 0)
+                                      + latency.pop("kNN distribution"), 3)
         batch.pop("kNN key", None)
     # the alpha picked later only changes the numbers, not the cost, of the mixtures
     mixed = ((p_mem, resolved.weights.alpha), (p_knn, resolved.weights.knn_lambda))
@@ -152,7 +153,8 @@ def neighbours(stream, block: int, nt: NextToken, window: int = 16) -> list[dict
     tokens = nt.tokens
     weights = knn_weights(nt.distances, nt.temperature)
     out = []
-    for rank, (d, p, v, w) in enumerate(zip(nt.distances.tolist(), nt.ids.tolist(), nt.values.tolist(), weights.tolist())):
+    for rank, (d, p, v, w) in enumerate(zip(nt.distances.tolist(), nt.ids.tolist(), nt.values.tolist(),
+                                            weights.tolist())):
         start = max(p - window + 1, p - p % block)
         out.append({"rank": rank + 1, "context": "".join(tokens[t] for t in stream[start: p + 1]),
                     "next": tokens[v], "after": "".join(tokens[t] for t in stream[p + 2: p + 6]),
@@ -181,7 +183,8 @@ def teach(nt: NextToken, weights: Weights | float) -> dict:
     log_p_mix = float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), w.alpha))
     out = {"alpha": w.alpha, "knn_lambda": w.knn_lambda, "knn": None,
            "memdec": {"token": nt.tokens[y], "id": y, "p_base": p_base, "p_mem": p_mem,
-                      "p_mix": float(dists["mix_memdec"][y]), "log_p_mix": log_p_mix, "exp_log_p_mix": math.exp(log_p_mix)}}
+                      "p_mix": float(dists["mix_memdec"][y]), "log_p_mix": log_p_mix,
+                      "exp_log_p_mix": math.exp(log_p_mix)}}
     if nt.p_knn is None:
         return out
     z = int(dists["mix_knn"].argmax())
@@ -204,7 +207,8 @@ def to_dict(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"])
     return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "alpha": w.alpha, "knn_lambda": w.knn_lambda,
             "lock_alpha": w.locked, "k": nt.k,
             "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, w, n),
-            "latency_ms": nt.latency_ms, "latency_runs": nt.repeats, "latency_batch": nt.batch, "imitation": imitation(nt), "neighbours": nt.neighbours,
+            "latency_ms": nt.latency_ms, "latency_runs": nt.repeats, "latency_batch": nt.batch,
+            "imitation": imitation(nt), "neighbours": nt.neighbours,
             "knn_by_token": per_token(nt), "teach": teach(nt, w),
             "knn_unavailable": nt.knn_missing, "knn_building": nt.knn_missing not in (None, NO_CORPUS)}
 

@@ -29,10 +29,12 @@ def kind(value) -> str:
         shown = repr(value)
     except ValueError:  # an int of more than 4300 digits
         return f"a {type(value).__name__} too long to show"
-    return shown if len(shown) <= 40 else f"a {type(value).__name__} of {len(value) if hasattr(value, '__len__') else '?'} items"
+    return shown if len(shown) <= 40 else (f"a {type(value).__name__} of "
+                                           f"{len(value) if hasattr(value, '__len__') else '?'} items")
 
 
-def text(value, what: str = "the text", limit: int | None = MAX_CHARS, empty: str | None = "type a prompt or a passage") -> str:
+def text(value, what: str = "the text", limit: int | None = MAX_CHARS,
+         empty: str | None = "type a prompt or a passage") -> str:
     """value as clean text (control characters removed), or an InputError: not a string, damaged, too long, or empty
     (empty: what to do about that; None when empty text is allowed). None is empty text."""
     if value is None:
@@ -79,9 +81,11 @@ def flag(name: str, value, default: bool = False) -> bool:
 
 
 def choice(what: str, value, choices, listed=None) -> str:
-    """value when it is one of choices (None or "": the first); listed: the names a refusal offers (default: choices)."""
+    """value when it is one of choices (None or "": the first); listed: the names a refusal offers (default:
+    choices)."""
     if value is None or value == "":
         return next(iter(choices))
     if not isinstance(value, str) or value not in choices:
-        raise InputError(f"unknown {what} {kind(value)}; choose one of {', '.join(listed if listed is not None else choices)}")
+        raise InputError(f"unknown {what} {kind(value)}; choose one of "
+                         f"{', '.join(listed if listed is not None else choices)}")
     return value

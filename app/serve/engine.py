@@ -16,8 +16,8 @@ import torch
 from ..core import datastore, hub_text, models, paths, vocab
 from ..core.tokens import block_entries, encode_file, first_tokens
 from . import contract, presets
-from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
 from .builds import Builds, StillBuilding  # noqa: F401 (StillBuilding: raised from here, imported by callers)
+from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
 from .presets import Defaults, Memory
 from .scheduler import Scheduler
 
@@ -267,9 +267,11 @@ class Engine:
         decoder = self.model(memory.decoder)
         with self.lock:
             if (base, domain) not in self._checked:
-                self._checked[base, domain] = vocab.mismatch(tokenizer, self.tokenizer(memory.decoder), models.logits_width(decoder))
+                self._checked[base, domain] = vocab.mismatch(tokenizer, self.tokenizer(memory.decoder),
+                                                             models.logits_width(decoder))
         if self._checked[base, domain]:
-            raise InputError(f"the {domain} decoder cannot read the token ids of base {base!r}: {self._checked[base, domain]}")
+            raise InputError(f"the {domain} decoder cannot read the token ids of base {base!r}: "
+                             f"{self._checked[base, domain]}")
         return Pair(base, domain, lm, decoder, tokenizer, memory)
 
     def corpus(self, base: str, domain: str, progress=None) -> Path | None:
@@ -284,12 +286,14 @@ class Engine:
             return first_tokens(source, self.tokenizer(name), self.fingerprint(name), cap)
         key = (self.fingerprint(name), source)
         if key not in self._corpora:
-            fits = int(FREE_MEMORY_SHARE * psutil.virtual_memory().available / datastore.bytes_per_entry(key_width(self.model(name))))
+            fits = int(FREE_MEMORY_SHARE * psutil.virtual_memory().available
+                       / datastore.bytes_per_entry(key_width(self.model(name))))
             try:
                 self._corpora[key] = hub_text.local_corpus(source.repo, source.files, source.name, self.tokenizer(name),
                                                            key[0], min(self.corpus_tokens, fits), progress)[0]
             except (FileNotFoundError, OSError) as error:
-                raise InputError(f"the {domain} corpus ({source.repo}) is neither cached nor reachable: {error}") from error
+                raise InputError(f"the {domain} corpus ({source.repo}) is neither cached nor reachable: "
+                                 f"{error}") from error
         return self._corpora[key]
 
     def datastore(self, base: str, domain: str, progress=None, here: bool = False) -> datastore.Datastore | None:
@@ -387,7 +391,8 @@ class Engine:
         out = [{"role": roles.get(path, PRIVATE), "id": path if path in roles else PRIVATE,
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "bytes": sum(p.numel() * p.element_size() for p in model.parameters()), "dtype": str(model.dtype),
-                "device": str(model.device)} for path, model in list(self._models.items())]  # a snapshot: others may load
+                "device": str(model.device)}
+               for path, model in list(self._models.items())]  # a snapshot: others may load
         out += [{"role": f"datastore {base} / {domain if domain in self.memories else PRIVATE}",
                  "id": str(self.store_folder(base, domain)) if domain in self.memories else PRIVATE,
                  "entries": len(store), "index": store.recipe["index"]["type"],

@@ -84,10 +84,12 @@ def generate(engine: Engine, resolved: Resolved, prompt: str, max_new_tokens=DEF
         live = [run for run in runs.values() if not run.ended]
         if not live:
             break
-        calls = [(run, engine.scheduler.submit(lambda items, step=run.step: [step(items[0])], run.chunk)) for run in live]
+        calls = [(run, engine.scheduler.submit(lambda items, step=run.step: [step(items[0])], run.chunk))
+                 for run in live]
         for run, call in calls:
             done = call.result()
-            token = int(torch.multinomial(done.value, 1, generator=run.generator)) if sample else int(done.value.argmax())
+            token = (int(torch.multinomial(done.value, 1, generator=run.generator)) if sample
+                     else int(done.value.argmax()))
             run.times.append(done.ms)
             if token == tokenizer.eos_token_id:
                 run.ended = True

@@ -30,8 +30,8 @@ from ..core.cards import read_card
 from ..core.files import read_json, write_json
 from . import contract
 from .distillations import Jobs
-from .uploads import check_name, read_pasted, read_upload, split
 from .engine import Engine, InputError, Memory, key_width, store_under
+from .uploads import check_name, read_pasted, read_upload, split
 
 SESSION_MEMORIES, SESSION_BYTES = 3, 2**30  # what one visitor may keep: a 100k-token memory takes about 190 MB
 TOTAL_BYTES = 8 * 2**30  # all uploads together
@@ -92,7 +92,8 @@ def owner(session_hash: str) -> str:
 def parameter_count(name_or_path: str) -> int:
     """From the model's config alone (its layers built on the meta device): no weights are read or downloaded."""
     with torch.device("meta"):
-        return sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name_or_path)).parameters())
+        return sum(p.numel()
+                   for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(name_or_path)).parameters())
 
 
 def smallest_base(engine: Engine, family: str | None, chosen: str) -> str:
@@ -177,7 +178,8 @@ class Memories:
 
     def visible(self, who: str) -> list[UserMemory]:
         """The memories this owner may use that this engine can serve (same base model), registered with it."""
-        out = [m for m in self.all() if (self.public(m) or m.owner == who) and self.engine.bases.get(m.base) == m.base_folder]
+        out = [m for m in self.all()
+               if (self.public(m) or m.owner == who) and self.engine.bases.get(m.base) == m.base_folder]
         for memory in out:
             self.register(memory)
         return out
@@ -185,8 +187,8 @@ class Memories:
     def get(self, who: str, memory_id: str) -> UserMemory:
         found = [m for m in self.visible(who) if memory_id in (m.id, m.decoder_name)]
         if not found:
-            raise InputError(f"no memory {memory_id!r} of yours here: build one first (it may have been deleted after a "
-                             "day unused, or when its page was closed)")
+            raise InputError(f"no memory {memory_id!r} of yours here: build one first (it may have been deleted after "
+                             "a day unused, or when its page was closed)")
         os.utime(found[0].folder / "memory.json")  # in use: not swept
         return found[0]
 
@@ -214,8 +216,9 @@ class Memories:
         if tuned:
             knn = replace(knn, alpha=tuned["knn_by_base"][memory.base]["lambda"],
                           knn_temperature=tuned["knn_temperature"], knn_k=tuned["knn_k"])
-            self.serve(memory, memory.decoder_name, Memory.from_folder(
-                decoder, corpus, knows, label=f"{memory.name}: Memory Decoder ({mine}upload)", store_root=stores), family)
+            self.serve(memory, memory.decoder_name,
+                       Memory.from_folder(decoder, corpus, knows, label=f"{memory.name}: Memory Decoder ({mine}upload)",
+                                          store_root=stores), family)
         self.serve(memory, memory.id, knn, family)
 
     def serve(self, made: UserMemory, name: str, memory: Memory, family: str | None):
@@ -281,8 +284,8 @@ class Memories:
                 raise InputError(f"you keep {len(mine)} memories, the most one visitor may: delete one first")
             if used + need > SESSION_BYTES:
                 raise InputError(f"this memory would take about {need / 2**20:,.0f} MB on disk and yours take "
-                                 f"{used / 2**20:,.0f} MB: over the {SESSION_BYTES / 2**20:,.0f} MB one visitor may use; "
-                                 "delete one or upload less text")
+                                 f"{used / 2**20:,.0f} MB: over the {SESSION_BYTES / 2**20:,.0f} MB one visitor may "
+                                 "use; delete one or upload less text")
         total = folder_bytes(root())
         if total + need > TOTAL_BYTES:
             raise InputError(f"the space for uploaded memories is full ({total / 2**30:.1f} of {TOTAL_BYTES / 2**30:g} "
@@ -296,7 +299,8 @@ class Memories:
         """Starts (or resumes: the trainer continues from its checkpoint) the distillation; in the foreground, waits
         for it with its output on this terminal (the command line)."""
         memory = self.owned(who, memory_id)
-        steps = steps_for(memory.tokens["train"]) if steps is None else contract.check("steps", steps, int, (1, MAX_STEPS))
+        steps = (steps_for(memory.tokens["train"]) if steps is None
+                 else contract.check("steps", steps, int, (1, MAX_STEPS)))
         with self.lock:
             if self.job(memory)["phase"] == "done":
                 raise InputError(f"{memory.name} has its Memory Decoder already")

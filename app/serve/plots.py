@@ -5,7 +5,8 @@ from plotly.subplots import make_subplots
 from ..core import datastore
 
 COLOURS = {"base": "#7f7f7f", "memdec": "#1f77b4", "knn": "#ff7f0e"}
-NAMES = {"base": "base", "memdec": "Memory Decoder", "knn": "kNN-LM", "mix_memdec": "base + MemDec", "mix_knn": "base + kNN-LM"}
+NAMES = {"base": "base", "memdec": "Memory Decoder", "knn": "kNN-LM", "mix_memdec": "base + MemDec",
+         "mix_knn": "base + kNN-LM"}
 
 
 def label(token: str) -> str:
@@ -15,12 +16,14 @@ def label(token: str) -> str:
 
 def weights_text(w) -> str:
     """How the mixtures are weighted, for titles (w: engine.Weights)."""
-    return f"alpha = {w.alpha:.2f} for both" if w.locked else f"MemDec at alpha = {w.alpha:.2f}, kNN-LM at lambda = {w.knn_lambda:.2f}"
+    return (f"alpha = {w.alpha:.2f} for both" if w.locked
+            else f"MemDec at alpha = {w.alpha:.2f}, kNN-LM at lambda = {w.knn_lambda:.2f}")
 
 
 def distributions(rows: list[dict], w) -> go.Figure:
     """Top: the three predictors. Bottom: each mixture as a stack of its two parts, (1-w) p_base below and w p_other
-    above, w its own weight (w: engine.Weights), so the height is the mixture and the split shows where it comes from."""
+    above, w its own weight (w: engine.Weights), so the height is the mixture and the split shows where it comes
+    from."""
     x = [f"{label(r['token'])}<br><sub>{r['id']}</sub>" for r in rows]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=("the three predictors", f"the two mixtures, {weights_text(w)}"))
@@ -30,11 +33,12 @@ def distributions(rows: list[dict], w) -> go.Figure:
     for mixture, other in [(m, o) for m, o in (("mix_memdec", "memdec"), ("mix_knn", "knn")) if m in rows[0]]:
         alpha, symbol = w.of_mixture(mixture), "λ" if mixture == "mix_knn" and not w.locked else "α"
         low = [(1 - alpha) * r["base"] for r in rows]
-        fig.add_bar(x=x, y=low, name=f"{NAMES[mixture]}: (1-{symbol})·p base", marker_color=COLOURS["base"], opacity=0.55,
-                    offsetgroup=mixture, legendgroup=mixture, row=2, col=1)
-        fig.add_bar(x=x, y=[alpha * r[other] for r in rows], base=low, name=f"{NAMES[mixture]}: {symbol}·p {NAMES[other]}",
-                    marker_color=COLOURS[other], offsetgroup=mixture, legendgroup=mixture, row=2, col=1,
-                    customdata=[r[mixture] for r in rows], hovertemplate="%{x}: part %{y:.4f}, mixture %{customdata:.4f}")
+        fig.add_bar(x=x, y=low, name=f"{NAMES[mixture]}: (1-{symbol})·p base", marker_color=COLOURS["base"],
+                    opacity=0.55, offsetgroup=mixture, legendgroup=mixture, row=2, col=1)
+        fig.add_bar(x=x, y=[alpha * r[other] for r in rows], base=low,
+                    name=f"{NAMES[mixture]}: {symbol}·p {NAMES[other]}", marker_color=COLOURS[other],
+                    offsetgroup=mixture, legendgroup=mixture, row=2, col=1, customdata=[r[mixture] for r in rows],
+                    hovertemplate="%{x}: part %{y:.4f}, mixture %{customdata:.4f}")
     fig.update_layout(height=620, barmode="group", margin=dict(l=50, r=20, t=60, b=40),
                       legend=dict(orientation="h", y=-0.15), title="next-token probabilities on one shared token axis")
     fig.update_yaxes(title_text="probability")
@@ -45,7 +49,8 @@ def latency(latency_ms: dict, repeats: int = 1, batch: int = 1) -> go.Figure:
     """Each component's time: of the call that served the request (batch: the most requests that shared one of its
     calls), or the median of `repeats` runs alone when measured precisely."""
     names = list(latency_ms)
-    how = f"alone, median of {repeats}" if repeats > 1 else ("this call" if batch <= 1 else f"this call, shared by {batch} requests")
+    how = (f"alone, median of {repeats}" if repeats > 1
+           else ("this call" if batch <= 1 else f"this call, shared by {batch} requests"))
     fig = go.Figure(go.Bar(x=[latency_ms[n] for n in names], y=names, orientation="h",
                            marker_color=["#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c"][: len(names)],
                            text=[f"{latency_ms[n]:.2f} ms" for n in names], textposition="auto"))
@@ -64,7 +69,8 @@ def token_probabilities(summary: dict) -> go.Figure:
         fig.add_scatter(x=x, y=[t[name] for t in tokens], mode="lines+markers", name=NAMES[name], line_color=colour,
                         text=[label(t["token"]) for t in tokens], hovertemplate="%{text}: %{y:.4f}")
     fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log", xaxis_title="token position",
-                      yaxis_title="p(actual token)", title="probability of each actual token", legend=dict(orientation="h", y=-0.25))
+                      yaxis_title="p(actual token)", title="probability of each actual token",
+                      legend=dict(orientation="h", y=-0.25))
     return fig
 
 
@@ -75,26 +81,31 @@ def perplexity_vs_alpha(summary: dict) -> go.Figure:
     fig = go.Figure()
     fig.add_scatter(x=curve["alpha"], y=[summary["perplexity"]["base"]] * len(curve["alpha"]), mode="lines",
                     name="base alone", line=dict(color=COLOURS["base"], dash="dash"))
-    for name, colour in [(n, c) for n, c in (("mix_memdec", COLOURS["memdec"]), ("mix_knn", COLOURS["knn"])) if n in curve]:
+    for name, colour in [(n, c) for n, c in (("mix_memdec", COLOURS["memdec"]), ("mix_knn", COLOURS["knn"]))
+                         if n in curve]:
         fig.add_scatter(x=curve["alpha"], y=curve[name], mode="lines+markers", name=NAMES[name], line_color=colour)
         tuned, symbol = summary["tuned"][name], "λ" if name == "mix_knn" else "α"
-        fig.add_scatter(x=[tuned["weight"]], y=[tuned["perplexity"]], mode="markers", name=f"tuned {symbol} = {tuned['weight']:g}",
+        fig.add_scatter(x=[tuned["weight"]], y=[tuned["perplexity"]], mode="markers",
+                        name=f"tuned {symbol} = {tuned['weight']:g}",
                         marker=dict(symbol="star", size=15, color=colour, line=dict(color="black", width=1)),
                         hovertemplate=f"{NAMES[name]}, tuned on validation for {summary['base']}: {symbol} = %{{x}}, "
                                       "perplexity %{y:.2f}<extra></extra>")
-    used = [("α", summary["alpha"])] + ([("λ", summary["knn_lambda"])] if "mix_knn" in curve and not summary["lock_alpha"] else [])
+    used = [("α", summary["alpha"])] + ([("λ", summary["knn_lambda"])]
+                                        if "mix_knn" in curve and not summary["lock_alpha"] else [])
     for i, (symbol, weight) in enumerate(used):
         fig.add_vline(x=weight, line_dash="dot", annotation_text=f"{symbol} = {weight:.2f}", annotation_yshift=-14 * i)
     fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log",
                       xaxis_title="weight of the memory (α for MemDec, λ for kNN-LM)",
-                      yaxis_title="perplexity", title="perplexity of the passage against alpha", legend=dict(orientation="h", y=-0.25))
+                      yaxis_title="perplexity", title="perplexity of the passage against alpha",
+                      legend=dict(orientation="h", y=-0.25))
     return fig
 
 
 def generation_speed(result: dict) -> go.Figure:
     names = list(result["continuations"])
     ms = [result["continuations"][n]["ms_per_token"] for n in names]
-    fig = go.Figure(go.Bar(x=[NAMES[n] for n in names], y=ms, marker_color=[COLOURS["base"], COLOURS["memdec"], COLOURS["knn"]][: len(names)],
+    fig = go.Figure(go.Bar(x=[NAMES[n] for n in names], y=ms,
+                           marker_color=[COLOURS["base"], COLOURS["memdec"], COLOURS["knn"]][: len(names)],
                            text=[f"{m:.1f} ms" for m in ms], textposition="auto"))
     fig.update_layout(height=280, margin=dict(l=50, r=20, t=50, b=40), yaxis_title="ms per token",
                       title="median time per generated token (wall-clock, this machine)")
@@ -123,7 +134,8 @@ def cost_curves(results: dict | None, current: dict | None = None) -> go.Figure:
     span = [min(entries), max(entries)] if len(set(entries)) > 1 else [entries[0] / 10, entries[0] * 10]
     fig = go.Figure()
     fig.add_scatter(x=span, y=[1, 1], mode="lines", name="base", line=dict(color=COLOURS["base"], dash="dot"))
-    fig.add_scatter(x=span, y=[memdec] * 2, mode="lines", name=f"base + MemDec ({memdec:.2f}x)", line_color=COLOURS["memdec"])
+    fig.add_scatter(x=span, y=[memdec] * 2, mode="lines", name=f"base + MemDec ({memdec:.2f}x)",
+                    line_color=COLOURS["memdec"])
     for factor in (2, 10):
         fig.add_scatter(x=span, y=[factor * memdec] * 2, mode="lines", name=f"{factor}x base + MemDec",
                         line=dict(color=COLOURS["memdec"], dash="dash", width=1))
@@ -136,8 +148,8 @@ def cost_curves(results: dict | None, current: dict | None = None) -> go.Figure:
                               f"{r['memory_bytes'] / 1e9:.2f} GB" for r in points],
                         hovertemplate="%{x:,} entries: %{y:.2f}x the base<br>%{text}")
     if current:
-        fig.add_scatter(x=[current["entries"]], y=[current["ratio_knn"]], mode="markers", name="this store (measured now)",
-                        marker=dict(symbol="star", size=16, color="#2ca02c"),
+        fig.add_scatter(x=[current["entries"]], y=[current["ratio_knn"]], mode="markers",
+                        name="this store (measured now)", marker=dict(symbol="star", size=16, color="#2ca02c"),
                         text=[f"{current['index']}, search {current['search_ms']:.2f} ms"],
                         hovertemplate="%{x:,} entries: %{y:.2f}x the base<br>%{text}")
     fig.update_layout(height=480, margin=dict(l=60, r=20, t=50, b=40), xaxis_type="log", yaxis_type="log",

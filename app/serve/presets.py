@@ -98,7 +98,8 @@ PRESETS = {
                          "gpt2-large": {"temperature": 13.0}, "gpt2-xl": {"temperature": 13.0}})}),
     **{f"qwen2.5-{domain}": Preset(
         f"qwen2.5-{domain}", f"Qwen2.5 bases with the {domain} Memory Decoder (Qwen2.5-0.5B architecture)",
-        bases=QWEN_BASES, memories={domain: Memory(f"Clover-Hill/MemoryDecoder-Qwen-{domain}", None, knows, **PAPER_DOMAIN)})
+        bases=QWEN_BASES,
+        memories={domain: Memory(f"Clover-Hill/MemoryDecoder-Qwen-{domain}", None, knows, **PAPER_DOMAIN)})
        for domain, knows in DOMAIN_TEXT.items()},
     **{f"llama3-{domain}": Preset(
         f"llama3-{domain}", f"Llama 3 bases with the {domain} Memory Decoder (a Qwen2 model refitted to the Llama 3 "
@@ -124,8 +125,8 @@ def embedded() -> Preset:
     their corpora the committed train splits."""
     found = models.embedded("base")
     order = [s for s in reversed(BASE_SIZES) if s in found] + [s for s in found if s not in BASE_SIZES]
-    return Preset("embedded", "the app's own tiny family, trained offline by its pipeline", {s: found[s] for s in order},
-                  committed_memories())
+    return Preset("embedded", "the app's own tiny family, trained offline by its pipeline",
+                  {s: found[s] for s in order}, committed_memories())
 
 
 SMOLLM2_CPU_TOKENS = 32_768  # a third of each train split: its store builds in about 90 s on 2 CPU cores

@@ -15,7 +15,8 @@ import torch
 
 @dataclass
 class Done:
-    """What a call returned, the wall-clock ms of the (batched) call that computed it and how many requests it served."""
+    """What a call returned, the wall-clock ms of the (batched) call that computed it and how many requests it
+    served."""
     value: object
     ms: float
     batch: int

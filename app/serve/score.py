@@ -44,7 +44,8 @@ def score(engine: Engine, resolved: Resolved, text: str, progress=None) -> Score
     p_knn = None
     if store is not None:
         # past the store's block, a query reads only the block's worth of latest tokens, as the stored keys did
-        queries = engine.scheduler.call(query_keys, lm, ids, keys[None], store.recipe["block"], positions.tolist()).value
+        queries = engine.scheduler.call(query_keys, lm, ids, keys[None], store.recipe["block"],
+                                        positions.tolist()).value
         distances, _, values = batched.search(engine, store, queries, resolved.k).result().value
         p_knn = knn_target_probs(distances, values, resolved.temperature, targets)
     return Scored(text, pair.base, pair.domain, resolved.k, resolved.temperature,
@@ -82,8 +83,9 @@ def summary(s: Scored, weights: Weights | float) -> dict:
                        **{name: finite(perplexity(p)) for name, p in mixed.items()}},
         # share of tokens that some neighbour predicts
         "knn_coverage": None if s.p_knn is None else float((s.p_knn > 0).float().mean()),
-        "perplexity_vs_alpha": {"alpha": CURVE_ALPHAS, **{f"mix_{name}": [finite(perplexity(mix(s.p_base, p, a)))
-                                                                          for a in CURVE_ALPHAS] for name, p in others.items()}},
+        "perplexity_vs_alpha": {"alpha": CURVE_ALPHAS,
+                                **{f"mix_{name}": [finite(perplexity(mix(s.p_base, p, a))) for a in CURVE_ALPHAS]
+                                   for name, p in others.items()}},
         "tuned": {f"mix_{name}": {"weight": a, "perplexity": finite(perplexity(mix(s.p_base, others[name], a)))}
                   for name, a in tuned.items()},
     }

@@ -1,6 +1,6 @@
 """The Gradio 6 page and API: one settings row that every tab reads, one module per tab (layout, handlers and
 wiring together), and the plain-JSON endpoints. All numbers come from the engine."""
-import gradio as gr
+import gradio as gr  # noqa: I001 (the hand-wrapped import below)
 
 from ..engine import Engine
 from . import (api, compare_tab, cost_tab, generate_tab, imitation_tab, memory_tab, models_panel, neighbours_tab,
@@ -11,8 +11,9 @@ from .launch_settings import SETTINGS
 INTRO = """# Memory Decoder Explorer
 A **base** language model, a **Memory Decoder** (a small LM trained to imitate a retriever over a domain corpus) and
 the **live kNN-LM** retriever it imitates, side by side on the same next token. Mixtures are taken in probability
-space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine, warm models, of the call that served the request (concurrent requests share
-batched calls); tick *measure precisely* for each component alone, the median of 3 runs."""
+space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine, warm models, of the call that served
+the request (concurrent requests share batched calls); tick *measure precisely* for each component alone, the median
+of 3 runs."""
 CSS = ".tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; }"
 THEME = gr.themes.Soft()
 

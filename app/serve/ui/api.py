@@ -3,7 +3,8 @@ in, so gradio_client and raw HTTP callers see a documented signature. alpha and 
 own weight tuned for the base; lock_alpha: both at alpha (knn_lambda is not read)."""
 import gradio as gr
 
-from .. import endpoints, generate as generation
+from .. import endpoints
+from .. import generate as generation
 from ..engine import DEFAULTS, Engine
 from .common import MODEL_SLOTS, limited, on_gpu, shown
 

@@ -16,8 +16,8 @@ from .settings_row import SettingsRow
 
 
 def axis_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"token": plots.label(r["token"]), "id": r["id"], **{plots.NAMES[k]: round(r[k], 5) for k in plots.NAMES}}
-                         for r in rows])
+    return pd.DataFrame([{"token": plots.label(r["token"]), "id": r["id"],
+                          **{plots.NAMES[k]: round(r[k], 5) for k in plots.NAMES}} for r in rows])
 
 
 def export_files(nt: compare.NextToken, w: Weights, top_n: int, files: gr.File) -> list[str]:
@@ -46,7 +46,8 @@ class CompareTab:
 
     def show(self, nt: compare.NextToken, w: Weights, top_n: int) -> dict:
         rows = compare.rows(nt, w, top_n)
-        return {self.distributions: plots.distributions(rows, w), self.latency: plots.latency(nt.latency_ms, nt.repeats, max(nt.batch.values(), default=1)),
+        return {self.distributions: plots.distributions(rows, w),
+                self.latency: plots.latency(nt.latency_ms, nt.repeats, max(nt.batch.values(), default=1)),
                 self.axis: axis_frame(rows), self.files: None}
 
 
@@ -101,8 +102,9 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
         return export_files(nt, w, top_n, views[0].files)
 
-    comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n, views[0].precise], outputs,
-                      api_name="compare_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)
+    comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n, views[0].precise],
+                      outputs, api_name="compare_view", api_visibility="undocumented", concurrency_id="models",
+                      concurrency_limit=MODEL_SLOTS)
     gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input, row.top_n.release], on_remix,
           [state, *row.weight_inputs, row.top_n],
           [c for view in views if view.remixes for c in view.outputs],

@@ -22,10 +22,10 @@ def summary_text(results: dict | None) -> str:
     if results is None:
         return MISSING
     s, steps, machine = results["settings"], results["steps"], results["machine"]
-    lines = [f"Measured on {machine['cpu']} ({machine['cores']} cores, shared: load {machine['load_average_at_start'][0]} "
-             f"at the start): base `{s['base']}` {steps['base_ms']:.2f} ms per token, base + MemDec "
-             f"{steps['memdec_ms']:.2f} ms ({results['ratio_memdec']:.2f}x), medians over the points; k = {s['k']}; "
-             f"{s['real_entries']:,} real keys, then synthetic ones ({s['synthetic_keys']}).", "",
+    lines = [f"Measured on {machine['cpu']} ({machine['cores']} cores, shared: load "
+             f"{machine['load_average_at_start'][0]} at the start): base `{s['base']}` {steps['base_ms']:.2f} ms per "
+             f"token, base + MemDec {steps['memdec_ms']:.2f} ms ({results['ratio_memdec']:.2f}x), medians over the "
+             f"points; k = {s['k']}; {s['real_entries']:,} real keys, then synthetic ones ({s['synthetic_keys']}).", "",
              "| index | base + kNN-LM at 2x base + MemDec | at 10x |", "|---|---|---|"]
     lines += [f"| {kind} | {by_factor['2']['text']} | {by_factor['10']['text']} |"
               for kind, by_factor in results["crossovers"].items()]
@@ -35,9 +35,9 @@ def summary_text(results: dict | None) -> str:
 
 def current_text(point: dict) -> str:
     return (f"**This store** ({point['base']} / {point['domain']}): {point['entries']:,} entries, {point['index']}, "
-            f"search {point['search_ms']:.2f} ms per query at k = {point['k']}. Per token: base {point['base_ms']:.2f} ms, "
-            f"base + MemDec {point['memdec_ms']:.2f} ms ({point['ratio_memdec']:.2f}x), base + kNN-LM "
-            f"{point['knn_ms']:.2f} ms ({point['ratio_knn']:.2f}x).")
+            f"search {point['search_ms']:.2f} ms per query at k = {point['k']}. Per token: base "
+            f"{point['base_ms']:.2f} ms, base + MemDec {point['memdec_ms']:.2f} ms ({point['ratio_memdec']:.2f}x), "
+            f"base + kNN-LM {point['knn_ms']:.2f} ms ({point['ratio_knn']:.2f}x).")
 
 
 @dataclass

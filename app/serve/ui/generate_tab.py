@@ -26,7 +26,8 @@ class GenerateTab:
 def build() -> GenerateTab:
     with gr.Tab("Generate"):
         with gr.Row():
-            max_new_tokens = gr.Slider(1, LIMITS["max_new_tokens"][1], value=DEFAULTS["max_new_tokens"], step=1, label="new tokens")
+            max_new_tokens = gr.Slider(1, LIMITS["max_new_tokens"][1], value=DEFAULTS["max_new_tokens"], step=1,
+                                       label="new tokens")
             sample = gr.Checkbox(label="sample (instead of greedy)")
             seed = gr.Number(value=0, precision=0, label="seed")
             run = gr.Button("Generate", variant="primary", elem_id="generate-button")
@@ -49,5 +50,6 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
                  for name in PREDICTORS}
         return {**{tab.texts[name]: text for name, text in texts.items()}, tab.speed: plots.generation_speed(result)}
 
-    return tab.run.click(on_generate, row.model_inputs + [tab.max_new_tokens, tab.sample, tab.seed], [*tab.texts.values(), tab.speed],
-                  api_name="generate_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)
+    return tab.run.click(on_generate, row.model_inputs + [tab.max_new_tokens, tab.sample, tab.seed],
+                         [*tab.texts.values(), tab.speed], api_name="generate_view", api_visibility="undocumented",
+                         concurrency_id="models", concurrency_limit=MODEL_SLOTS)

@@ -1,5 +1,6 @@
 """How the page is launched, chosen in one place for a public Space: upload size, cache clean-up, the queue and
-its concurrency (model slots and the per-visitor limit included). README "Running as a public Space" gives the reasons."""
+its concurrency (model slots and the per-visitor limit included). README "Running as a public Space" gives the
+reasons."""
 from dataclasses import dataclass
 
 from .. import uploads

@@ -56,7 +56,8 @@ def build() -> MemoryTab:
     with gr.Tab("Your memory"):
         intro = gr.Markdown()
         with gr.Row():
-            upload = gr.File(label="text file", file_types=[".txt", ".gz", ".jsonl"], type="filepath", elem_id="memory-file")
+            upload = gr.File(label="text file", file_types=[".txt", ".gz", ".jsonl"], type="filepath",
+                             elem_id="memory-file")
             pasted = gr.Textbox(label="or paste text", lines=6, elem_id="memory-text")
         with gr.Row():
             name = gr.Textbox(label="name (default: the file's)", max_lines=1, elem_id="memory-name")
@@ -87,8 +88,8 @@ def about_text(memory: memories.UserMemory, described: dict, steps: int) -> str:
     if described["decoder_memory"]:
         return f"{head} Its Memory Decoder is served as **{memory.name}: Memory Decoder** in the memory menu."
     return (f"{head} Distilling trains a decoder from `{memory.init_folder}` for {steps} steps: about "
-            f"**{memories.minutes(memories.estimate_s(memory, steps))}** on this machine (estimated from the token count; "
-            "longer while others use the CPU).")
+            f"**{memories.minutes(memories.estimate_s(memory, steps))}** on this machine (estimated from the token "
+            "count; longer while others use the CPU).")
 
 
 def job_text(state: dict, curve) -> str:
@@ -99,8 +100,8 @@ def job_text(state: dict, curve) -> str:
     if phase == "done":
         ppl = " · ".join(f"{name} {value:,.1f}" for name, value in state["validation_perplexity"].items())
         took = memories.minutes(state["updated"] - state["started"])
-        return (f"**Distilled** in {took}: alpha = {state['alpha']}, kNN temperature {state['temperature']} (both tuned "
-                f"on validation). Validation perplexity: {ppl}.")
+        return (f"**Distilled** in {took}: alpha = {state['alpha']}, kNN temperature {state['temperature']} (both "
+                f"tuned on validation). Validation perplexity: {ppl}.")
     if phase in ("cancelled", "stopped"):
         return f"**Stopped** at {at} ({phase}); its last checkpoint is kept: distil again to resume from there."
     if phase == "failed":
@@ -114,13 +115,15 @@ def curve_figure(curve) -> go.Figure:
     fig = go.Figure()
     if curve is not None:
         for term, colour in (("kl", COLOURS["knn"]), ("ce", COLOURS["base"])):
-            fig.add_scatter(x=curve["step"], y=curve[term], mode="lines", name=f"train {term.upper()}", line_color=colour)
+            fig.add_scatter(x=curve["step"], y=curve[term], mode="lines", name=f"train {term.upper()}",
+                            line_color=colour)
             if f"val_{term}" in curve:
                 held = curve.dropna(subset=[f"val_{term}"])
-                fig.add_scatter(x=held["step"], y=held[f"val_{term}"], mode="lines+markers", name=f"validation {term.upper()}",
-                                line=dict(color=colour, dash="dot"))
+                fig.add_scatter(x=held["step"], y=held[f"val_{term}"], mode="lines+markers",
+                                name=f"validation {term.upper()}", line=dict(color=colour, dash="dot"))
     fig.update_layout(height=360, margin=dict(l=50, r=20, t=50, b=40), xaxis_title="step", yaxis_title="nats",
-                      title="KL(p_kNN ‖ p_mem) and cross-entropy while distilling", legend=dict(orientation="h", y=-0.2))
+                      title="KL(p_kNN ‖ p_mem) and cross-entropy while distilling",
+                      legend=dict(orientation="h", y=-0.2))
     return fig
 
 
@@ -191,7 +194,8 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
     def on_delete(memory_id, family, domain, request: gr.Request):
         visitor = memories.owner(request.session_hash)
         registry.remove(visitor, chosen(memory_id))
-        return {tab.mine: mine_menu(visitor), row.domain: memory_menu(engine, visitor, family, domain), **show(visitor, None)}
+        return {tab.mine: mine_menu(visitor), row.domain: memory_menu(engine, visitor, family, domain),
+                **show(visitor, None)}
 
     @shown
     def on_tick(memory_id, family, domain, request: gr.Request):
@@ -218,5 +222,6 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
                      api_name="memory_delete", api_visibility="undocumented")
     tab.timer.tick(on_tick, mine + [row.family, row.domain], views + [row.domain], api_name="memory_status",
                    api_visibility="undocumented", queue=False, show_progress="hidden")
-    gr.on(None, on_load, None, [tab.intro, tab.mine], api_name="memory_list", api_visibility="undocumented", queue=False)
+    gr.on(None, on_load, None, [tab.intro, tab.mine], api_name="memory_list", api_visibility="undocumented",
+          queue=False)
     return built

@@ -15,7 +15,8 @@ def panel_text(engine: Engine) -> str:
         lines += ["| loaded | id | size | runs on |", "|---|---|---|---|"]
         for item in loaded:
             size = (f"{item['parameters'] / 1e6:,.1f}M parameters, {item['bytes'] / 2**30:.2f} GiB {item['dtype']}"
-                    if "parameters" in item else f"{item['entries']:,} entries ({item['index']}), {item['bytes'] / 2**30:.2f} GiB")
+                    if "parameters" in item
+                    else f"{item['entries']:,} entries ({item['index']}), {item['bytes'] / 2**30:.2f} GiB")
             lines.append(f"| {item['role']} | `{item['id']}` | {size} | {item.get('device', 'CPU (FAISS)')} |")
     else:
         lines.append("No model is loaded yet: the first request loads the chosen base and memory.")

@@ -15,8 +15,8 @@ def neighbours_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def totals_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([{"next token": label(r["token"]), "neighbours": r["neighbours"], "p kNN (summed weight)": round(r["p_knn"], 4)}
-                         for r in rows])
+    return pd.DataFrame([{"next token": label(r["token"]), "neighbours": r["neighbours"],
+                          "p kNN (summed weight)": round(r["p_knn"], 4)} for r in rows])
 
 
 @dataclass

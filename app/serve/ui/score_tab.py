@@ -18,12 +18,14 @@ def gain_html(summary: dict) -> str:
         spans = []
         for t in summary["tokens"]:
             gain = t["gain_bits"][name]
-            colour = f"rgba(44,160,44,{min(1, gain / 3):.2f})" if gain >= 0 else f"rgba(214,39,40,{min(1, -gain / 3):.2f})"
+            colour = (f"rgba(44,160,44,{min(1, gain / 3):.2f})" if gain >= 0
+                      else f"rgba(214,39,40,{min(1, -gain / 3):.2f})")
             tip = f"p base {t['base']:.4f} → {t[name]:.4f} ({gain:+.2f} bits)"
             spans.append(f'<span class="tok" style="background:{colour}" title="{html.escape(tip)}">'
                          f"{html.escape(t['token']).replace(chr(10), '⏎')}</span>")
         lines.append(f"<p><b>{plots.NAMES[name]}</b> vs base: {''.join(spans)}</p>")
-    return "<div class='gain'>" + "".join(lines) + "<p><small>green: the mixture gives the actual token more probability than the base; red: less (up to ±3 bits). Hover a token for its numbers.</small></p></div>"
+    return ("<div class='gain'>" + "".join(lines) + "<p><small>green: the mixture gives the actual token more "
+            "probability than the base; red: less (up to ±3 bits). Hover a token for its numbers.</small></p></div>")
 
 
 def perplexity_text(summary: dict) -> str:
@@ -57,7 +59,8 @@ class ScoreTab:
     def show(self, scored: score.Scored, w: Weights) -> dict:
         summary = score.summary(scored, w)
         return {self.perplexities: perplexity_text(summary), self.gain: gain_html(summary),
-                self.per_token: plots.token_probabilities(summary), self.against_alpha: plots.perplexity_vs_alpha(summary)}
+                self.per_token: plots.token_probabilities(summary),
+                self.against_alpha: plots.perplexity_vs_alpha(summary)}
 
 
 def build() -> ScoreTab:
@@ -95,4 +98,5 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input], on_remix, [state, *row.weight_inputs],
           tab.outputs, api_name="score_remix", api_visibility="undocumented", queue=False)
     return tab.run.click(on_score, [tab.passage] + row.model_inputs[1:], [state] + tab.outputs,
-                         api_name="score_view", api_visibility="undocumented", concurrency_id="models", concurrency_limit=MODEL_SLOTS)
+                         api_name="score_view", api_visibility="undocumented", concurrency_id="models",
+                         concurrency_limit=MODEL_SLOTS)

@@ -46,7 +46,8 @@ def about_text(engine: Engine, base: str, domain: str) -> str:
     knows = f"knows {memory.knows}" if memory.knows else f"is `{memory.decoder}`"
     extent = engine.corpus_extent(base, name)
     return (f"**{name}** {knows}. Tuned for {engine.base_name(base)}: α = {d.alpha:g} (Memory Decoder), "
-            f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM). {extent + ' ' if extent else ''}{NARROW}")
+            f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM). "
+            f"{extent + ' ' if extent else ''}{NARROW}")
 
 
 def checked_family(engine: Engine, family) -> str | None:
@@ -75,7 +76,8 @@ def build(engine: Engine) -> SettingsRow:
     tuned = engine.defaults(engine.default_base, engine.default_domain)
     families = list(dict.fromkeys(engine.family.values()))
     with gr.Row():
-        prompt = gr.Textbox(label="Prompt", lines=3, scale=3, elem_id="prompt", value="The protein binds to the receptor and")
+        prompt = gr.Textbox(label="Prompt", lines=3, scale=3, elem_id="prompt",
+                            value="The protein binds to the receptor and")
         with gr.Column(scale=1, min_width=220):
             family = gr.Dropdown(families, value=engine.family.get(engine.default_base), label="Model family",
                                  visible=len(families) > 1)
@@ -84,9 +86,12 @@ def build(engine: Engine) -> SettingsRow:
             domain = gr.Dropdown(menu, value=engine.default_domain, label="Memory (domain)", elem_id="domain")
     about = gr.Markdown(about_text(engine, engine.default_base, engine.default_domain), elem_id="memory-knows")
     with gr.Row():
-        alpha = gr.Slider(0, 1, value=tuned.alpha, step=0.01, label="α: weight of the Memory Decoder", elem_id="alpha")
-        knn_lambda = gr.Slider(0, 1, value=tuned.knn_lambda, step=0.01, label="λ: weight of the kNN-LM", elem_id="knn-lambda")
-        lock_alpha = gr.Checkbox(label="lock both to one alpha (teaching: equal weight; λ is not read)", elem_id="lock-alpha")
+        alpha = gr.Slider(0, 1, value=tuned.alpha, step=0.01, label="α: weight of the Memory Decoder",
+                          elem_id="alpha")
+        knn_lambda = gr.Slider(0, 1, value=tuned.knn_lambda, step=0.01, label="λ: weight of the kNN-LM",
+                               elem_id="knn-lambda")
+        lock_alpha = gr.Checkbox(label="lock both to one alpha (teaching: equal weight; λ is not read)",
+                                 elem_id="lock-alpha")
     with gr.Row():
         k = gr.Slider(1, LIMITS["k"][1], value=tuned.k, step=1, label="kNN k (neighbours)")
         temperature = gr.Number(value=tuned.temperature, label="kNN temperature T", minimum=0.01)
@@ -114,8 +119,8 @@ def build(engine: Engine) -> SettingsRow:
 
     gr.on([base.change, domain.change], memory_defaults, [base, domain], [alpha, knn_lambda, k, temperature, about],
           api_name="memory_defaults", api_visibility="private", queue=False)
-    lock_alpha.change(lambda locked: gr.update(interactive=not locked), lock_alpha, knn_lambda, api_visibility="private",
-                      queue=False)
+    lock_alpha.change(lambda locked: gr.update(interactive=not locked), lock_alpha, knn_lambda,
+                      api_visibility="private", queue=False)
     family.change(switch_family, family, [base, domain], api_visibility="private", queue=False)
     gr.on(None, on_load, None, domain, api_visibility="private", queue=False)
     return row
