@@ -32,10 +32,10 @@ from . import corpora, targets
 from .decoder_start import build_start
 from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
 from .intervals import paired_ratio, resample_weights, summary
-from .windows import Windows, sliding_windows
 from .tokenizer import build_tokenizer
 from .train_base import base_recipe, train_base
 from .train_memdec import distil
+from .windows import Windows, sliding_windows
 
 
 def say(msg: str):

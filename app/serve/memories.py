@@ -25,8 +25,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from ..core import datastore, paths
-from ..core.documents import write_documents
 from ..core.cards import read_card
+from ..core.documents import write_documents
 from ..core.files import read_json, write_json
 from . import contract
 from .distillations import Jobs

@@ -89,14 +89,17 @@ def split(documents: list[str], tokenizer) -> tuple[dict, dict]:
     ten); each split must fill at least one block of the store and of training."""
     pieces = [s for d in documents for s in sections(d, SECTION_CHARS)]
     held = set(range(VALIDATION_EVERY - 1, len(pieces), VALIDATION_EVERY)) or {len(pieces) - 1}
-    parts = {"train": [p for i, p in enumerate(pieces) if i not in held], "validation": [pieces[i] for i in sorted(held)]}
+    parts = {"train": [p for i, p in enumerate(pieces) if i not in held],
+             "validation": [pieces[i] for i in sorted(held)]}
     start = len(document_start_ids(tokenizer)) + 1  # each document's start ids and its end-of-text token
-    tokens = {name: sum(start + len(e.ids) for e in tokenizer.backend_tokenizer.encode_batch(docs, add_special_tokens=False))
+    encode = tokenizer.backend_tokenizer.encode_batch
+    tokens = {name: sum(start + len(e.ids) for e in encode(docs, add_special_tokens=False))
               for name, docs in parts.items()}
     if min(tokens.values()) <= Settings.block:
-        raise InputError(f"the text is too short to split: {len(pieces)} document(s), {tokens['train']:,} tokens to train "
-                         f"on and {tokens['validation']:,} held out, and each part needs more than {Settings.block} "
-                         f"tokens: give at least about {Settings.block * VALIDATION_EVERY * 2:,} tokens in two or more documents")
+        raise InputError(f"the text is too short to split: {len(pieces)} document(s), {tokens['train']:,} tokens to "
+                         f"train on and {tokens['validation']:,} held out, and each part needs more than "
+                         f"{Settings.block} tokens: give at least about {Settings.block * VALIDATION_EVERY * 2:,} "
+                         "tokens in two or more documents")
     return parts, tokens
 
 
