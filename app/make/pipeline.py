@@ -69,7 +69,8 @@ def token_counts_step():
     tokenizer = load_tokenizer(paths.tokenizer_folder())
     fp = tokenizer_fingerprint(tokenizer)
     counts = {"general": int(len(encode_file(tokenizer, paths.general_corpus(), fp)))}
-    counts.update({f"{d}/{sp}": int(len(encode_file(tokenizer, corpus_path(d, sp), fp))) for d in DOMAINS for sp in SPLITS})
+    counts.update({f"{d}/{sp}": int(len(encode_file(tokenizer, corpus_path(d, sp), fp)))
+                   for d in DOMAINS for sp in SPLITS})
     write_json(paths.CORPORA / "token_counts.json", {"tokenizer": fp, "tokens": counts})
     say(f"token counts: {counts}")
 
@@ -282,7 +283,8 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
         runs = {"base_only": [test["base"]], "knn": [mix(test["base"], test["knn"][t], lam)]}
         alphas = {}
         for loss, seeds in dec.items():
-            alphas[loss] = [tune_alpha(val["base"], d["validation"], weight_grid(s, val["base"], d["validation"])) for d in seeds]
+            alphas[loss] = [tune_alpha(val["base"], d["validation"], weight_grid(s, val["base"], d["validation"]))
+                            for d in seeds]
             runs[loss] = [mix(test["base"], d["test"], a) for d, a in zip(seeds, alphas[loss])]
         tuned[size] = {"alpha": alphas[MEMDEC][0], "lambda": lam, "temperature": t, "validation": val["base"]}
         row = {"domain": domain, "base": size, "knn_temperature": t, "knn_lambda": lam, "alpha": alphas[MEMDEC],
@@ -369,7 +371,8 @@ def ppl_cell(x: dict) -> str:
 
 
 def ratio_cell(x: dict) -> str:
-    return f"{100 * (x['ratio'] - 1):+.1f}% [{100 * (x['lo'] - 1):+.1f}, {100 * (x['hi'] - 1):+.1f}]" + ("" if x["separated"] else " (n.s.)")
+    interval = f"{100 * (x['ratio'] - 1):+.1f}% [{100 * (x['lo'] - 1):+.1f}, {100 * (x['hi'] - 1):+.1f}]"
+    return interval + ("" if x["separated"] else " (n.s.)")
 
 
 def evaluation_table(rows: list) -> str:

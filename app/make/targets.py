@@ -110,7 +110,8 @@ def legacy(folder: Path, wanted: dict) -> dict | None:
         with np.load(folder / LEGACY) as data:
             arrays = {name: data[name] for name in ("offsets", "ids", "probs")}
         offsets = arrays["offsets"]
-        intact = offsets[0] == 0 and (np.diff(offsets) >= 0).all() and offsets[-1] == len(arrays["ids"]) == len(arrays["probs"])
+        intact = (offsets[0] == 0 and (np.diff(offsets) >= 0).all()
+                  and offsets[-1] == len(arrays["ids"]) == len(arrays["probs"]))
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
         intact = False
     if not intact:

@@ -42,7 +42,8 @@ def general_split(stream: np.ndarray, held_out: int, block: int) -> tuple[np.nda
 def validation_loss(model, val, batch_size: int = 32) -> dict:
     inputs, labels = val
     dev = next(model.parameters()).device
-    total = sum(causal_lm_loss(model, {"input_ids": inputs[i: i + batch_size].to(dev), "labels": labels[i: i + batch_size].to(dev)})[0].item()
+    total = sum(causal_lm_loss(model, {"input_ids": inputs[i: i + batch_size].to(dev),
+                                       "labels": labels[i: i + batch_size].to(dev)})[0].item()
                 * len(inputs[i: i + batch_size]) for i in range(0, len(inputs), batch_size))
     return {"loss": total / len(inputs)}
 
@@ -53,7 +54,8 @@ def base_recipe(size: str, s: Settings) -> dict:
     steps = s.base_steps[size]
     return {"kind": "base", "size": size, "architecture": BASE_SIZES[size], "context": s.context, "steps": steps,
             "batch_size": s.base_batch_size, "lr": s.base_lr, "warmup": warmup(s.base_warmup, steps), "block": s.block,
-            "held_out": s.general_held_out, "corpus": file_digest(paths.general_corpus()), "tokenizer": tokenizer_fingerprint(tokenizer)}
+            "held_out": s.general_held_out, "corpus": file_digest(paths.general_corpus()),
+            "tokenizer": tokenizer_fingerprint(tokenizer)}
 
 
 def train_base(size: str, s: Settings):

@@ -21,7 +21,8 @@ from .trainer import TrainConfig, train
 
 def memdec_loss(logits: torch.Tensor, labels: torch.Tensor, target_ids: torch.Tensor | None,
                 target_probs: torch.Tensor | None, beta: float, vocab_size: int):
-    """logits (n, V'), labels (n,), target_ids / target_probs (n, m) zero-padded sparse p_kNN rows (None for CE only)."""
+    """logits (n, V'), labels (n,), target_ids / target_probs (n, m) zero-padded sparse p_kNN rows (None for CE
+    only)."""
     logp = torch.log_softmax(logits[:, :vocab_size].float(), dim=-1)
     ce = F.nll_loss(logp, labels)
     if target_ids is None:
@@ -114,10 +115,11 @@ def main():
     made_from = recipe.recorded(folder)
     key = s.bases[s.key]
     store = datastore.wanted_recipe(key, load_tokenizer(key), paths.corpus_path(args.domain, "train"), s.block)
-    knn = None if made_from is None else targets.load(folder, targets.targets_recipe(store, s.k, made_from["temperature"]))
+    wanted = None if made_from is None else targets.targets_recipe(store, s.k, made_from["temperature"])
+    knn = None if wanted is None else targets.load(folder, wanted)
     if knn is None:
-        parser.error(f"the kNN targets for {args.domain} are missing, stale or damaged: run python -m app.make.pipeline "
-                     f"--domains {args.domain} (it builds them, then trains the decoder too)")
+        parser.error(f"the kNN targets for {args.domain} are missing, stale or damaged: run python -m "
+                     f"app.make.pipeline --domains {args.domain} (it builds them, then trains the decoder too)")
     out = args.out or paths.model_folder("memdec", args.domain)
     if not distil(args.domain, knn, s, args.beta, args.steps, out):
         print(f"{out.name}: current")

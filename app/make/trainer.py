@@ -32,8 +32,8 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str = "train", stop_after: int | None = None,
-          validate=None):
+def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str = "train",
+          stop_after: int | None = None, validate=None):
     """batch_at(step) -> dict of tensors; loss_fn(model, batch) -> (loss, {name: float}).
 
     State lives in work_dir/checkpoint (written to a temporary folder, then renamed, so an interruption never
@@ -55,7 +55,8 @@ def train(model, batch_at, loss_fn, cfg: TrainConfig, work_dir: Path, desc: str 
         start, spent = progress["step"], progress.get("seconds", 0.0)
         rows = _read_log(ckpt / "loss.csv")  # the log as it was at that step: every step before it, once
     began = time.monotonic() - spent  # the log's seconds column counts training time across resumed sessions
-    bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps, disable=not accelerator.is_main_process)
+    bar = tqdm(range(start, cfg.steps), desc=desc, initial=start, total=cfg.steps,
+               disable=not accelerator.is_main_process)
     model.train()
     for step in bar:
         for group in optimizer.param_groups:
@@ -107,7 +108,8 @@ def _save_checkpoint(accelerator, work_dir: Path, step: int, cfg: TrainConfig, r
     shutil.rmtree(tmp, ignore_errors=True)
     accelerator.save_state(str(tmp))
     _write_log(tmp / "loss.csv", rows)
-    (tmp / "progress.json").write_text(json.dumps({"step": step, "seconds": rows[-1]["seconds"], "config": asdict(cfg)}))
+    progress = {"step": step, "seconds": rows[-1]["seconds"], "config": asdict(cfg)}
+    (tmp / "progress.json").write_text(json.dumps(progress))
     shutil.rmtree(previous, ignore_errors=True)
     if ckpt.exists():
         ckpt.rename(previous)
