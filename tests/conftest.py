@@ -87,7 +87,7 @@ def engine(tiny_models):
 
 @pytest.fixture(scope="session")
 def server(engine):
-    """The real app on a free port, shared by the API and browser tests."""
+    """The real app on a free port, shared by every folder that calls it over HTTP or drives its page."""
     url, demo = serve_in_background(engine)
     yield url
     demo.close()

@@ -6,7 +6,8 @@ import pytest
 
 pytest.importorskip("selenium")
 if not (shutil.which("chromium") and shutil.which("chromedriver")):
-    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)", allow_module_level=True)
+    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)",
+                allow_module_level=True)
 
 from tests.support.browser import chromium, open_page  # noqa: E402
 

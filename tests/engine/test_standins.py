@@ -9,7 +9,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.support import standins
-from tests.support.standins import PUBLISHED, random_weights, standin_config, tokenizer_folder, write_model, write_wikitext
+from tests.support.standins import (PUBLISHED, random_weights, standin_config, tokenizer_folder, write_model,
+                                    write_wikitext)
 
 LLAMA, LLAMA_DECODER = "meta-llama/Llama-3.2-1B", "Clover-Hill/MemoryDecoder-Llama-finance"
 
