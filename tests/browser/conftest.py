@@ -4,12 +4,15 @@ import shutil
 
 import pytest
 
-pytest.importorskip("selenium")
-if not (shutil.which("chromium") and shutil.which("chromedriver")):
-    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)",
-                allow_module_level=True)
+from tests.support.browser import chromium, open_page
 
-from tests.support.browser import chromium, open_page  # noqa: E402
+
+@pytest.fixture(scope="session", autouse=True)
+def chromium_installed():
+    """Skips, not fails, the folder on a machine without Chromium; session-scoped, so it comes before any server
+    starts (a module-level skip in this file would break `pytest tests/browser`, which loads it before collecting)."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)")
 
 
 @pytest.fixture(scope="package")
