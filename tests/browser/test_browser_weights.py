@@ -1,7 +1,6 @@
 """The settings row in headless Chromium: the line under the memory menu says what the chosen memory knows and follows
 the menu; each mixture is drawn at its own weight until the lock puts both at alpha; the Score chart marks both
 tuned points."""
-import pytest
 from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
