@@ -1,9 +1,8 @@
-"""Shared fixtures: tiny GPT-2 models, tokenizers, corpora and hub caches, built in temporary folders, so the suite
-is fast and never needs the embedded models or the network. Builders are fixtures that return functions, so each
-test file makes the small world it needs the same way."""
+"""Fixtures shared across the test folders: tiny GPT-2 models, tokenizers, corpora, the hub stand-ins and a served
+app, built in temporary folders, so the suite is fast and never needs the embedded models or the network. Builders
+are fixtures that return functions, so each test file makes the small world it needs the same way."""
 import json
 import os
-import random
 import tempfile
 
 os.environ.setdefault("MEMDEC_CACHE", tempfile.mkdtemp(prefix="memdec-cache-"))  # before app.core.paths is imported
@@ -11,7 +10,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MEMDEC_PRESET", "embedded")  # app.py's default is SmolLM2, fetched: tests name what they serve
 
-import huggingface_hub.constants as hub  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
@@ -20,18 +18,8 @@ from app.core.documents import write_documents  # noqa: E402
 from app.core.models import save_model  # noqa: E402
 from app.make.tokenizer import train_tokenizer  # noqa: E402
 from app.serve.engine import Engine, Memory  # noqa: E402
-from tools.serving import serve_in_background  # noqa: E402
-
-WORDS = {
-    "bio": "cell protein gene membrane enzyme binding receptor kinase tissue neuron signal pathway".split(),
-    "law": "licence software copyright warranty party agreement notice permission liability terms".split(),
-}
-
-
-def word_documents(words, seed, documents=60):
-    rng = random.Random(seed)
-    return ["\n".join(" ".join(rng.choice(words) for _ in range(rng.randint(6, 14))) + "." for _ in range(4))
-            for _ in range(documents)]
+from tests.support.documents import WORDS, word_documents  # noqa: E402
+from tests.support.serving import serve_in_background  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -57,53 +45,18 @@ def tiny_family(tiny_lm):
     return make
 
 
-@pytest.fixture()
-def hub_cache(tmp_path, monkeypatch):
-    """An empty offline hub cache; hub_cache.add(repo, save) lays a snapshot out as huggingface_hub does after a
-    download, where save(folder) writes the model files."""
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-
-    class Cache:
-        root = tmp_path / "hub"
-
-        def add(self, repo: str, save, commit: str = "0123456789abcdef0123456789abcdef01234567"):
-            entry = self.root / ("models--" + repo.replace("/", "--"))
-            save(entry / "snapshots" / commit)
-            (entry / "refs").mkdir(parents=True, exist_ok=True)
-            (entry / "refs" / "main").write_text(commit)
-            return entry / "snapshots" / commit
-
-    return Cache()
-
-
-STANDINS = {  # per preset: its default base and memory, tiny but with the real tokenizers and vocabulary widths
-    "gpt2-wikitext": ("openai-community/gpt2", "Clover-Hill/MemoryDecoder-gpt2-small"),
-    "qwen2.5-law": ("Qwen/Qwen2.5-0.5B", "Clover-Hill/MemoryDecoder-Qwen-law"),
-    "llama3-finance": ("meta-llama/Llama-3.2-1B", "Clover-Hill/MemoryDecoder-Llama-finance"),
-}
-
-
 @pytest.fixture(scope="session")
 def standin_hub(tmp_path_factory):
     """A hub cache holding tiny stand-ins of the published checkpoints under their real ids (the Qwen decoder as
     pytorch_model.bin, as its hub page suggests) and a WikiText sample; built once per session."""
-    from tools import standins
+    from tests.support import standins
 
     root = tmp_path_factory.mktemp("hub")
-    for base, decoder in STANDINS.values():
+    for base, decoder in standins.STANDINS.values():
         standins.write_model(root, base)
         standins.write_model(root, decoder, weights="bin" if "Qwen" in decoder else "safetensors", seed=1)
     standins.write_wikitext(root)
     return root
-
-
-@pytest.fixture()
-def offline_hub(standin_hub, monkeypatch):
-    """huggingface_hub pointed at the stand-ins, offline."""
-    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(standin_hub))
-    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
-    return standin_hub
 
 
 @pytest.fixture(scope="session")
@@ -134,10 +87,19 @@ def engine(tiny_models):
 
 @pytest.fixture(scope="session")
 def server(engine):
-    """The real app on a free port, shared by the API and browser tests."""
+    """The real app on a free port, shared by every folder that calls it over HTTP or drives its page."""
     url, demo = serve_in_background(engine)
     yield url
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def one_thread_jobs():
+    """Distillation processes of tiny models on one thread: they gain nothing from more, and on a shared CPU
+    OpenMP's waiting threads make each step ten times slower."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        yield
 
 
 def pytest_configure(config):

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.core import paths  # noqa: E402
 from app.core.settings import BASE_SIZES  # noqa: E402
-from tools.browser import chromium  # noqa: E402
+from tests.support.browser import chromium  # noqa: E402
 
 
 def figure() -> go.Figure:

@@ -2,7 +2,7 @@
 comparison (datastore included), and per-token generation latency of base, base + MemDec and base + kNN-LM with
 their ratios to the base. Each preset runs in a fresh process, so load time and memory are its own.
 
-    python tools/standins.py --size full --ids openai-community/gpt2,Clover-Hill/MemoryDecoder-gpt2-small,\
+    python tests/support/standins.py --size full --ids openai-community/gpt2,Clover-Hill/MemoryDecoder-gpt2-small,\
 Qwen/Qwen2.5-0.5B,Clover-Hill/MemoryDecoder-Qwen-law --wikitext --hub-cache /tmp/hub
     HF_HUB_CACHE=/tmp/hub HF_HUB_OFFLINE=1 python tools/benchmark_presets.py gpt2-wikitext qwen2.5-law \
 gpt2-wikitext:gpt2-xl

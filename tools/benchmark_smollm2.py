@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from gradio_client import Client  # noqa: E402
 
 from app.core import paths  # noqa: E402
-from tools.serving import free_port  # noqa: E402
+from tests.support.serving import free_port  # noqa: E402
 
 PROMPT = "Permission is hereby granted, free of charge, to any"
 DOMAIN = "smollm2/law"  # app.py serves smollm2 and embedded together, so names carry their family

@@ -207,7 +207,7 @@ def main():
         parser.error("--url needs --pid (the server's process, for its memory)")
     server = None
     if not args.url:
-        from tools.serving import free_port
+        from tests.support.serving import free_port
 
         port = free_port()
         server = start_server(port)

@@ -17,8 +17,8 @@ from app.core.documents import read_documents  # noqa: E402
 from app.core.paths import corpus_path  # noqa: E402
 from app.serve.engine import Engine  # noqa: E402
 from app.serve.presets import default_presets  # noqa: E402
-from tools.browser import chromium  # noqa: E402
-from tools.serving import serve_in_background  # noqa: E402
+from tests.support.browser import chromium  # noqa: E402
+from tests.support.serving import serve_in_background  # noqa: E402
 
 PROMPTS = {"biomed": "The enzyme catalyses the", "law": "Permission is hereby granted, free of charge, to any",
            "finance": "The Treasury reported that the public debt"}

@@ -211,7 +211,7 @@ def test_cli_refuses_damaged_text(tiny_models, tmp_path):
 
 @pytest.mark.slow
 def test_fuzz_at_length(server, client):
-    """The larger run (pytest -m slow tests/test_contract.py): every value of VALUES in the table and in the page's
+    """The larger run (pytest -m slow tests/api/test_contract.py): every value of VALUES in the table and in the page's
     endpoints, and 2000 generated cases."""
     fuzz_table(server, VALUES)
     fuzz_page(server, VALUES)

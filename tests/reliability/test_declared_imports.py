@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SOURCES = ["app", "tools", "tests", "app.py"]
 
 
@@ -76,7 +76,6 @@ def undeclared(root: Path, requirements: str, run_sh: str) -> dict:
     """Module -> (its file, its distributions or None when no installed distribution provides it), for every
     third-party module whose distribution no install step names."""
     local = {p.stem for p in root.glob("*.py")} | {p.name for p in root.iterdir() if p.is_dir()}
-    local |= {p.stem for p in (root / "tests").glob("*.py")}  # pytest puts tests/ on the path: conftest, test modules
     names, providers = declared(requirements, run_sh), metadata.packages_distributions()
     missing = {}
     for module, path in imported_modules(root).items():

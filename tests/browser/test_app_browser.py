@@ -1,27 +1,11 @@
 """Drives the real page in headless Chromium: a comparison renders its Plotly plots, alpha re-mixes, a bad prompt
 shows a clear error and the page keeps working."""
-import shutil
-
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
 
-pytest.importorskip("selenium")
-if not (shutil.which("chromium") and shutil.which("chromedriver")):
-    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)", allow_module_level=True)
-
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from tools.browser import chromium  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    driver = chromium()
-    driver.get(server)
-    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
-    yield driver
-    driver.quit()
+from tests.support.browser import open_page
 
 
 def bars(driver, plot_id):
@@ -73,21 +57,17 @@ def test_empty_prompt_shows_error_and_page_keeps_working(page):
 
 
 @pytest.fixture(scope="module")
-def hub_page(standin_hub):
+def hub_page(browser, standin_hub):
     """The page on a published family: gpt2-wikitext's stand-ins (real GPT-2 tokenizer, WikiText sample)."""
     import huggingface_hub.constants as hub
 
     from app.serve.engine import Engine
-    from tools.serving import serve_in_background
+    from tests.support.serving import serve_in_background
 
     saved = hub.HF_HUB_CACHE, hub.HF_HUB_OFFLINE
     hub.HF_HUB_CACHE, hub.HF_HUB_OFFLINE = str(standin_hub), True
     url, demo = serve_in_background(Engine.from_presets(["gpt2-wikitext"], corpus_tokens=3000))
-    driver = chromium()
-    driver.get(url)
-    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
-    yield driver
-    driver.quit()
+    yield open_page(browser, url)
     demo.close()
     hub.HF_HUB_CACHE, hub.HF_HUB_OFFLINE = saved
 

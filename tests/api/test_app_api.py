@@ -117,7 +117,7 @@ def test_python_app_py_serves_the_embedded_models(tmp_path):
 
     from app.core import models
     from app.core.paths import ROOT
-    from tools.serving import app_process
+    from tests.support.serving import app_process
 
     if not models.embedded("base") or not models.embedded("memdec"):
         pytest.skip("the embedded models are not in models/ yet")

@@ -11,7 +11,7 @@ from huggingface_hub import SpaceCard
 from app.core.paths import ROOT
 from app.serve import cli, deploy
 from app.serve.engine import InputError
-from tools.serving import app_process
+from tests.support.serving import app_process
 
 PROMPT = "The history of the"
 

@@ -20,7 +20,7 @@ from app.make import targets
 
 BLOCK = 16
 HANG_S = 600  # the processes start, load and build in some 20 s on two busy cores; this only stops a hung test
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from app.serve import uploads
 from app.serve.cli import engine_from, engine_options
 from app.serve.engine import InputError
 from app.serve.ui.common import SERVER_PATH
-from tools.serving import app_process
+from tests.support.serving import app_process
 
 PRESET, BASE, DOMAIN = "qwen2.5-law", "Qwen2.5-0.5B", "law"
 

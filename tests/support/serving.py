@@ -55,3 +55,16 @@ def serve_in_background(engine):
     port = free_port()
     demo = launch(engine, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     return f"http://127.0.0.1:{port}/", demo
+
+
+@contextlib.contextmanager
+def serving(engine):
+    """The whole page on a free port; its distillation jobs are stopped when it closes."""
+    from app.serve import memories
+
+    url, demo = serve_in_background(engine)
+    try:
+        yield url
+    finally:
+        memories.of(engine).jobs.stop_all()
+        demo.close()

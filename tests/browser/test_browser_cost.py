@@ -1,26 +1,18 @@
 """The Cost tab in headless Chromium on a real server: the curves of a tiny benchmark run render on log axes, and
 "Measure this store" adds the served store as a point."""
-import shutil
-
 import gradio as gr
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
-pytest.importorskip("selenium")
-if not (shutil.which("chromium") and shutil.which("chromedriver")):
-    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)", allow_module_level=True)
-
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from app.core import paths  # noqa: E402
-from app.serve.ui import cost_tab, settings_row  # noqa: E402
-from tools import benchmark_cost  # noqa: E402
-from tools.browser import chromium  # noqa: E402
-from tools.serving import free_port  # noqa: E402
+from app.core import paths
+from app.serve.ui import cost_tab, settings_row
+from tests.support.serving import free_port
+from tools import benchmark_cost
 
 
 @pytest.fixture(scope="module")
-def cost_page(engine, tmp_path_factory):
+def cost_page(browser, engine, tmp_path_factory):
     """The Cost tab with the settings row, as the page lays them out, over a results file of a tiny benchmark run."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(paths, "RESULTS", tmp_path_factory.mktemp("results"))
@@ -34,10 +26,8 @@ def cost_page(engine, tmp_path_factory):
         port = free_port()
         demo.queue(default_concurrency_limit=1).launch(server_name="127.0.0.1", server_port=port,
                                                        prevent_thread_lock=True, quiet=True)
-        driver = chromium()
-        driver.get(f"http://127.0.0.1:{port}/")
-        yield driver, results
-        driver.quit()
+        browser.get(f"http://127.0.0.1:{port}/")
+        yield browser, results
         demo.close()
 
 

@@ -13,8 +13,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from app.core import paths, smollm2
-from app.core.models import load_lm, load_tokenizer, save_model, tokenizer_fingerprint
-from app.core.models import file_digest
+from app.core.models import file_digest, load_lm, load_tokenizer, save_model, tokenizer_fingerprint
 from app.core.tokens import block_entries, encode_file
 from app.make.decoder_start import build_start
 from app.serve import presets

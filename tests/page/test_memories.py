@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 
 import pandas as pd
 import pytest
@@ -19,28 +18,11 @@ from app.core.settings import Settings
 from app.serve import memories
 from app.serve.engine import Engine
 from app.serve.ui import models_panel
-from conftest import WORDS, word_documents
-from tools.serving import serve_in_background
+from tests.support.documents import WORDS, corpus_file, word_documents
+from tests.support.serving import serving
 
 PROMPT = "cell protein gene"
-
-
-@contextmanager
-def serving(engine: Engine):
-    """The whole page on a free port; its distillation jobs are stopped when it closes."""
-    url, demo = serve_in_background(engine)
-    try:
-        yield url
-    finally:
-        memories.of(engine).jobs.stop_all()
-        demo.close()
-
-
-def corpus_file(folder, name="notes.txt", seed=5, documents=50) -> str:
-    """Documents separated by blank lines, as a person would write them."""
-    path = folder / name
-    path.write_text("\n\n".join(word_documents(WORDS["bio"], seed, documents)) + "\n")
-    return str(path)
+pytestmark = pytest.mark.usefixtures("one_thread_jobs")
 
 
 def build(client: Client, path=None, text="", name="", base="tiny-a") -> dict:
@@ -63,15 +45,6 @@ def wait_for_job(client: Client, memory_id: str, until, timeout=300) -> tuple:
 
 def loss_log(details: dict) -> pd.DataFrame:
     return pd.read_csv(memories.root() / details["id"] / details["distillation"]["log"])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread_jobs():
-    """Distillation processes of tiny models on one thread: they gain nothing from more, and on a shared CPU
-    OpenMP's waiting threads make each step ten times slower."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("OMP_NUM_THREADS", "1")
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -1,28 +1,9 @@
 """The settings row in headless Chromium: the line under the memory menu says what the chosen memory knows and follows
 the menu; each mixture is drawn at its own weight until the lock puts both at alpha; the Score chart marks both
 tuned points."""
-import shutil
-
-import pytest
-
-pytest.importorskip("selenium")
-if not (shutil.which("chromium") and shutil.which("chromedriver")):
-    pytest.skip("Debian chromium and chromium-driver are not installed (tests/run.sh installs them)", allow_module_level=True)
-
-from selenium.common.exceptions import ElementClickInterceptedException  # noqa: E402
-from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from tools.browser import chromium  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    driver = chromium()
-    driver.get(server)
-    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
-    yield driver
-    driver.quit()
+from selenium.common.exceptions import ElementClickInterceptedException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 
 def text(driver, elem_id) -> str:

@@ -1,5 +1,5 @@
 """The published families through the real download code, offline: tiny stand-ins with the exact vocabularies and
-the REAL tokenizers sit in a hub cache under the real ids (tools/standins.py)."""
+the REAL tokenizers sit in a hub cache under the real ids (tests/support/standins.py)."""
 import os
 import time
 
@@ -11,8 +11,8 @@ from app.core import models
 from app.core.paths import ROOT
 from app.serve import compare, endpoints, generate, presets, score
 from app.serve.engine import Engine, InputError, Memory, Weights
-from conftest import STANDINS
-from tools.serving import app_process, serve_in_background
+from tests.support.serving import app_process, serve_in_background
+from tests.support.standins import STANDINS
 
 PROMPT = "The history of the city"
 

@@ -8,8 +8,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tools import standins
-from tools.standins import PUBLISHED, random_weights, standin_config, tokenizer_folder, write_model, write_wikitext
+from tests.support import standins
+from tests.support.standins import (
+    PUBLISHED,
+    random_weights,
+    standin_config,
+    tokenizer_folder,
+    write_model,
+    write_wikitext,
+)
 
 LLAMA, LLAMA_DECODER = "meta-llama/Llama-3.2-1B", "Clover-Hill/MemoryDecoder-Llama-finance"
 

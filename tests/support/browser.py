@@ -1,9 +1,11 @@
-"""Headless Debian Chromium through Selenium, for the browser test and the screenshots."""
+"""Headless Debian Chromium through Selenium, for the browser tests and the screenshots."""
 import shutil
 import tempfile
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-quic", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage"]
@@ -16,3 +18,10 @@ def chromium(width=1400, height=1000) -> webdriver.Chrome:
         options.add_argument(flag)
     # Debian's chromedriver, so Selenium Manager never tries to download one
     return webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
+
+
+def open_page(driver: webdriver.Chrome, url: str) -> webdriver.Chrome:
+    """The app's page at url, loaded afresh (a new session of its own) and ready to click."""
+    driver.get(url)
+    WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
+    return driver

@@ -1,6 +1,6 @@
 """The published shapes at full size (random weights): GPT-2 124M with its 124M decoder, and Qwen2.5-0.5B with its
 0.5B decoder, through the app's engine. Slow (about a minute and 3 GB of disk in a temporary folder), so it runs
-only when asked: python -m pytest -m slow tests/test_full_size.py"""
+only when asked: python -m pytest -m slow tests/engine/test_full_size.py"""
 import dataclasses
 
 import huggingface_hub.constants as hub
@@ -8,7 +8,7 @@ import pytest
 
 from app.serve import compare, generate, presets
 from app.serve.engine import Engine
-from tools import standins
+from tests.support import standins
 
 pytestmark = pytest.mark.slow
 
