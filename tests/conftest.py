@@ -27,8 +27,9 @@ def tiny_lm():
     """tiny_lm(tokenizer, seed, layers, width, positions) -> a random GPT-2 over the tokenizer's ids."""
     def make(tokenizer, seed=0, layers=1, width=32, positions=64):
         torch.manual_seed(seed)
-        return GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_layer=layers, n_embd=width,
-                                          n_head=2, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id))
+        return GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_layer=layers,
+                                          n_embd=width, n_head=2, bos_token_id=tokenizer.eos_token_id,
+                                          eos_token_id=tokenizer.eos_token_id))
     return make
 
 
@@ -65,7 +66,8 @@ def tiny_models(tmp_path_factory, tiny_family, tiny_lm):
     root = tmp_path_factory.mktemp("tiny")
     docs = {domain: word_documents(words, seed) for seed, (domain, words) in enumerate(WORDS.items())}
     texts = [d for ds in docs.values() for d in ds] + ["The quick brown fox."]
-    tokenizer, folders = tiny_family(root, texts, {"base-tiny-a": (2, 32), "base-tiny-b": (3, 32)}, vocab=400, positions=128)
+    tokenizer, folders = tiny_family(root, texts, {"base-tiny-a": (2, 32), "base-tiny-b": (3, 32)},
+                                     vocab=400, positions=128)
     bases = {name[len("base-"):]: folder for name, folder in folders.items()}
     memories = {}
     for seed, (domain, texts) in enumerate(docs.items()):
@@ -74,7 +76,8 @@ def tiny_models(tmp_path_factory, tiny_family, tiny_lm):
         folder = root / f"memdec-{domain}"
         save_model(tiny_lm(tokenizer, 10 + seed, 2, 32, 128), tokenizer, folder)
         (folder / "memdec.json").write_text(json.dumps(  # the kNN-LM's own weight per base, as the pipeline tunes it
-            {"alpha": 0.5, "knn_temperature": 5.0, "knn_k": 16, "domain": domain, "label": f"made-up {domain} word lists",
+            {"alpha": 0.5, "knn_temperature": 5.0, "knn_k": 16, "domain": domain,
+             "label": f"made-up {domain} word lists",
              "knn_by_base": {"tiny-a": {"lambda": 0.35}, "tiny-b": {"lambda": 0.7}}}))
         memories[domain] = Memory.from_folder(folder, path)
     return {"bases": bases, "memories": memories, "tokenizer": tokenizer}

@@ -19,7 +19,8 @@ def client(server):
 def test_compare_endpoint_numbers(client, engine):
     out = client.predict(PROMPT, api_name="/compare")
     memory = engine.memories[engine.default_domain]
-    assert (out["base"], out["domain"], out["alpha"], out["k"]) == (engine.default_base, engine.default_domain, memory.alpha, memory.knn_k)
+    assert (out["base"], out["domain"], out["alpha"], out["k"]) == (engine.default_base, engine.default_domain,
+                                                                    memory.alpha, memory.knn_k)
     resolved = engine.resolve()
     direct = compare.to_dict(compare.next_token(engine, resolved, PROMPT), resolved.weights)
     for name in ("base", "memdec", "knn", "mix_memdec", "mix_knn"):
@@ -35,7 +36,8 @@ def test_compare_endpoint_numbers(client, engine):
 
 
 def test_compare_endpoint_settings(client, engine):
-    out = client.predict(PROMPT, base="tiny-b", domain="law", alpha=0.2, k=5, temperature=2.0, top_n=4, api_name="/compare")
+    out = client.predict(PROMPT, base="tiny-b", domain="law", alpha=0.2, k=5, temperature=2.0, top_n=4,
+                         api_name="/compare")
     assert (out["base"], out["domain"], out["alpha"], out["k"], out["temperature"]) == ("tiny-b", "law", 0.2, 5, 2.0)
     assert len(out["top"]["base"]) == 4
     assert sum(t["p"] for t in out["top"]["knn"]) <= 1.0 + 1e-6  # at most 5 neighbours' tokens
@@ -52,7 +54,8 @@ def test_generate_endpoint(client, engine):
         assert len(c["tokens"]) <= 5 and c["ms_per_token"] > 0
     sampled = client.predict(PROMPT, max_new_tokens=5, sample=True, seed=7, api_name="/generate")
     again = client.predict(PROMPT, max_new_tokens=5, sample=True, seed=7, api_name="/generate")
-    assert [c["tokens"] for c in sampled["continuations"].values()] == [c["tokens"] for c in again["continuations"].values()]
+    tokens = [c["tokens"] for c in sampled["continuations"].values()]
+    assert tokens == [c["tokens"] for c in again["continuations"].values()]
 
 
 def test_score_endpoint(client, engine):

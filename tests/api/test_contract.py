@@ -105,7 +105,8 @@ def check_answer(endpoint, parameter, value, event, payload):
         out = payload[0]
         assert {"compare": "top", "generate": "continuations", "score": "perplexity"}[endpoint] in out
         echoed = out.get("k" if parameter == "k" else parameter)
-        if parameter in ("alpha", "knn_lambda", "k", "temperature", "seed", "sample", "lock_alpha") and value is not None:
+        if parameter in ("alpha", "knn_lambda", "k", "temperature", "seed", "sample",
+                         "lock_alpha") and value is not None:
             assert echoed == value, (endpoint, parameter, value, echoed)
         if parameter == "top_n" and value is not None:
             assert len(out["top"]["base"]) == value

@@ -53,7 +53,8 @@ def test_empty_prompt_shows_error_and_page_keeps_working(page):
     WebDriverWait(page, 30).until(lambda d: "the text is empty" in d.find_element(By.TAG_NAME, "body").text)
     set_prompt(page, "licence software")
     page.find_element(By.ID, "compare-button").click()
-    WebDriverWait(page, 60).until(lambda d: bars(d, "dist-plot") > 0 and "the text is empty" not in d.find_element(By.ID, "dist-plot").text)
+    WebDriverWait(page, 60).until(lambda d: bars(d, "dist-plot") > 0
+                                  and "the text is empty" not in d.find_element(By.ID, "dist-plot").text)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,7 @@ def test_hub_preset_page_renders_and_names_its_models(hub_page):
     # the alpha slider moved to the paper's value for GPT-2 small
     assert hub_page.execute_script("return document.querySelector('#alpha input[type=number]').value") == "0.8"
     hub_page.find_element(By.XPATH, "//*[normalize-space(text())='Models']").click()  # open the accordion
-    WebDriverWait(hub_page, 30).until(lambda d: "Clover-Hill/MemoryDecoder-gpt2-small" in d.find_element(By.ID, "models-panel").text)
+    WebDriverWait(hub_page, 30).until(lambda d: "Clover-Hill/MemoryDecoder-gpt2-small"
+                                      in d.find_element(By.ID, "models-panel").text)
     panel = hub_page.find_element(By.ID, "models-panel").text
     assert "openai-community/gpt2" in panel and "entries" in panel and "GiB resident" in panel

@@ -44,7 +44,8 @@ def test_cost_curves_render_and_this_store_is_added(cost_page):
     kinds = {row["kind"] for row in results["rows"] if "knn_ms" in row}
     WebDriverWait(driver, 60).until(lambda d: plot_state(d))
     state = plot_state(driver)
-    assert state == {"traces": 4 + len(kinds), "x": "log", "y": "log", "height": state["height"]} and state["height"] > 300
+    assert state == {"traces": 4 + len(kinds), "x": "log", "y": "log",
+                     "height": state["height"]} and state["height"] > 300
     assert "not reached up to 8,000 entries" in driver.find_element(By.TAG_NAME, "body").text
     driver.find_element(By.ID, "cost-measure-button").click()
     WebDriverWait(driver, 60).until(lambda d: "This store" in d.find_element(By.TAG_NAME, "body").text)

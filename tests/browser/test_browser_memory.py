@@ -1,5 +1,6 @@
 """The Your memory tab of the whole page in headless Chromium: a file uploaded becomes a memory whose live kNN-LM the
-Compare tab uses at once; distilling draws its curve, and the decoder arrives in the memory menu, chosen, and compares."""
+Compare tab uses at once; distilling draws its curve, and the decoder arrives in the memory menu, chosen,
+and compares."""
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -22,7 +23,8 @@ def page(browser, tiny_models, one_thread_jobs):
 def open_tab(driver, name):
     """A tab's content is in the page only once it has been opened."""
     next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == name).click()
-    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID, {"Compare": "dist-plot"}.get(name, "memory-build")))
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.ID,
+                                                              {"Compare": "dist-plot"}.get(name, "memory-build")))
 
 
 def text(driver, elem_id) -> str:

@@ -19,7 +19,8 @@ def click(driver, css: str):
 
 
 def titles(driver, plot_id) -> str:
-    return driver.execute_script(f"return [...document.querySelectorAll('#{plot_id} text')].map(e => e.textContent).join('|')")
+    return driver.execute_script(f"return [...document.querySelectorAll('#{plot_id} text')]"
+                                 ".map(e => e.textContent).join('|')")
 
 
 def test_memory_line_weights_and_lock(page):

@@ -183,7 +183,8 @@ def test_generation_with_kv_caches_equals_full_recompute(engine):
     lm, decoder, tokenizer, memory = pair.lm, pair.decoder, pair.tokenizer, pair.memory
     ids = [tokenizer.eos_token_id] + tokenizer(PROMPT)["input_ids"]
     with torch.no_grad():
-        reference = lm.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        reference = lm.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False,
+                                pad_token_id=tokenizer.eos_token_id)
     assert result["continuations"]["base"]["text"] == tokenizer.decode(reference[0, len(ids):])
     seq = list(ids)
     for _ in range(6):  # base + MemDec without any cache
@@ -192,7 +193,8 @@ def test_generation_with_kv_caches_equals_full_recompute(engine):
                     model_probs(decoder(input_ids=torch.tensor([seq])).logits[0, -1], len(tokenizer)), memory.alpha)
         seq.append(int(p.argmax()))
     assert result["continuations"]["mix_memdec"]["text"] == tokenizer.decode(seq[len(ids):])
-    assert result["continuations"]["mix_knn"]["text"] == tokenizer.decode(knn_lm_continuation(engine, ids, 6)[len(ids):])
+    knn_ids = knn_lm_continuation(engine, ids, 6)
+    assert result["continuations"]["mix_knn"]["text"] == tokenizer.decode(knn_ids[len(ids):])
     for c in result["continuations"].values():
         assert c["ms_per_token"] > 0
 
@@ -243,7 +245,8 @@ def test_datastore_is_cached_on_disk_and_reused(engine, tiny_models):
     fresh = Engine(tiny_models["bases"], tiny_models["memories"])  # as on the next start
     store = fresh.datastore(fresh.default_base, fresh.default_domain)
     assert (folder / "keys.npy").stat().st_mtime_ns == stamp
-    assert len(store) == (len(fresh.stream(fresh.default_base, fresh.default_domain)) - 1) // Settings.block * Settings.block
+    stream = fresh.stream(fresh.default_base, fresh.default_domain)
+    assert len(store) == (len(stream) - 1) // Settings.block * Settings.block
 
 
 def test_models_by_path_string_and_memory_defaults(tiny_models):
@@ -260,12 +263,14 @@ def test_models_by_path_string_and_memory_defaults(tiny_models):
 
 def test_cli_prints_the_api_json(tiny_models):
     memory = tiny_models["memories"]["bio"]
-    out = subprocess.run([sys.executable, "-m", "app.serve.cli", "compare", PROMPT, "--model", f"a={tiny_models['bases']['tiny-a']}",
+    model = f"a={tiny_models['bases']['tiny-a']}"
+    out = subprocess.run([sys.executable, "-m", "app.serve.cli", "compare", PROMPT, "--model", model,
                           "--memory", f"bio={memory.decoder},{memory.corpus}", "--alpha", "0.3"],
                          capture_output=True, text=True, env=os.environ, check=True, timeout=120)
     data = json.loads(out.stdout)
     assert data["alpha"] == 0.3 and len(data["top"]["mix_knn"]) == 10
-    bad = subprocess.run([sys.executable, "-m", "app.serve.cli", "compare", "", "--model", f"a={tiny_models['bases']['tiny-a']}",
-                          "--memory", f"bio={memory.decoder},{memory.corpus}"], capture_output=True, text=True, timeout=120)
+    bad = subprocess.run([sys.executable, "-m", "app.serve.cli", "compare", "", "--model", model,
+                          "--memory", f"bio={memory.decoder},{memory.corpus}"],
+                         capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "empty" in bad.stderr
 

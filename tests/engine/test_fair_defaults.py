@@ -20,8 +20,10 @@ TUNED = {"tiny-a": 0.35, "tiny-b": 0.7}  # the kNN-LM's lambda per base in the t
 def test_memory_reads_every_tuned_value_per_base(tmp_path):
     (tmp_path / "memdec.json").write_text(json.dumps({
         "alpha": 0.9, "alpha_by_base": {"small": 0.8}, "knn_temperature": 8.0, "knn_k": 128, "block": 64,
-        "knn_by_base": {"small": {"lambda": 0.6, "temperature": 4.0, "knn_k": 32, "block": 96}, "medium": {"lambda": 0.4}},
-        "beta": 0.5, "tuned_on": "validation split", "key_model": "models/base-large", "label": "licences and statutes"}))
+        "knn_by_base": {"small": {"lambda": 0.6, "temperature": 4.0, "knn_k": 32, "block": 96},
+                        "medium": {"lambda": 0.4}},
+        "beta": 0.5, "tuned_on": "validation split", "key_model": "models/base-large",
+        "label": "licences and statutes"}))
     memory = Memory.from_folder(tmp_path, None, "fallback label")
     assert memory.knows == "licences and statutes"
     small, medium, large = (memory.defaults(b) for b in ("small", "medium", "large"))
@@ -33,7 +35,8 @@ def test_memory_reads_every_tuned_value_per_base(tmp_path):
 def test_fallbacks_without_memdec_json_and_for_hub_presets(tmp_path):
     plain = Memory.from_folder(tmp_path, None, "what it knows").defaults("any")
     assert (plain.alpha, plain.knn_lambda, plain.k, plain.temperature, plain.block) == (
-        UNTUNED_MEMORY["alpha"], UNTUNED_MEMORY["alpha"], UNTUNED_MEMORY["knn_k"], UNTUNED_MEMORY["knn_temperature"], Settings.block)
+        UNTUNED_MEMORY["alpha"], UNTUNED_MEMORY["alpha"], UNTUNED_MEMORY["knn_k"], UNTUNED_MEMORY["knn_temperature"],
+        Settings.block)
     assert Memory.from_folder(tmp_path, None, "what it knows").knows == "what it knows"
     gpt2 = presets.PRESETS["gpt2-wikitext"].memories["wikitext"]
     assert [gpt2.defaults(b).knn_lambda for b in ("gpt2", "gpt2-xl")] == [0.8, 0.55]  # the published alpha
@@ -94,7 +97,8 @@ def test_cli_takes_the_switch_and_lists_memories(tiny_models, monkeypatch, capsy
     from app.serve import cli as command
 
     memory = tiny_models["memories"]["bio"]
-    models = ["--model", f"tiny-a={tiny_models['bases']['tiny-a']}", "--memory", f"bio={memory.decoder},{memory.corpus}"]
+    models = ["--model", f"tiny-a={tiny_models['bases']['tiny-a']}",
+              "--memory", f"bio={memory.decoder},{memory.corpus}"]
 
     def cli(*args):
         monkeypatch.setattr(sys, "argv", ["app.serve.cli", *args, *models])
@@ -113,7 +117,7 @@ def test_cli_takes_the_switch_and_lists_memories(tiny_models, monkeypatch, capsy
                                                       "block": Settings.block}}]
 
 
-# --- on a real server ---------------------------------------------------------------------------------------------------
+# --- on a real server -------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def client(server):
@@ -167,4 +171,5 @@ def test_page_labels_the_memory_menu_and_says_what_it_knows(server):
     about = by_id["memory-knows"]["value"]
     assert "**bio** knows made-up bio word lists" in about and "λ = 0.35" in about and "α = 0.5" in about
     assert "far less on other legal or financial text" in about
-    assert by_id["knn-lambda"]["value"] == 0.35 and by_id["alpha"]["value"] == 0.5 and by_id["lock-alpha"]["value"] is False
+    assert (by_id["knn-lambda"]["value"] == 0.35 and by_id["alpha"]["value"] == 0.5
+            and by_id["lock-alpha"]["value"] is False)

@@ -80,7 +80,8 @@ def test_score_queries_each_position_with_at_most_a_block(short):
 def test_cached_knn_generation_equals_a_cache_free_recompute(short, text, seed):
     """Sampling also checks the weight: it follows every probability, not only the largest."""
     steps = 2 * BLOCK
-    result = generate.generate(short, short.resolve(), text, max_new_tokens=steps, sample=seed is not None, seed=seed or 0)
+    result = generate.generate(short, short.resolve(), text, max_new_tokens=steps,
+                               sample=seed is not None, seed=seed or 0)
     ids = prompt_ids(short, text)
     expected = knn_lm_continuation(short, ids, steps, seed)[len(ids):]
     tokenizer = short.pair(None, None).tokenizer

@@ -47,7 +47,8 @@ def test_each_preset_compares_with_its_family_conventions(engines, preset, vocab
         logits_mem = pair.decoder(input_ids=ids).logits[0, -1].float()
     assert torch.allclose(nt.p_mem, torch.softmax(logits_mem[:vocab], -1), atol=1e-6)
     memory = engine.memories[engine.default_domain]
-    assert engine.weights(None, None) == Weights(*[memory.defaults(engine.default_base).alpha] * 2)  # the published alpha
+    # the published alpha
+    assert engine.weights(None, None) == Weights(*[memory.defaults(engine.default_base).alpha] * 2)
 
 
 def test_gpt2_preset_has_the_paper_defaults_and_a_live_knn_lm(engines):
@@ -81,8 +82,8 @@ def test_a_memory_without_a_corpus_serves_base_and_decoder_and_says_why(engines,
 
 def test_a_decoder_of_another_tokenizer_is_refused_with_its_differences(offline_hub):
     engine = Engine({"gpt2": "openai-community/gpt2"}, {"qwen": Memory("Clover-Hill/MemoryDecoder-Qwen-law", None)})
-    with pytest.raises(InputError, match=r"cannot read the token ids of base 'gpt2': the tokenizers differ on \d+ of the "
-                                         r"base's 50257 ids \(base id \d+ is"):
+    with pytest.raises(InputError, match=r"cannot read the token ids of base 'gpt2': the tokenizers differ on \d+ "
+                                         r"of the base's 50257 ids \(base id \d+ is"):
         engine.resolve()
     narrow = Engine({"qwen": "Qwen/Qwen2.5-0.5B"}, {"gpt2": Memory("Clover-Hill/MemoryDecoder-gpt2-small", None)})
     with pytest.raises(InputError, match="predicts 50257 token ids, fewer than the base's 151665"):

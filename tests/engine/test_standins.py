@@ -130,8 +130,8 @@ def test_wikitext_rows_from_given_documents(hub_cache):
 def test_cli_writes_and_reports(tmp_path, capsys):
     standins.main(["--hub-cache", str(tmp_path), "--ids", "openai-community/gpt2", "--wikitext"])
     printed = capsys.readouterr().out
-    assert re.search(r"^openai-community/gpt2 \(tiny, \d+ MiB\): .*models--openai-community--gpt2/snapshots/[0-9a-f]{40}$",
-                     printed, re.M)
+    assert re.search(r"^openai-community/gpt2 \(tiny, \d+ MiB\): "
+                     r".*models--openai-community--gpt2/snapshots/[0-9a-f]{40}$", printed, re.M)
     assert re.search(r"^Salesforce/wikitext \(\d+ KiB\): .*train-00000-of-00002\.parquet$", printed, re.M)
     assert (tmp_path / "models--openai-community--gpt2" / "refs" / "main").is_file()
     with pytest.raises(SystemExit):

@@ -186,7 +186,8 @@ def test_cancel_then_resume_from_the_checkpoint(served, tmp_path):
     client.predict(details["id"], STEPS, api_name="/memory_distil")
     with pytest.raises(Exception, match="running on this server already"):  # one job at a time: each takes the CPU
         client.predict(details["id"], STEPS, api_name="/memory_distil")
-    wait_for_job(client, details["id"], lambda job: job.get("log") and (memories.root() / details["id"] / job["log"]).exists())
+    wait_for_job(client, details["id"], lambda job: job.get("log")
+                 and (memories.root() / details["id"] / job["log"]).exists())
     out = client.predict(details["id"], api_name="/memory_cancel")
     cancelled = out[-2]["distillation"]
     assert cancelled["phase"] == "cancelled" and not cancelled["running"]
@@ -200,7 +201,8 @@ def test_cancel_then_resume_from_the_checkpoint(served, tmp_path):
     assert curve["step"].tolist() == list(range(1, STEPS + 1))
     # the kept steps were not run again: their losses are the ones logged before the stop (seconds are wall-clock)
     same = [c for c in kept.columns if c != "seconds"]
-    pd.testing.assert_frame_equal(curve.iloc[: len(kept)][same], kept[same], check_dtype=False)  # steps come back as floats
+    # steps come back as floats
+    pd.testing.assert_frame_equal(curve.iloc[: len(kept)][same], kept[same], check_dtype=False)
     log = (memories.root() / details["id"] / "making" / "job.log").read_text()
     assert f" {kept['step'].iloc[-1]}/{STEPS} [00:00<?" in log  # resumed: the second run's bar starts there
 

@@ -54,7 +54,8 @@ def test_sections_cut_long_documents_at_line_then_word_boundaries():
 def test_minhash_catches_licence_variants_and_keeps_distinct_texts():
     rng = random.Random(0)
     vocab = [f"term{i}" for i in range(3000)]
-    licences = [f"Licence {i}\nCopyright (c) 2001 Author {i}\n" + " ".join(rng.choice(vocab) for _ in range(300)) for i in range(40)]
+    licences = [f"Licence {i}\nCopyright (c) 2001 Author {i}\n" + " ".join(rng.choice(vocab) for _ in range(300))
+                for i in range(40)]
     rate = near_duplicates.catch_rate(licences)
     assert rate["caught"] >= 0.95 * rate["variants"]
     variants = [v for doc in licences[:10] for v in near_duplicates.variants(doc, rng)]

@@ -43,7 +43,8 @@ def world(tmp_path_factory, tiny_family):
 def build_store(world, name="a", corpus=None):
     model = load_lm(world["folders"][name], torch.device("cpu"))
     folder = world["root"] / f"store-{name}"
-    return datastore.load_or_build(model, world["tokenizer"], world["folders"][name], corpus or world["corpus"], folder, block=16)
+    return datastore.load_or_build(model, world["tokenizer"], world["folders"][name], corpus or world["corpus"],
+                                   folder, block=16)
 
 
 def brute_force_knn(keys, values, query, k, temperature, vocab):
@@ -109,7 +110,8 @@ def test_loss_equals_hand_computation():
 def test_interrupted_training_resumes_and_matches_uninterrupted(world, tmp_path):
     store = build_store(world)
     knn = targets.build_targets(store, k=4, temperature=3.0)
-    stream = np.concatenate([world["tokenizer"](t)["input_ids"] + [world["tokenizer"].eos_token_id] for t in TEXT]).astype(np.int32)
+    stream = np.concatenate([world["tokenizer"](t)["input_ids"] + [world["tokenizer"].eos_token_id]
+                             for t in TEXT]).astype(np.int32)
     inputs, labels = blocks(stream, 16)
     batch_at = make_batches(inputs, labels, knn, batch_size=4)
     loss_fn = decoder_loss(0.5, len(world["tokenizer"]))
@@ -210,7 +212,8 @@ def test_evaluator_perplexity_equals_direct_computation(world):
     other = load_lm(world["folders"]["b"], torch.device("cpu"))
     q = label_probs(other, windows, len(world["tokenizer"]))
     with torch.no_grad():
-        mixed = mix_log(torch.log_softmax(logits, -1), torch.log_softmax(other(input_ids=windows.inputs).logits, -1), 0.3)
+        mixed = mix_log(torch.log_softmax(logits, -1),
+                        torch.log_softmax(other(input_ids=windows.inputs).logits, -1), 0.3)
     direct_mix = math.exp(-mixed.gather(-1, windows.labels[..., None])[:, -8:].mean().item())
     assert mixture_perplexity(p, q, 0.3) == pytest.approx(direct_mix, rel=1e-5)
 
@@ -239,14 +242,16 @@ def test_stale_datastore_is_refused_and_rebuilt(world):
         datastore.load(folder, datastore.wanted_recipe(world["folders"]["a"], world["tokenizer"], world["other"], 16))
     with pytest.raises(datastore.StaleDatastore):  # another block length
         datastore.load(folder, datastore.wanted_recipe(world["folders"]["a"], world["tokenizer"], world["corpus"], 8))
-    rebuilt = datastore.load_or_build(model_b, world["tokenizer"], world["folders"]["b"], world["corpus"], folder, block=16)
+    rebuilt = datastore.load_or_build(model_b, world["tokenizer"], world["folders"]["b"], world["corpus"],
+                                      folder, block=16)
     assert rebuilt.recipe["model"] != store.recipe["model"]
     assert not np.array_equal(np.asarray(rebuilt.keys), np.asarray(store.keys))
     stream = encode_file(world["tokenizer"], world["corpus"], tokenizer_fingerprint(world["tokenizer"]))
     with KeyCapture(model_b) as capture:
         model_b(input_ids=blocks(stream, 16)[0][:1])
     np.testing.assert_allclose(np.asarray(rebuilt.keys[:16], dtype=np.float32), capture.keys[0].numpy(), atol=1e-2)
-    again = datastore.load(folder, datastore.wanted_recipe(world["folders"]["b"], world["tokenizer"], world["corpus"], 16))
+    again = datastore.load(folder, datastore.wanted_recipe(world["folders"]["b"], world["tokenizer"],
+                                                           world["corpus"], 16))
     assert again.recipe == rebuilt.recipe and again.meta == rebuilt.meta
 
 

@@ -42,7 +42,8 @@ def counting(monkeypatch, module, name: str, calls: list):
 
 def leftovers(folder: Path) -> list[str]:
     """Anything next to the store but the store and its lock: temporary, building or damaged copies."""
-    return sorted(p.name for p in folder.parent.iterdir() if p.name.startswith(folder.name + ".") and p.suffix != ".lock")
+    return sorted(p.name for p in folder.parent.iterdir()
+                  if p.name.startswith(folder.name + ".") and p.suffix != ".lock")
 
 
 def test_threads_building_one_store_build_it_once(world, tmp_path, monkeypatch):
@@ -53,7 +54,8 @@ def test_threads_building_one_store_build_it_once(world, tmp_path, monkeypatch):
 
     def builder(_):
         start.wait()
-        return datastore.load_or_build(world["model"], world["tokenizer"], world["base"], world["corpus"], folder, BLOCK)
+        return datastore.load_or_build(world["model"], world["tokenizer"], world["base"], world["corpus"],
+                                       folder, BLOCK)
 
     with ThreadPoolExecutor(6) as pool:
         stores = list(pool.map(builder, range(6)))
@@ -139,7 +141,8 @@ def test_processes_building_and_healing_one_store_never_crash(world, tmp_path):
     for process, (out, err) in zip(processes, results):
         assert process.returncode == 0, err[-3000:]
     reports = [json.loads(line) for out, _ in results for line in out.splitlines()]
-    built = {phase: sorted(n for r in reports if r["phase"] == phase for n in r["built"]) for phase in ("build", "heal")}
+    built = {phase: sorted(n for r in reports if r["phase"] == phase for n in r["built"])
+             for phase in ("build", "heal")}
     assert built == {"build": ["write_keys", "write_stream"], "heal": ["write_keys"]}  # once each, by one of them
     assert len({r["digest"] for r in reports}) == 1  # the store healed is the store first built
     (aside,) = leftovers(folder)  # the damaged copy, moved aside once

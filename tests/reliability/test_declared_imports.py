@@ -18,7 +18,8 @@ def distribution_key(name: str) -> str:
 
 
 def requirement_names(lines) -> set:
-    """Distribution names in requirement lines: `torch==2.13.0`, `gradio>=6.0,<7  # why`, `-r requirements.txt` skipped."""
+    """Distribution names in requirement lines: `torch==2.13.0`, `gradio>=6.0,<7  # why`,
+    `-r requirements.txt` skipped."""
     names = set()
     for line in lines:
         line = line.split("#", 1)[0].strip()
@@ -99,7 +100,8 @@ def test_every_imported_module_is_declared_by_an_install_step():
 
 def test_a_module_left_out_of_requirements_is_caught():
     """The check above is not vacuous: without datasketch's line it names datasketch and the file that imports it."""
-    requirements = "\n".join(line for line in read("requirements.txt").splitlines() if not line.startswith("datasketch"))
+    requirements = "\n".join(line for line in read("requirements.txt").splitlines()
+                             if not line.startswith("datasketch"))
     missing = undeclared(ROOT, requirements, read("tests/run.sh"))
     assert set(missing) == {"datasketch"}
     assert missing["datasketch"] == ("app/make/near_duplicates.py", ["datasketch"])

@@ -42,7 +42,8 @@ def call(url: str, endpoint: str, data: list) -> tuple[str, object]:
 def test_public_mode_refuses_models_of_ones_own(monkeypatch, tmp_path):
     """What `MEMDEC_PUBLIC=1 python app.py --model ... --memory ...` parses, refused before anything is loaded."""
     monkeypatch.setenv("MEMDEC_PUBLIC", "1")
-    args = engine_options(argparse.ArgumentParser()).parse_args(["--model", f"mine={tmp_path}", "--memory", f"m={tmp_path}"])
+    args = engine_options(argparse.ArgumentParser()).parse_args(["--model", f"mine={tmp_path}",
+                                                                 "--memory", f"m={tmp_path}"])
     with pytest.raises(InputError, match="a public server serves presets only"):
         engine_from(args)
 
@@ -54,7 +55,8 @@ def test_public_server_answers_its_preset(public_server):
 
 @pytest.mark.parametrize("name", ["openai-community/gpt2", str(ROOT / "models" / "base-small"), "../models/base-small"])
 def test_no_model_can_be_named(public_server, name):
-    event, message = call(public_server, "compare", ["The law says", name, DOMAIN, None, None, None, 5, None, None, None])
+    event, message = call(public_server, "compare",
+                          ["The law says", name, DOMAIN, None, None, None, 5, None, None, None])
     assert event == "error" and message.startswith("unknown base model") and BASE in message
     event, message = call(public_server, "compare", ["The law says", BASE, name, None, None, None, 5, None, None, None])
     assert event == "error" and message.startswith("unknown memory") and DOMAIN in message

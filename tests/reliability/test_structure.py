@@ -17,14 +17,16 @@ def imports() -> dict:
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
+                                    + ([base] if base else []))
                 found.update(f"{base}.{alias.name}" for alias in node.names)
                 found.add(base)
             elif isinstance(node, ast.Import):
                 found.update(alias.name for alias in node.names)
         graph[name] = {m for m in found if m.split(".")[0] == "app"}
     modules = set(graph)
-    # keep only names that are modules ("from . import compare" names app.serve.compare; "from .x import f" names app.serve.x)
+    # keep only names that are modules ("from . import compare" names app.serve.compare;
+    # "from .x import f" names app.serve.x)
     return {m: {t for t in targets if t in modules and t != m} for m, targets in graph.items()}
 
 
