@@ -104,7 +104,8 @@ def test_unknown_presets_and_gated_models_get_clear_messages(offline_hub, monkey
     from huggingface_hub.errors import GatedRepoError
 
     def gated(*args, **kwargs):
-        raise GatedRepoError("403 gated", response=httpx.Response(403, request=httpx.Request("GET", "https://huggingface.co")))
+        raise GatedRepoError("403 gated",
+                             response=httpx.Response(403, request=httpx.Request("GET", "https://huggingface.co")))
 
     monkeypatch.setattr(models, "snapshot_download", gated)
     with pytest.raises(FileNotFoundError, match="is gated: accept its licence .* set HF_TOKEN"):
