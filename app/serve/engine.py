@@ -180,7 +180,9 @@ class Engine:
 
     def memory(self, domain) -> tuple[str, Memory]:
         """A memory served to everyone (None: the first), or one a visitor's registry finds by its name."""
-        own = self.visitors.find(domain) if self.visitors and domain not in self.memories else None
+        # a name only: anything else (a list, a number) is refused by contract.choice below
+        own = (self.visitors.find(domain) if self.visitors and isinstance(domain, str) and domain not in self.memories
+               else None)
         if own is not None:
             return domain, own
         domain = contract.choice("memory", domain, self.memories)

@@ -10,7 +10,7 @@ from app.core.documents import sections
 from app.make import pipeline
 from app.serve.presets import Memory
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "assets" / "results"
 
 
