@@ -1,8 +1,6 @@
 """One next-token comparison: p_base, p_mem and p_kNN for a prompt, timed per component, and everything derived
 from them (mixtures for any alpha, the shared token axis, the neighbours, how well the decoder imitates kNN, the
 formulas' numbers). Every number a tab shows is computed here, so the API and the CLI return it too."""
-import csv
-import io
 import math
 import statistics
 import time
@@ -212,11 +210,3 @@ def to_dict(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"])
             "knn_by_token": per_token(nt), "teach": teach(nt, w),
             "knn_unavailable": nt.knn_missing, "knn_building": nt.knn_missing not in (None, NO_CORPUS)}
 
-
-def to_csv(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> str:
-    out = io.StringIO()
-    table = rows(nt, weights, n)
-    writer = csv.DictWriter(out, fieldnames=list(table[0]))
-    writer.writeheader()
-    writer.writerows(table)
-    return out.getvalue()

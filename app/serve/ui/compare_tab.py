@@ -1,10 +1,7 @@
 """The Compare tab: the three predictors and the two mixtures on one token axis, the latency per component, the
 same numbers as a table and an export. It also runs the comparison that the Neighbours, Imitation and Teach tabs
 show, and re-mixes them all when a weight, the lock or the token count changes."""
-import json
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 import pandas as pd
@@ -12,22 +9,13 @@ import pandas as pd
 from .. import compare, plots
 from ..engine import Engine, InputError, Weights
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
+from .exports import export_files
 from .settings_row import SettingsRow
 
 
 def axis_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame([{"token": plots.label(r["token"]), "id": r["id"],
                           **{plots.NAMES[k]: round(r[k], 5) for k in plots.NAMES}} for r in rows])
-
-
-def export_files(nt: compare.NextToken, w: Weights, top_n: int, files: gr.File) -> list[str]:
-    """Written only when asked for: into a folder that is removed at once, after Gradio has copied the files into its
-    cache (which delete_cache empties, app.serve.ui.launch_settings)."""
-    with tempfile.TemporaryDirectory(prefix="comparison-") as folder:
-        written = [Path(folder) / "comparison.json", Path(folder) / "comparison.csv"]
-        written[0].write_text(json.dumps(compare.to_dict(nt, w, top_n), indent=1))
-        written[1].write_text(compare.to_csv(nt, w, top_n))
-        return [files.move_resource_to_block_cache(path) for path in written]
 
 
 @dataclass
@@ -100,7 +88,7 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         if nt is None:
             raise InputError("compare first, then export that comparison")
         w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
-        return export_files(nt, w, top_n, views[0].files)
+        return export_files("comparison", compare.to_dict(nt, w, top_n), compare.rows(nt, w, top_n), views[0].files)
 
     comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n, views[0].precise],
                       outputs, api_name="compare_view", api_visibility="undocumented", concurrency_id="models",
