@@ -10,8 +10,9 @@ import torch
 
 from ..core.distributions import knn_probs, knn_weights, mix, mix_log
 from . import batched
+from .builds import ANSWERED, NO_CORPUS, Unavailable  # noqa: F401 (NO_CORPUS: the tabs' text without a corpus)
 from .contract import flag
-from .engine import DEFAULTS, Engine, Resolved, StillBuilding, Weights, check
+from .engine import DEFAULTS, Engine, Resolved, Weights, check
 
 
 @dataclass
@@ -34,11 +35,11 @@ class NextToken:
     neighbours: list = field(default_factory=list)  # the retrieved entries with their corpus text (see neighbours())
     repeats: int = 1  # runs timed per component (next_token's precise)
     batch: dict = field(default_factory=dict)  # component -> how many requests shared the timed call
-    knn_missing: str | None = None  # why there is no p_kNN: no corpus, or its datastore still building (how far)
+    unavailable: Unavailable | None = None  # why there is no p_kNN: no corpus, or its store building (how far)
 
-
-NO_CORPUS = ("this memory has no corpus here (the paper's is not public), so there is no live kNN-LM to show: "
-             "the Memory Decoder carries what it learnt from it without one.")
+    @property
+    def knn_missing(self) -> str | None:
+        return self.unavailable and self.unavailable.reason
 REPEATS = 3  # "measure precisely": each component alone, the median of this many warm runs (the CPU may be shared)
 
 
@@ -59,11 +60,7 @@ def next_token(engine: Engine, resolved: Resolved, prompt: str, progress=None, p
     pair = resolved.pair
     lm, decoder = pair.lm, pair.decoder
     ids, cut = resolved.encode(prompt, truncate=True)
-    try:
-        store = engine.datastore(pair.base, pair.domain, progress)  # built (with progress) before anything is timed
-        missing = None if store is not None else NO_CORPUS
-    except StillBuilding as building:  # base and Memory Decoder answer now; the kNN-LM says how far its store is
-        store, missing = None, str(building)
+    store, missing = engine.knn_store(pair.base, pair.domain, progress)  # before anything is timed
     vocab, latency, batch, repeats = resolved.vocab, {}, {}, REPEATS if flag("precise", precise) else 1
     last = [ids.shape[1] - 1]
     calls = {"base forward": batched.forward(engine, lm, vocab, ids, last, repeats),
@@ -96,7 +93,7 @@ def next_token(engine: Engine, resolved: Resolved, prompt: str, progress=None, p
     _timed(latency, "mixing", lambda: [mix(p_base, p, a) for p, a in mixed if p is not None], repeats)
     nt = NextToken(prompt, pair.base, pair.domain, distances.shape[1], resolved.temperature, p_base, p_mem, p_knn,
                    distances[0], entry_ids[0], values[0], engine.labels(pair.base), latency, cut, repeats=repeats,
-                   batch=batch, knn_missing=missing)
+                   batch=batch, unavailable=missing)
     if store is not None:  # k is fewer than asked when the datastore is smaller
         nt.neighbours = neighbours(engine.stream(pair.base, pair.domain), store.recipe["block"], nt)
     return nt
@@ -208,5 +205,5 @@ def to_dict(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"])
             "latency_ms": nt.latency_ms, "latency_runs": nt.repeats, "latency_batch": nt.batch,
             "imitation": imitation(nt), "neighbours": nt.neighbours,
             "knn_by_token": per_token(nt), "teach": teach(nt, w),
-            "knn_unavailable": nt.knn_missing, "knn_building": nt.knn_missing not in (None, NO_CORPUS)}
+            **(nt.unavailable.fields() if nt.unavailable else ANSWERED)}
 

@@ -16,7 +16,7 @@ import torch
 from ..core import datastore, hub_text, models, paths, vocab
 from ..core.tokens import block_entries, encode_file, first_tokens
 from . import contract, presets
-from .builds import Builds, StillBuilding  # noqa: F401 (StillBuilding: raised from here, imported by callers)
+from .builds import NO_CORPUS, Builds, StillBuilding, Unavailable
 from .contract import LIMITS, MAX_CHARS, InputError, check  # noqa: F401 (the names the app imports from here)
 from .presets import Defaults, Memory
 from .scheduler import Scheduler
@@ -297,6 +297,18 @@ class Engine:
                 raise InputError(f"the {domain} corpus ({source.repo}) is neither cached nor reachable: "
                                  f"{error}") from error
         return self._corpora[key]
+
+    def knn_store(self, base: str, domain: str, progress=None) -> tuple[datastore.Datastore | None,
+                                                                         Unavailable | None]:
+        """The store a request's kNN-LM searches, or why there is none now (no corpus, still building, a corpus that
+        cannot be reached, too big for memory): base and Memory Decoder answer either way."""
+        try:
+            store = self.datastore(base, domain, progress)
+        except StillBuilding as building:
+            return None, building.unavailable
+        except InputError as error:
+            return None, Unavailable(str(error))
+        return store, None if store is not None else Unavailable(NO_CORPUS)
 
     def datastore(self, base: str, domain: str, progress=None, here: bool = False) -> datastore.Datastore | None:
         """The base's kNN-LM store over the memory's corpus: from disk when current, else built once (with progress),

@@ -9,6 +9,7 @@ from transformers import DynamicCache
 
 from ..core.distributions import knn_probs, mix, model_probs
 from ..core.keys import KeyCapture
+from .builds import ANSWERED
 from .contract import check, flag
 from .engine import DEFAULTS, Engine, Resolved
 from .queries import last_keys
@@ -66,7 +67,8 @@ class Run:
 
 def generate(engine: Engine, resolved: Resolved, prompt: str, max_new_tokens=DEFAULTS["max_new_tokens"], sample=False,
              seed=0, progress=None) -> dict:
-    """{predictor: {"text", "tokens", "ms_per_token"}}; greedy, or sampled from a generator seeded per predictor.
+    """{predictor: {"text", "tokens", "ms_per_token", "stopped"}}; greedy, or sampled from a generator seeded per
+    predictor.
     ms_per_token is the median step time (one step = the forward passes, search and mixing for one token, timed
     on the real call)."""
     steps = check("max_new_tokens", max_new_tokens, int, default=DEFAULTS["max_new_tokens"])
@@ -75,7 +77,7 @@ def generate(engine: Engine, resolved: Resolved, prompt: str, max_new_tokens=DEF
     pair, weights = resolved.pair, resolved.weights
     tokenizer = pair.tokenizer
     ids, cut = resolved.encode(prompt, truncate=True, reserve=steps)
-    store = engine.datastore(pair.base, pair.domain, progress)
+    store, missing = engine.knn_store(pair.base, pair.domain, progress)
     # the predictors advance together, one model call each per token, so a long generation shares the models
     # with other requests step by step (app.serve.scheduler)
     runs = {name: Run(make(), ids, torch.Generator().manual_seed(seed))
@@ -97,9 +99,18 @@ def generate(engine: Engine, resolved: Resolved, prompt: str, max_new_tokens=DEF
                 run.new.append(token)
                 run.chunk = torch.tensor([[token]])
     out = {name: {"text": tokenizer.decode(run.new), "tokens": [tokenizer.decode([t]) for t in run.new],
-                  "ms_per_token": round(statistics.median(run.times), 3) if run.times else 0.0}
+                  "ms_per_token": round(statistics.median(run.times), 3) if run.times else 0.0,
+                  "stopped": stop_reason(run, steps)}
            for name, run in runs.items()}
     return {"prompt": prompt, "base": pair.base, "domain": pair.domain, "alpha": weights.alpha,
             "knn_lambda": weights.knn_lambda, "lock_alpha": weights.locked, "k": resolved.k,
             "temperature": resolved.temperature,
-            "sample": bool(sample), "seed": seed, "prompt_tokens_dropped": cut, "continuations": out}
+            "max_new_tokens": steps, "sample": bool(sample), "seed": seed, "prompt_tokens_dropped": cut,
+            **(missing.fields() if missing else ANSWERED), "continuations": out}
+
+
+def stop_reason(run: Run, steps: int) -> str:
+    """Why a continuation is as long as it is: the token limit, or the model chose to end the text."""
+    if run.ended:
+        return f"the model ended the text (its end-of-text token) after {len(run.new)} of {steps} tokens"
+    return f"reached the {steps} new tokens asked for"

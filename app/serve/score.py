@@ -8,6 +8,7 @@ import torch
 
 from ..core.distributions import knn_target_probs, mix, perplexity
 from . import batched
+from .builds import ANSWERED, Unavailable
 from .engine import Engine, InputError, Resolved, Weights
 from .queries import query_keys
 
@@ -27,6 +28,7 @@ class Scored:
     p_knn: torch.Tensor | None  # None when the memory has no corpus to search
     tuned: Weights  # the memory's own weights for this base, marked on the chart
     knows: str = ""  # what the memory's corpus is
+    unavailable: Unavailable | None = None  # why there is no p_kNN (no corpus, or its store building: how far)
 
 
 def score(engine: Engine, resolved: Resolved, text: str, progress=None) -> Scored:
@@ -35,7 +37,7 @@ def score(engine: Engine, resolved: Resolved, text: str, progress=None) -> Score
     ids, _ = resolved.encode(text, truncate=False)
     if ids.shape[1] < 2:
         raise InputError("the passage has no token to score")
-    store = engine.datastore(pair.base, pair.domain, progress)
+    store, missing = engine.knn_store(pair.base, pair.domain, progress)
     targets, vocab = ids[0, 1:], resolved.vocab
     positions = torch.arange(len(targets))
     calls = [batched.forward(engine, model, vocab, ids, positions.tolist()) for model in (lm, decoder)]
@@ -50,7 +52,7 @@ def score(engine: Engine, resolved: Resolved, text: str, progress=None) -> Score
         p_knn = knn_target_probs(distances, values, resolved.temperature, targets)
     return Scored(text, pair.base, pair.domain, resolved.k, resolved.temperature,
                   tokenizer.batch_decode(targets[:, None].tolist()), p_base, p_mem, p_knn, resolved.tuned,
-                  pair.memory.knows)
+                  pair.memory.knows, missing)
 
 
 def finite(value: float) -> float | None:
@@ -78,7 +80,7 @@ def summary(s: Scored, weights: Weights | float) -> dict:
     return {
         "text": s.text, "base": s.base, "domain": s.domain, "knows": s.knows, "alpha": w.alpha,
         "knn_lambda": w.knn_lambda, "lock_alpha": w.locked, "k": s.k, "temperature": s.temperature,
-        "tokens": tokens,
+        **(s.unavailable.fields() if s.unavailable else ANSWERED), "tokens": tokens,
         "perplexity": {"base": finite(perplexity(s.p_base)), "memdec": finite(perplexity(s.p_mem)),
                        **{name: finite(perplexity(p)) for name, p in mixed.items()}},
         # share of tokens that some neighbour predicts

@@ -14,7 +14,9 @@ the **live kNN-LM** retriever it imitates, side by side on the same next token. 
 space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine, warm models, of the call that served
 the request (concurrent requests share batched calls); tick *measure precisely* for each component alone, the median
 of 3 runs."""
-CSS = ".tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; }"
+CSS = (".tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; } "
+       ".continuation { white-space: pre-wrap; } .continuation .prompt { color: #888; } "
+       ".pending progress { width: 12em; vertical-align: middle; }")
 THEME = gr.themes.Soft()
 
 

@@ -8,18 +8,21 @@ import pandas as pd
 
 from .. import compare, plots
 from ..engine import Engine, InputError, Weights
+from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import export_files
 from .settings_row import SettingsRow
 
 
 def axis_frame(rows: list[dict]) -> pd.DataFrame:
+    """The shared axis as a table: a column per distribution the comparison has (no kNN-LM ones while it is missing)."""
     return pd.DataFrame([{"token": plots.label(r["token"]), "id": r["id"],
-                          **{plots.NAMES[k]: round(r[k], 5) for k in plots.NAMES}} for r in rows])
+                          **{name: round(r[key], 5) for key, name in plots.NAMES.items() if key in r}} for r in rows])
 
 
 @dataclass
 class CompareTab:
+    knn_pending: pending.PendingBar
     distributions: gr.Plot
     latency: gr.Plot
     precise: gr.Checkbox
@@ -30,17 +33,19 @@ class CompareTab:
 
     @property
     def outputs(self) -> list:
-        return [self.distributions, self.latency, self.axis, self.files]  # files: emptied by each new comparison
+        # files: emptied by each new comparison
+        return [self.knn_pending.html, self.knn_pending.timer, self.distributions, self.latency, self.axis, self.files]
 
     def show(self, nt: compare.NextToken, w: Weights, top_n: int) -> dict:
         rows = compare.rows(nt, w, top_n)
-        return {self.distributions: plots.distributions(rows, w),
+        return {**self.knn_pending.shows(nt.unavailable), self.distributions: plots.distributions(rows, w),
                 self.latency: plots.latency(nt.latency_ms, nt.repeats, max(nt.batch.values(), default=1)),
                 self.axis: axis_frame(rows), self.files: None}
 
 
 def build() -> CompareTab:
     with gr.Tab("Compare"):
+        knn_pending = pending.build("compare-pending")
         distributions = gr.Plot(label="distributions", elem_id="dist-plot")
         with gr.Row():
             with gr.Column():
@@ -50,7 +55,7 @@ def build() -> CompareTab:
                 axis = gr.Dataframe(label="probabilities on the shared axis", wrap=True)
                 export = gr.Button("Export this comparison (JSON, CSV)", elem_id="export-button")
                 files = gr.File(label="exported comparison", file_count="multiple", interactive=False)
-    return CompareTab(distributions, latency, precise, axis, export, files)
+    return CompareTab(knn_pending, distributions, latency, precise, axis, export, files)
 
 
 def wire(engine: Engine, row: SettingsRow, views: list):
@@ -76,6 +81,16 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         return {state: nt, **show_all(nt, resolved.weights, top_n, views)}
 
     @shown
+    @limited
+    @on_gpu
+    def refill(nt, alpha, knn_lambda, lock_alpha, k, temperature, top_n):
+        """The comparison in state asked again now that its kNN-LM's store is ready (or cannot be built)."""
+        resolved = engine.resolve(base=nt.base, domain=nt.domain, alpha=alpha, knn_lambda=knn_lambda,
+                                  lock_alpha=lock_alpha, k=k, temperature=temperature)
+        again = compare.next_token(engine, resolved, nt.prompt)
+        return {state: again, **show_all(again, resolved.weights, top_n, views)}
+
+    @shown
     def on_remix(nt, alpha, knn_lambda, lock_alpha, top_n):
         """Re-mixes the cached distributions; no model runs."""
         if nt is None:
@@ -97,6 +112,8 @@ def wire(engine: Engine, row: SettingsRow, views: list):
           [state, *row.weight_inputs, row.top_n],
           [c for view in views if view.remixes for c in view.outputs],
           api_name="remix", api_visibility="undocumented", queue=False)
+    views[0].knn_pending.wire(engine, state, refill, [*row.weight_inputs, row.k, row.temperature, row.top_n],
+                                outputs)
     views[0].export.click(on_export, [state, *row.weight_inputs, row.top_n], views[0].files, api_name="compare_export",
                           api_visibility="undocumented")
     return comparing

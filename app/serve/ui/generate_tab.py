@@ -1,16 +1,58 @@
 """The Generate tab: greedy or seeded sampled continuations of base, base + MemDec and base + kNN-LM, side by side,
-with the time per token of each."""
+each after its prompt and with why it stopped, the time per token of each, and an export."""
+import html
 from dataclasses import dataclass
 
 import gradio as gr
 
 from .. import generate, plots
-from ..engine import DEFAULTS, LIMITS, Engine
+from ..builds import Unavailable
+from ..engine import DEFAULTS, LIMITS, Engine, InputError
+from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
+from .exports import export_files
 from .settings_row import SettingsRow
 
 PREDICTORS = ("base", "mix_memdec", "mix_knn")
-NO_KNN = "(no live kNN-LM: this memory has no corpus here)"
+
+
+@dataclass
+class Generated:
+    """A generation as the tab keeps it: the request, so that it can be asked again when the kNN-LM is ready."""
+    result: dict  # generate.generate's answer
+    prompt: str
+    max_new_tokens: int
+    sample: bool
+    seed: int
+    unavailable: Unavailable | None
+
+    @property
+    def base(self) -> str:
+        return self.result["base"]
+
+    @property
+    def domain(self) -> str:
+        return self.result["domain"]
+
+
+def continuation_html(result: dict, name: str) -> str:
+    """The prompt in grey, the continuation after it, and a line saying why it stopped and what a token cost."""
+    prompt = html.escape(result["prompt"])
+    if name not in result["continuations"]:
+        why = result["knn_unavailable"] or "no live kNN-LM"
+        return (f"<div class='continuation'><span class='prompt'>{prompt}</span>"
+                f"<p><small>{html.escape(why)}</small></p></div>")
+    run = result["continuations"][name]
+    return (f"<div class='continuation'><span class='prompt'>{prompt}</span><b>{html.escape(run['text'])}</b>"
+            f"<p><small>{len(run['tokens'])} tokens: {html.escape(run['stopped'])}; "
+            f"{run['ms_per_token']:.1f} ms per token</small></p></div>")
+
+
+def table(result: dict) -> list[dict]:
+    """One row per continuation, for the CSV export."""
+    return [{"predictor": name, "prompt": result["prompt"], "text": run["text"], "tokens": len(run["tokens"]),
+             "stopped": run["stopped"], "ms_per_token": run["ms_per_token"]}
+            for name, run in result["continuations"].items()]
 
 
 @dataclass
@@ -19,8 +61,21 @@ class GenerateTab:
     sample: gr.Checkbox
     seed: gr.Number
     run: gr.Button
-    texts: dict  # predictor -> gr.Textbox
+    knn_pending: pending.PendingBar
+    texts: dict  # predictor -> gr.HTML
     speed: gr.Plot
+    export: gr.Button
+    files: gr.File
+
+    @property
+    def outputs(self) -> list:
+        return [self.knn_pending.html, self.knn_pending.timer, *self.texts.values(), self.speed, self.files]
+
+    def show(self, generated: Generated) -> dict:
+        result = generated.result
+        return {**self.knn_pending.shows(generated.unavailable), self.files: None,
+                **{self.texts[name]: continuation_html(result, name) for name in PREDICTORS},
+                self.speed: plots.generation_speed(result)}
 
 
 def build() -> GenerateTab:
@@ -31,13 +86,27 @@ def build() -> GenerateTab:
             sample = gr.Checkbox(label="sample (instead of greedy)")
             seed = gr.Number(value=0, precision=0, label="seed")
             run = gr.Button("Generate", variant="primary", elem_id="generate-button")
+        knn_pending = pending.build("generate-pending")
         with gr.Row():
-            texts = {name: gr.Textbox(label=plots.NAMES[name], lines=5) for name in PREDICTORS}
+            texts = {name: gr.HTML(label=plots.NAMES[name], show_label=True, container=True,
+                                   elem_id=f"generate-{name}")
+                     for name in PREDICTORS}
         speed = gr.Plot(label="time per token")
-    return GenerateTab(max_new_tokens, sample, seed, run, texts, speed)
+        with gr.Row():
+            export = gr.Button("Export these continuations (JSON, CSV)", elem_id="generate-export-button")
+            files = gr.File(label="exported continuations", file_count="multiple", interactive=False)
+    return GenerateTab(max_new_tokens, sample, seed, run, knn_pending, texts, speed, export, files)
 
 
 def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
+    state = gr.State()
+
+    def generated(resolved, text, max_new_tokens, sample, seed, progress=None) -> dict:
+        result = generate.generate(engine, resolved, text, max_new_tokens, sample, seed, progress)
+        missing = result["knn_unavailable"] and Unavailable(result["knn_unavailable"], result["knn_building"])
+        kept = Generated(result, text, result["max_new_tokens"], result["sample"], result["seed"], missing or None)
+        return {state: kept, **tab.show(kept)}
+
     @shown
     @limited
     @on_gpu
@@ -45,11 +114,25 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
                     progress=gr.Progress()):
         resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
                                   k=k, temperature=temperature)
-        result = generate.generate(engine, resolved, text, max_new_tokens, sample, seed, progress_bar(progress))
-        texts = {name: result["continuations"][name]["text"] if name in result["continuations"] else NO_KNN
-                 for name in PREDICTORS}
-        return {**{tab.texts[name]: text for name, text in texts.items()}, tab.speed: plots.generation_speed(result)}
+        return generated(resolved, text, max_new_tokens, sample, seed, progress_bar(progress))
 
+    @shown
+    @limited
+    @on_gpu
+    def refill(kept, alpha, knn_lambda, lock_alpha, k, temperature):
+        """The generation in state asked again now that its kNN-LM's store is ready (or cannot be built)."""
+        resolved = engine.resolve(base=kept.base, domain=kept.domain, alpha=alpha, knn_lambda=knn_lambda,
+                                  lock_alpha=lock_alpha, k=k, temperature=temperature)
+        return generated(resolved, kept.prompt, kept.max_new_tokens, kept.sample, kept.seed)
+
+    @shown
+    def on_export(kept):
+        if kept is None:
+            raise InputError("generate first, then export those continuations")
+        return export_files("continuations", kept.result, table(kept.result), tab.files)
+
+    tab.knn_pending.wire(engine, state, refill, [*row.weight_inputs, row.k, row.temperature], [state] + tab.outputs)
+    tab.export.click(on_export, state, tab.files, api_name="generate_export", api_visibility="undocumented")
     return tab.run.click(on_generate, row.model_inputs + [tab.max_new_tokens, tab.sample, tab.seed],
-                         [*tab.texts.values(), tab.speed], api_name="generate_view", api_visibility="undocumented",
+                         [state] + tab.outputs, api_name="generate_view", api_visibility="undocumented",
                          concurrency_id="models", concurrency_limit=MODEL_SLOTS)

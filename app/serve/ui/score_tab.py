@@ -5,9 +5,11 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import compare, plots, presets, score
-from ..engine import Engine, Weights
+from .. import plots, presets, score
+from ..engine import Engine, InputError, Weights
+from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
+from .exports import export_files
 from .settings_row import SettingsRow
 
 
@@ -37,7 +39,7 @@ def perplexity_text(summary: dict) -> str:
     text = (f"{knows}{presets.NARROW}\n\n| predictor | perplexity |\n|---|---|\n{rows}\n"
             f"{len(summary['tokens'])} tokens, {weights_used}")
     if summary["knn_coverage"] is None:
-        return f"{text}. {compare.NO_CORPUS}"
+        return f"{text}. No kNN-LM in this answer: {summary['knn_unavailable']}"
     return (f"{text}; some neighbour predicts the actual token for {summary['knn_coverage']:.0%} of them. A passage "
             "taken from the domain's training text is in the datastore itself, so the kNN-LM will look better on it "
             "than on new text.")
@@ -51,14 +53,19 @@ class ScoreTab:
     gain: gr.HTML
     per_token: gr.Plot
     against_alpha: gr.Plot
+    knn_pending: pending.PendingBar
+    export: gr.Button
+    files: gr.File
 
     @property
     def outputs(self) -> list:
-        return [self.perplexities, self.gain, self.per_token, self.against_alpha]
+        return [self.knn_pending.html, self.knn_pending.timer, self.perplexities, self.gain, self.per_token,
+                self.against_alpha, self.files]
 
     def show(self, scored: score.Scored, w: Weights) -> dict:
         summary = score.summary(scored, w)
-        return {self.perplexities: perplexity_text(summary), self.gain: gain_html(summary),
+        return {**self.knn_pending.shows(scored.unavailable), self.files: None,
+                self.perplexities: perplexity_text(summary), self.gain: gain_html(summary),
                 self.per_token: plots.token_probabilities(summary),
                 self.against_alpha: plots.perplexity_vs_alpha(summary)}
 
@@ -68,12 +75,16 @@ def build() -> ScoreTab:
         passage = gr.Textbox(label="Passage", lines=4, elem_id="passage",
                              value="The enzyme catalyses the transfer of a phosphate group to the protein.")
         run = gr.Button("Score passage", variant="primary", elem_id="score-button")
+        knn_pending = pending.build("score-pending")
         perplexities = gr.Markdown()
         gain = gr.HTML()
         with gr.Row():
             per_token = gr.Plot(label="per token")
             against_alpha = gr.Plot(label="perplexity against alpha")
-    return ScoreTab(passage, run, perplexities, gain, per_token, against_alpha)
+        with gr.Row():
+            export = gr.Button("Export this scoring (JSON, CSV)", elem_id="score-export-button")
+            files = gr.File(label="exported scoring", file_count="multiple", interactive=False)
+    return ScoreTab(passage, run, perplexities, gain, per_token, against_alpha, knn_pending, export, files)
 
 
 def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
@@ -89,6 +100,23 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
         return {state: scored, **tab.show(scored, resolved.weights)}
 
     @shown
+    @limited
+    @on_gpu
+    def refill(scored, alpha, knn_lambda, lock_alpha, k, temperature):
+        """The passage in state scored again now that its kNN-LM's store is ready (or cannot be built)."""
+        resolved = engine.resolve(base=scored.base, domain=scored.domain, alpha=alpha, knn_lambda=knn_lambda,
+                                  lock_alpha=lock_alpha, k=k, temperature=temperature)
+        again = score.score(engine, resolved, scored.text)
+        return {state: again, **tab.show(again, resolved.weights)}
+
+    @shown
+    def on_export(scored, alpha, knn_lambda, lock_alpha):
+        if scored is None:
+            raise InputError("score a passage first, then export it")
+        summary = score.summary(scored, engine.weights(scored.base, scored.domain, alpha, knn_lambda, lock_alpha))
+        return export_files("scoring", summary, summary["tokens"], tab.files)
+
+    @shown
     def on_remix(scored, alpha, knn_lambda, lock_alpha):
         """Re-mixes the cached target probabilities; no model runs."""
         if scored is None:
@@ -97,6 +125,9 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
 
     gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input], on_remix, [state, *row.weight_inputs],
           tab.outputs, api_name="score_remix", api_visibility="undocumented", queue=False)
+    tab.knn_pending.wire(engine, state, refill, [*row.weight_inputs, row.k, row.temperature], [state] + tab.outputs)
+    tab.export.click(on_export, [state, *row.weight_inputs], tab.files, api_name="score_export",
+                     api_visibility="undocumented")
     return tab.run.click(on_score, [tab.passage] + row.model_inputs[1:], [state] + tab.outputs,
                          api_name="score_view", api_visibility="undocumented", concurrency_id="models",
                          concurrency_limit=MODEL_SLOTS)
