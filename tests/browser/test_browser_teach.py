@@ -61,4 +61,10 @@ def test_moving_t_reweights_p_knn(page, engine):
     assert [round(p, 6) for p in compared] == [round(float(nt.p_knn[r["id"]]), 6) for r in shown["rows"]]
     assert max(chosen) > max(compared)  # a lower T sharpens p_kNN
     assert weights[0] > weights_compared[0] and sum(weights) > 0.999999
+    box = page.find_element(By.CSS_SELECTOR, "#teach-k input[type=number]")
+    box.clear()
+    box.send_keys("3", Keys.TAB)
+    WebDriverWait(page, 30).until(lambda d: f"p_kNN at k = 3, T = {t:.4g}:" in titles(d, "teach-knn-plot"))
+    weights = bars(page, "teach-knn-plot")[3]
+    assert weights[3:] == [0.0] * 13 and sum(weights) > 0.999999  # only the 3 nearest vote
     assert severe(page) == []
