@@ -47,6 +47,16 @@ def mix_log(logp_base: torch.Tensor, logp_other: torch.Tensor, alpha: float) -> 
     return torch.logaddexp(logp_base + math.log(1.0 - alpha), logp_other + math.log(alpha))
 
 
+def mix_logits(logp_base: torch.Tensor, logp_other: torch.Tensor, alpha: float) -> torch.Tensor:
+    """The wrong mixture, for teaching: softmax(alpha * z_other + (1 - alpha) * z_base), z the log-probabilities (a
+    logit differs from them by a constant per model, which the softmax cancels). It is a product of experts,
+    p_other^alpha * p_base^(1-alpha) renormalised, not the interpolation. A probability of 0 (a token no neighbour
+    predicts) is floored at the smallest float, so that it stays ruled out without 0 * -inf giving NaN."""
+    floor = math.log(torch.finfo(logp_base.dtype).tiny)
+    z = alpha * logp_other.clamp_min(floor) + (1 - alpha) * logp_base.clamp_min(floor)
+    return torch.softmax(z, dim=-1)
+
+
 def perplexity(p_targets) -> float:
     """exp of the mean negative log-probability of the actual tokens; infinite when one of them has probability 0,
     as the kNN-LM alone gives to a token that no neighbour predicts."""

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..core.distributions import knn_probs, knn_weights, mix, mix_log
+from ..core.distributions import knn_probs, knn_weights, mix, mix_log, mix_logits
 from . import batched
 from .builds import ANSWERED, NO_CORPUS, Unavailable  # noqa: F401 (NO_CORPUS: the tabs' text without a corpus)
 from .contract import flag
-from .engine import DEFAULTS, Engine, Resolved, Weights, check
+from .engine import DEFAULTS, Engine, InputError, Resolved, Weights, check
 
 
 @dataclass
@@ -168,15 +168,16 @@ def per_token(nt: NextToken) -> list[dict]:
     return [{"token": nt.tokens[v], "id": v, "neighbours": c, "p_knn": t} for v, (c, t) in ranked]
 
 
-def teach(nt: NextToken, weights: Weights | float) -> dict:
+def teach(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> dict:
     """The numbers that go into the two formulas, for each mixture's most likely next token ("knn": None without a
-    kNN-LM), each mixture at its own weight."""
+    kNN-LM), each mixture at its own weight (locked: both at alpha), and the same mixtures taken in logit space."""
     w = Weights.of(weights)
     dists = mixtures(nt, w)
     y = int(dists["mix_memdec"].argmax())
     p_base, p_mem = float(dists["base"][y]), float(dists["memdec"][y])
     log_p_mix = float(mix_log(torch.tensor(p_base).log(), torch.tensor(p_mem).log(), w.alpha))
-    out = {"alpha": w.alpha, "knn_lambda": w.knn_lambda, "knn": None,
+    out = {"alpha": w.alpha, "knn_lambda": w.knn_lambda, "locked": w.locked, "knn": None,
+           "logit": logit_mixture(nt, w, n),
            "memdec": {"token": nt.tokens[y], "id": y, "p_base": p_base, "p_mem": p_mem,
                       "p_mix": float(dists["mix_memdec"][y]), "log_p_mix": log_p_mix,
                       "exp_log_p_mix": math.exp(log_p_mix)}}
@@ -192,6 +193,55 @@ def teach(nt: NextToken, weights: Weights | float) -> dict:
     return out
 
 
+def logit_mixture(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> dict:
+    """Each mixture taken the wrong way, in logit space (mix_logits), beside the interpolation the paper uses: the
+    interpolation's top token y with p(y) both ways, the logit mixture's own top token, the total-variation distance
+    between the two, and the mass each puts on tokens that one of the models rules out (probability 0: for the
+    kNN-LM, every token no neighbour predicts). "rows": base + MemDec on the top n tokens of any of its four
+    distributions, for the chart. In float64, so that a floored zero stays ruled out even at a small weight."""
+    w = Weights.of(weights)
+    out = {"memdec": None, "knn": None, "rows": []}
+    for name, other in (("memdec", nt.p_mem), ("knn", nt.p_knn)):
+        if other is None:
+            continue
+        weight, p_base, other = w.of_mixture(f"mix_{name}"), nt.p_base.double(), other.double()
+        prob, logit = mix(p_base, other, weight), mix_logits(p_base.log(), other.log(), weight)
+        y, top, zero = int(prob.argmax()), int(logit.argmax()), (p_base == 0) | (other == 0)
+        out[name] = {"token": nt.tokens[y], "id": y, "p_prob": float(prob[y]), "p_logit": float(logit[y]),
+                     "logit_token": nt.tokens[top], "logit_id": top, "logit_p": float(logit[top]),
+                     "tv": float((prob - logit).abs().sum() / 2), "ruled_out": int(zero.sum()),
+                     "ruled_out_prob": float(prob[zero].sum()), "ruled_out_logit": float(logit[zero].sum())}
+        if name == "memdec":
+            dists = {"base": p_base, "memdec": other, "mix_memdec": prob, "logit_memdec": logit}
+            out["rows"] = [{"id": i, "token": nt.tokens[i], **{d: float(p[i]) for d, p in dists.items()}}
+                           for i in shared_axis(dists, check("top_n", n, int)).tolist()]
+    return out
+
+
+def reweighted(nt: NextToken, k: int, temperature: float) -> torch.Tensor:
+    """p_kNN from the cached neighbours at another k (at most the k retrieved) and T, without a new search: the
+    first k of the K nearest are the k nearest, so this is what a search at k and T gives."""
+    if nt.p_knn is None:
+        raise InputError(nt.knn_missing or NO_CORPUS)
+    k = check("k", k, int, (1, nt.k))
+    temperature = check("temperature", temperature)
+    return knn_probs(nt.distances[None, :k], nt.values[None, :k], temperature, nt.p_knn.shape[0])[0]
+
+
+def reweighting(nt: NextToken, k: int, temperature: float, n: int = DEFAULTS["top_n"]) -> dict:
+    """p_kNN at k and T beside the comparison's own, on the top n tokens of either, and each neighbour's weight w_i
+    both ways (nearest first; 0 past k)."""
+    p = reweighted(nt, k, temperature)
+    k, temperature = check("k", k, int, (1, nt.k)), check("temperature", temperature)
+    weights = knn_weights(nt.distances[:k], temperature).tolist() + [0.0] * (nt.k - k)
+    return {"k": k, "temperature": temperature, "compared_k": nt.k, "compared_temperature": nt.temperature,
+            "rows": [{"id": i, "token": nt.tokens[i], "p_knn": float(p[i]), "p_knn_compared": float(nt.p_knn[i])}
+                     for i in shared_axis({"p": p, "compared": nt.p_knn}, check("top_n", n, int)).tolist()
+                     if p[i] > 0 or nt.p_knn[i] > 0],  # only the tokens some neighbour predicts
+            "weights": weights, "weights_compared": knn_weights(nt.distances, nt.temperature).tolist(),
+            "next": [nt.tokens[v] for v in nt.values.tolist()]}
+
+
 def to_dict(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"]) -> dict:
     """The plain-JSON comparison that the API and the CLI return and the page exports."""
     w = Weights.of(weights)
@@ -204,6 +254,6 @@ def to_dict(nt: NextToken, weights: Weights | float, n: int = DEFAULTS["top_n"])
             "temperature": nt.temperature, "prompt_tokens_dropped": nt.cut, "top": top, "axis": rows(nt, w, n),
             "latency_ms": nt.latency_ms, "latency_runs": nt.repeats, "latency_batch": nt.batch,
             "imitation": imitation(nt), "neighbours": nt.neighbours,
-            "knn_by_token": per_token(nt), "teach": teach(nt, w),
+            "knn_by_token": per_token(nt), "teach": teach(nt, w, n),
             **(nt.unavailable.fields() if nt.unavailable else ANSWERED)}
 

@@ -157,3 +157,40 @@ def cost_curves(results: dict | None, current: dict | None = None) -> go.Figure:
                       title="time per generated token as the datastore grows (wall-clock, this machine)",
                       legend=dict(orientation="h", y=-0.2))
     return fig
+
+
+def logit_mixture(rows: list[dict], alpha: float) -> go.Figure:
+    """base + MemDec mixed both ways on its top tokens (compare.logit_mixture's rows), beside the two models."""
+    x = [f"{label(r['token'])}<br><sub>{r['id']}</sub>" for r in rows]
+    fig = go.Figure()
+    for name, title, colour in (("base", "p base", COLOURS["base"]), ("memdec", "p Memory Decoder", COLOURS["memdec"]),
+                                ("mix_memdec", "probability mixture (the paper's)", "#2ca02c"),
+                                ("logit_memdec", "logit mixture (wrong)", "#d62728")):
+        fig.add_bar(x=x, y=[r[name] for r in rows], name=title, marker_color=colour,
+                    hovertemplate="%{x}: %{y:.4f}<extra>" + title + "</extra>")
+    fig.update_layout(height=400, barmode="group", margin=dict(l=50, r=20, t=50, b=40), yaxis_title="probability",
+                      title=f"base + MemDec at α = {alpha:.2f}: mixed in probability space and in logit space",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def knn_reweighted(r: dict) -> go.Figure:
+    """p_kNN at the chosen k and T beside the comparison's (compare.reweighting), and each neighbour's weight w_i."""
+    chosen = f"k = {r['k']}, T = {r['temperature']:.4g}"
+    compared = f"k = {r['compared_k']}, T = {r['compared_temperature']:.4g}"
+    top = max(r["rows"], key=lambda row: row["p_knn"])
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.55, 0.45], horizontal_spacing=0.1,
+                        subplot_titles=("p_kNN by next token", "weight w_i of each neighbour, nearest first"))
+    x = [f"{label(row['token'])}<br><sub>{row['id']}</sub>" for row in r["rows"]]
+    fig.add_bar(x=x, y=[row["p_knn_compared"] for row in r["rows"]], name=f"the comparison's {compared}",
+                marker_color=COLOURS["knn"], opacity=0.45, row=1, col=1)
+    fig.add_bar(x=x, y=[row["p_knn"] for row in r["rows"]], name=f"chosen {chosen}", marker_color=COLOURS["knn"],
+                row=1, col=1)
+    ranks = [f"{i + 1}: {label(t)}" for i, t in enumerate(r["next"])]
+    fig.add_bar(x=ranks, y=r["weights_compared"], marker_color=COLOURS["knn"], opacity=0.45, showlegend=False,
+                row=1, col=2)
+    fig.add_bar(x=ranks, y=r["weights"], marker_color=COLOURS["knn"], showlegend=False, row=1, col=2)
+    fig.update_layout(height=420, barmode="group", margin=dict(l=50, r=20, t=80, b=40),
+                      legend=dict(orientation="h", y=-0.25), yaxis_title="probability",
+                      title=f"p_kNN at {chosen}: top {label(top['token'])} {top['p_knn']:.4f}")
+    return fig

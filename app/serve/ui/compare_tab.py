@@ -59,8 +59,8 @@ def build() -> CompareTab:
 
 
 def wire(engine: Engine, row: SettingsRow, views: list):
-    """views: every tab that shows a comparison (this one first); each has outputs, show() and remixes. Returns the
-    comparison event."""
+    """views: every tab that shows a comparison (this one first); each has outputs, show() and remixes, and may have
+    wire_state(state, comparing) for events of its own on the cached comparison. Returns the comparison event."""
     state = gr.State()
     outputs = [state] + [c for view in views for c in view.outputs]
 
@@ -112,8 +112,11 @@ def wire(engine: Engine, row: SettingsRow, views: list):
           [state, *row.weight_inputs, row.top_n],
           [c for view in views if view.remixes for c in view.outputs],
           api_name="remix", api_visibility="undocumented", queue=False)
-    views[0].knn_pending.wire(engine, state, refill, [*row.weight_inputs, row.k, row.temperature, row.top_n],
-                                outputs)
+    filling = views[0].knn_pending.wire(engine, state, refill,
+                                        [*row.weight_inputs, row.k, row.temperature, row.top_n], outputs)
+    for view in views:  # a view with controls of its own over the cached comparison (Teach: T and k)
+        if hasattr(view, "wire_state"):
+            view.wire_state(state, [comparing, filling])
     views[0].export.click(on_export, [state, *row.weight_inputs, row.top_n], views[0].files, api_name="compare_export",
                           api_visibility="undocumented")
     return comparing

@@ -36,7 +36,7 @@ class PendingBar:
     def wire(self, engine: Engine, state: gr.State, refill, inputs: list, outputs: list):
         """Each tick reads how far the store of the answer in state has got, without building anything; once it is
         ready (or has failed), refill(state, *inputs) asks the request again: it returns the tab's outputs, this bar
-        included (shows)."""
+        included (shows). Returns the tick's event."""
         @shown
         @limited
         def poll(answer, *values):
@@ -47,7 +47,7 @@ class PendingBar:
                 return {self.html: bar_html(missing)}
             return refill(answer, *values)
 
-        self.timer.tick(poll, [state, *inputs], list(dict.fromkeys([self.html, self.timer, *outputs])),
+        return self.timer.tick(poll, [state, *inputs], list(dict.fromkeys([self.html, self.timer, *outputs])),
                         api_visibility="private", concurrency_id="models", concurrency_limit=MODEL_SLOTS,
                         show_progress="hidden")
 
