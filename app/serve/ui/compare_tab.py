@@ -60,7 +60,8 @@ def build() -> CompareTab:
 
 def wire(engine: Engine, row: SettingsRow, views: list):
     """views: every tab that shows a comparison (this one first); each has outputs, show() and remixes, and may have
-    wire_state(state, comparing) for events of its own on the cached comparison. Returns the comparison event."""
+    wire_state(state, answered) for events of its own on the cached comparison (answered: the events that answer one).
+    Returns the comparison event."""
     state = gr.State()
     outputs = [state] + [c for view in views for c in view.outputs]
 
