@@ -9,6 +9,7 @@ import torch
 
 from app.core.distributions import mix_logits
 from app.serve import compare
+from app.serve.builds import Unavailable
 from app.serve.engine import InputError, Weights
 from app.serve.ui.teach_tab import logit_text, teach_text, temperature
 
@@ -72,7 +73,7 @@ def test_reweighted_equals_a_fresh_search(engine, nt):
     for k in (0, 17):
         with pytest.raises(InputError, match="k must be a whole number from 1 to 16"):
             compare.reweighted(nt, k, 1.0)
-    missing = dataclasses.replace(nt, p_knn=None, knn_missing="its datastore is still building (40%)")
+    missing = dataclasses.replace(nt, p_knn=None, unavailable=Unavailable("its store is still building (40%)", True))
     with pytest.raises(InputError, match="still building"):
         compare.reweighted(missing, 4, 1.0)
     assert temperature(nt, 0.7) == nt.temperature  # the slider's mark of log10 5 is T = 5 exactly
