@@ -29,13 +29,15 @@ class Scored:
     knows: str = ""  # what the memory's corpus is
 
 
-def score(engine: Engine, resolved: Resolved, text: str, progress=None) -> Scored:
+def score(engine: Engine, resolved: Resolved, text: str, progress=None, knn: bool = True) -> Scored:
+    """knn False: the base and the decoder only, the kNN-LM's store not asked for (a caller whose store is still
+    building scores the rest now)."""
     pair = resolved.pair
     lm, decoder, tokenizer = pair.lm, pair.decoder, pair.tokenizer
     ids, _ = resolved.encode(text, truncate=False)
     if ids.shape[1] < 2:
         raise InputError("the passage has no token to score")
-    store = engine.datastore(pair.base, pair.domain, progress)
+    store = engine.datastore(pair.base, pair.domain, progress) if knn else None
     targets, vocab = ids[0, 1:], resolved.vocab
     positions = torch.arange(len(targets))
     calls = [batched.forward(engine, model, vocab, ids, positions.tolist()) for model in (lm, decoder)]
