@@ -100,3 +100,40 @@ def test_family_chooses_the_memories(tiny_models):
         which_memory.survey(engine, LAW, base="tiny-a", family="two")
     with pytest.raises(InputError, match="unknown model family"):
         which_memory.survey(engine, LAW, family="three")
+
+
+def test_cli_prints_json_or_writes_csv(engine, tiny_models, monkeypatch, capsys, tmp_path):
+    """`which-memory` and `batch` as a user types them, run in this process: the same numbers as the engine's."""
+    import csv
+    import json
+    import sys
+
+    from app.serve import batch
+    from app.serve import cli as command
+
+    bio, law = tiny_models["memories"]["bio"], tiny_models["memories"]["law"]
+    models = ["--model", f"tiny-a={tiny_models['bases']['tiny-a']}", "--memory", f"bio={bio.decoder},{bio.corpus}",
+              "--memory", f"law={law.decoder},{law.corpus}"]
+
+    def cli(*args):
+        monkeypatch.setattr(sys, "argv", ["app.serve.cli", *args, *models])
+        capsys.readouterr()
+        command.run()
+        return capsys.readouterr()
+
+    printed = json.loads(cli("which-memory", LAW).out)
+    direct = which_memory.survey(engine, LAW, base="tiny-a")
+    assert [m["memory"] for m in printed["memories"]] == [m["memory"] for m in direct["memories"]]
+    assert [m["perplexity"] for m in printed["memories"]] == pytest.approx([m["perplexity"]
+                                                                             for m in direct["memories"]], rel=1e-6)
+    table = tmp_path / "survey.csv"
+    assert cli("which-memory", LAW, "--csv", str(table)).out == ""
+    assert [float(r["perplexity base + kNN-LM"]) for r in csv.DictReader(table.open())] == pytest.approx(
+        [m["perplexity"]["mix_knn"] for m in direct["memories"]], rel=1e-6)
+    prompts, table = tmp_path / "prompts.txt", tmp_path / "batch.csv"
+    prompts.write_text("cell protein\nlicence software\n")
+    cli("batch", "--file", str(prompts), "--top-n", "2", "--csv", str(table))
+    rows = list(csv.DictReader(table.open()))
+    want = batch.rows(batch.batch(engine, ["cell protein", "licence software"], base="tiny-a", top_n=2))
+    assert [(r["prompt"], r["memory"], r["mix_memdec"]) for r in rows] == [(r["prompt"], r["memory"], r["mix_memdec"])
+                                                                          for r in want]
