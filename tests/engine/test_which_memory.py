@@ -137,3 +137,19 @@ def test_cli_prints_json_or_writes_csv(engine, tiny_models, monkeypatch, capsys,
     want = batch.rows(batch.batch(engine, ["cell protein", "licence software"], base="tiny-a", top_n=2))
     assert [(r["prompt"], r["memory"], r["mix_memdec"]) for r in rows] == [(r["prompt"], r["memory"], r["mix_memdec"])
                                                                           for r in want]
+
+
+def test_plots_name_the_tokens_on_their_x_axis(engine, survey):
+    """The Score tab's per-token plot and the heatmap tick every position with its token's text, repeats included."""
+    from app.serve import plots
+
+    labels = [plots.label(t) for t in survey["tokens"]]
+    heatmap = plots.memory_gains(survey)
+    assert list(heatmap.layout.xaxis.ticktext) == labels and list(heatmap.layout.xaxis.tickvals) == list(
+        range(len(labels)))
+    assert list(heatmap.data[0].y) == [m["memory"] for m in survey["memories"]]
+    assert [list(row) for row in heatmap.data[0].z] == [m["token_gain_bits"] for m in survey["memories"]]
+    resolved = engine.resolve(base="tiny-b")
+    summary = score.summary(score.score(engine, resolved, "gene gene gene cell"), resolved.weights)
+    ticks = list(plots.token_probabilities(summary).layout.xaxis.ticktext)
+    assert ticks == [plots.label(t["token"]) for t in summary["tokens"]] and len(ticks) == len(summary["tokens"])

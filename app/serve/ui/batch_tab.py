@@ -8,17 +8,19 @@ import pandas as pd
 
 from .. import batch, memories
 from ..engine import Engine, InputError
-from ..plots import label
+from ..plots import NAMES, label
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import export_files
 from .settings_row import SettingsRow
 
 
 def table_frame(result: dict) -> pd.DataFrame:
+    """batch.rows with visible token text and the predictors' names as the other tabs show them."""
     frame = pd.DataFrame(batch.rows(result))
     for name in [n for n in batch.PREDICTORS if n in frame]:
         frame[name] = frame[name].map(label, na_action="ignore")
-    return frame.round(4)
+    names = {n: NAMES[n] for n in batch.PREDICTORS} | {f"p {n}": f"p {NAMES[n]}" for n in batch.PREDICTORS}
+    return frame.round(4).rename(columns=names)
 
 
 @dataclass
