@@ -54,11 +54,11 @@ def build() -> CompareTab:
 
 
 def wire(engine: Engine, row: SettingsRow, views: list):
-    """views: every tab that shows a comparison (this one first); each has outputs, show() and remixes, and may have
-    wire_state(state), given the gr.State that holds the comparison. Returns the comparison event."""
+    """views: every tab that shows a comparison (this one first); each has outputs, show() and remixes. Returns the
+    comparison event."""
     state = gr.State()
     outputs = [state] + [c for view in views for c in view.outputs]
-    for view in [v for v in views if hasattr(v, "wire_state")]:  # a view with events of its own on the comparison
+    for view in [v for v in views if hasattr(v, "wire_state")]:  # events of its own that read the comparison
         view.wire_state(state)
 
     def show_all(nt, w, top_n, which) -> dict:
