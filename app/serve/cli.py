@@ -5,6 +5,8 @@
     python -m app.serve.cli score "Gross domestic product fell." --domain finance   # each mixture at its tuned weight
     python -m app.serve.cli score "Gross domestic product fell." --domain finance --alpha 0.6 --lock-alpha
     python -m app.serve.cli memories --base small                                # what each memory knows, its defaults
+    python -m app.serve.cli which-memory "The licence grants the" --csv survey.csv  # every memory on one passage
+    python -m app.serve.cli batch --file prompts.txt --top-n 5 [--csv batch.csv]   # prompts x memories, top tokens
     python -m app.serve.cli compare "The history of the" --preset gpt2-wikitext --base gpt2-medium
     python -m app.serve.cli serve --presets gpt2-wikitext,qwen2.5-law --device cuda
     python -m app.serve.cli serve --model gpt2=openai-community/gpt2 \\
@@ -22,7 +24,9 @@ import json
 import os
 import sys
 
-from . import deploy, endpoints, generate, memories, presets
+import pandas as pd
+
+from . import batch, deploy, endpoints, generate, memories, presets, which_memory
 from .engine import CORPUS_TOKENS, DEFAULTS, Engine, InputError, Memory
 
 
@@ -101,7 +105,7 @@ def run():
         return deploy_command(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["compare", "generate", "score", "memories", "serve", "prepare", "memory",
-                                            "deploy"],
+                                            "deploy", "which-memory", "batch"],
                         help="memories: what each memory knows and its defaults for --base; prepare: load the default "
                              "base and every memory and build their datastores; memory: your own text as a memory "
                              "(python -m app.serve.cli memory --help); deploy: this repository as a Hugging Face Space "
@@ -122,6 +126,10 @@ def run():
     parser.add_argument("--port", type=int)
     parser.add_argument("--precise", action="store_true",
                         help="compare: time each component alone, the median of 3 runs")
+    parser.add_argument("--family", help="which-memory, batch: whose memories to ask (default: the base's)")
+    parser.add_argument("--file", help="batch: a .txt (one prompt a line) or .csv (a column named prompt, else the "
+                                       "first) file of prompts; without it, TEXT holds one prompt a line")
+    parser.add_argument("--csv", help="which-memory, batch: write the table to this CSV file instead of printing JSON")
     args = engine_options(parser).parse_args()
     engine = engine_from(args, one_family=args.command not in ("serve", "prepare"))
     if args.command == "prepare" or args.preload:
@@ -135,6 +143,15 @@ def run():
         return
     if args.command == "memories":
         out = endpoints.memories_json(engine, args.base)
+    elif args.command in ("which-memory", "batch"):
+        if args.command == "which-memory":
+            out = which_memory.survey(engine, args.text, args.base, args.family)
+            table = which_memory.rows(out)
+        else:
+            out = batch.batch(engine, args.text, args.base, args.family, args.top_n, path=args.file)
+            table = batch.rows(out)
+        if args.csv:
+            return write_csv(args.csv, table)
     else:
         resolved = engine.resolve(base=args.base, domain=args.domain, alpha=args.alpha, knn_lambda=args.knn_lambda,
                                   lock_alpha=args.lock_alpha, k=args.k, temperature=args.temperature)
@@ -208,6 +225,12 @@ def deploy_command(argv: list[str]):
     print(deploy.describe(chosen))
     if not args.dry_run:
         print(f"deployed: {deploy.push(chosen)}")
+
+
+def write_csv(path: str, table: list[dict]):
+    """The table the page exports, as CSV (nested values flattened to dotted columns)."""
+    pd.json_normalize(table, sep=".").to_csv(path, index=False)
+    print(f"wrote {len(table)} rows to {path}", file=sys.stderr)
 
 
 def print_progress(fraction: float, desc: str):

@@ -60,17 +60,17 @@ def latency(latency_ms: dict, repeats: int = 1, batch: int = 1) -> go.Figure:
 
 
 def token_probabilities(summary: dict) -> go.Figure:
-    """p(actual next token) along the passage for the base and the two mixtures."""
+    """p(actual next token) along the passage for the base and the two mixtures, the tokens on the x axis."""
     tokens = summary["tokens"]
     x = list(range(len(tokens)))
     fig = go.Figure()
     for name, colour in [(n, c) for n, c in (("base", COLOURS["base"]), ("mix_memdec", COLOURS["memdec"]),
                                              ("mix_knn", COLOURS["knn"])) if n in tokens[0]]:
         fig.add_scatter(x=x, y=[t[name] for t in tokens], mode="lines+markers", name=NAMES[name], line_color=colour,
-                        text=[label(t["token"]) for t in tokens], hovertemplate="%{text}: %{y:.4f}")
-    fig.update_layout(height=340, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log", xaxis_title="token position",
+                        text=[label(t["token"]) for t in tokens], hovertemplate="%{x}: %{text}: %{y:.4f}")
+    fig.update_layout(height=380, margin=dict(l=50, r=20, t=50, b=40), yaxis_type="log", xaxis_title="actual token",
                       yaxis_title="p(actual token)", title="probability of each actual token",
-                      legend=dict(orientation="h", y=-0.25))
+                      legend=dict(orientation="h", y=-0.45), xaxis=token_axis([t["token"] for t in tokens]))
     return fig
 
 
@@ -193,4 +193,30 @@ def knn_reweighted(r: dict) -> go.Figure:
     fig.update_layout(height=420, barmode="group", margin=dict(l=50, r=20, t=80, b=40),
                       legend=dict(orientation="h", y=-0.25), yaxis_title="probability",
                       title=f"p_kNN at {chosen}: top {label(top['token'])} {top['p_knn']:.4f}")
+    return fig
+
+
+def token_axis(tokens: list[str]) -> dict:
+    """An x axis whose ticks at positions 0, 1, ... are the tokens' text (a repeated token keeps its own tick),
+    slanted so that neighbours do not overlap."""
+    return dict(tickmode="array", tickvals=list(range(len(tokens))), ticktext=[label(t) for t in tokens],
+                tickangle=-60, tickfont=dict(size=11), automargin=True)
+
+
+def memory_gains(result: dict) -> go.Figure:
+    """Which memory knows this passage: one row per memory (best on top), one column per token, coloured by the gain
+    in bits of base + MemDec over the base on that token (blue: the memory helps, red: it hurts)."""
+    memories, tokens = result["memories"], result["tokens"]
+    names = [m["memory"] for m in memories]
+    z = [m["token_gain_bits"] for m in memories]
+    # the colours span the largest gain seen, within 0.5 to 10 bits (a token the base gave no chance saturates)
+    bound = min(10.0, max([0.5] + [abs(g) for row in z for g in row]))
+    fig = go.Figure(go.Heatmap(z=z, x=list(range(len(tokens))), y=names, zmin=-bound, zmax=bound,
+                               colorscale="RdBu", colorbar=dict(title="bits"),
+                               customdata=[[label(t) for t in tokens] for _ in names],
+                               hovertemplate="%{y}, token %{x} %{customdata}: %{z:+.2f} bits<extra></extra>"))
+    fig.update_layout(height=200 + 36 * len(names), margin=dict(l=50, r=20, t=50, b=40),
+                      xaxis=token_axis(tokens), yaxis=dict(autorange="reversed", automargin=True),
+                      title=f"gain of base + MemDec over {result['base']} per token (bits), each memory at its "
+                            "tuned alpha")
     return fig

@@ -5,6 +5,7 @@ import gradio as gr  # noqa: I001 (the hand-wrapped import below)
 from ..engine import Engine
 from . import (api, compare_tab, cost_tab, generate_tab, imitation_tab, memory_tab, models_panel, neighbours_tab,
                score_tab, settings_row, teach_tab)
+from . import batch_tab, which_memory_tab
 from .common import Page
 from .launch_settings import SETTINGS
 
@@ -29,10 +30,13 @@ def build(engine: Engine) -> gr.Blocks:
             comparison_views = [compare_tab.build(), neighbours_tab.build(), imitation_tab.build(), teach_tab.build()]
             generation = generate_tab.build()
             scoring = score_tab.build()
+            surveying = which_memory_tab.build()
+            batching = batch_tab.build()
             costs = cost_tab.build()
             yours = memory_tab.build()
         model_events = [compare_tab.wire(engine, row, comparison_views), generate_tab.wire(engine, row, generation),
-                        score_tab.wire(engine, row, scoring), cost_tab.wire(engine, row, costs),
+                        score_tab.wire(engine, row, scoring), which_memory_tab.wire(engine, row, surveying),
+                        batch_tab.wire(engine, row, batching), cost_tab.wire(engine, row, costs),
                         memory_tab.wire(engine, row, yours)]
         models_panel.wire(engine, panel, demo, model_events)
         api.add(engine)

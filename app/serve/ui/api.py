@@ -3,8 +3,10 @@ in, so gradio_client and raw HTTP callers see a documented signature. alpha and 
 own weight tuned for the base; lock_alpha: both at alpha (knn_lambda is not read)."""
 import gradio as gr
 
+from .. import batch as batching
 from .. import endpoints
 from .. import generate as generation
+from .. import which_memory as survey
 from ..engine import DEFAULTS, Engine
 from .common import MODEL_SLOTS, limited, on_gpu, shown
 
@@ -56,3 +58,30 @@ def add(engine: Engine):
     for fn in (compare, generate, score):
         gr.api(fn, api_name=fn.__name__, concurrency_id="models", concurrency_limit=MODEL_SLOTS)
     gr.api(memories, api_name="memories", queue=False)
+    add_family_views(engine)
+
+
+def add_family_views(engine: Engine):
+    """/which_memory and /batch: every memory of a family (None: the base's), each at its own tuned weights."""
+    default_base = engine.default_base
+
+    @shown
+    @limited
+    @on_gpu
+    def which_memory(text: str, base: str = default_base, family: str | None = None) -> dict:
+        """The passage's perplexity with base alone, base + MemDec and base + kNN-LM for every memory of the family,
+        the change from the base (%), the mean gain in bits per token, and each token's gain of base + MemDec; best
+        memory first. A kNN-LM not ready (its store building) or without a corpus is left out, its notes say why."""
+        return survey.survey(engine, text, base, family)
+
+    @shown
+    @limited
+    @on_gpu
+    def batch(prompts: list[str] | str, base: str = default_base, family: str | None = None,
+              top_n: int = DEFAULTS["top_n"]) -> dict:
+        """The top_n next tokens of base, memdec, mix_memdec (and knn, mix_knn when ready) for each prompt (a list,
+        or one text with a prompt per line; at most 50) and every memory of the family."""
+        return batching.batch(engine, prompts, base, family, top_n)
+
+    for fn in (which_memory, batch):
+        gr.api(fn, api_name=fn.__name__, concurrency_id="models", concurrency_limit=MODEL_SLOTS)

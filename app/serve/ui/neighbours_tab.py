@@ -1,11 +1,15 @@
-"""The Neighbours tab: the retriever's nearest datastore entries and the total weight per next token (p_kNN)."""
+"""The Neighbours tab: the retriever's nearest datastore entries and the total weight per next token (p_kNN), and
+their export."""
 from dataclasses import dataclass
 
 import gradio as gr
 import pandas as pd
 
 from .. import compare
+from ..engine import InputError
 from ..plots import label
+from .common import shown
+from .exports import export_files
 
 
 def neighbours_frame(rows: list[dict]) -> pd.DataFrame:
@@ -19,18 +23,39 @@ def totals_frame(rows: list[dict]) -> pd.DataFrame:
                           "p kNN (summed weight)": round(r["p_knn"], 4)} for r in rows])
 
 
+def export_json(nt: compare.NextToken) -> dict:
+    """What the export's JSON holds: the request, the neighbours and the total weight per next token."""
+    return {"prompt": nt.prompt, "base": nt.base, "domain": nt.domain, "k": nt.k, "temperature": nt.temperature,
+            "neighbours": nt.neighbours, "knn_by_token": compare.per_token(nt)}
+
+
 @dataclass
 class NeighboursTab:
     neighbours: gr.Dataframe
     totals: gr.Dataframe
+    export: gr.Button
+    files: gr.File
     remixes = False
 
     @property
     def outputs(self) -> list:
-        return [self.neighbours, self.totals]
+        return [self.neighbours, self.totals, self.files]  # files: emptied by each new comparison
 
     def show(self, nt: compare.NextToken, alpha: float, top_n: int) -> dict:
-        return {self.neighbours: neighbours_frame(nt.neighbours), self.totals: totals_frame(compare.per_token(nt))}
+        return {self.neighbours: neighbours_frame(nt.neighbours), self.totals: totals_frame(compare.per_token(nt)),
+                self.files: None}
+
+    def wire_state(self, state: gr.State, answered: list):
+        """The export reads the comparison that compare_tab.wire keeps in state (whichever event answered it)."""
+        @shown
+        def on_export(nt):
+            if nt is None:
+                raise InputError("compare first, then export its neighbours")
+            if not nt.neighbours:
+                raise InputError(nt.knn_missing or "this comparison has no neighbours to export")
+            return export_files("neighbours", export_json(nt), nt.neighbours, self.files)
+
+        self.export.click(on_export, state, self.files, api_name="neighbours_export", api_visibility="undocumented")
 
 
 def build() -> NeighboursTab:
@@ -39,4 +64,6 @@ def build() -> NeighboursTab:
                     "(its value), the squared L2 distance and the weight softmax(−d/T).")
         neighbours = gr.Dataframe(label="neighbours, nearest first", wrap=True)
         totals = gr.Dataframe(label="total weight per next token = p_kNN")
-    return NeighboursTab(neighbours, totals)
+        export = gr.Button("Export the neighbours (JSON, CSV)", elem_id="neighbours-export")
+        files = gr.File(label="exported neighbours", file_count="multiple", interactive=False)
+    return NeighboursTab(neighbours, totals, export, files)
