@@ -4,9 +4,11 @@ from it by a separate process (app.serve.distillations). This module keeps the r
 and the sweeping of what nobody uses.
 
 Each memory is one folder under the cache, written under a temporary name and renamed into place, so it exists whole
-or not at all. An upload belongs to the page session that made it: it is listed to that session only (unless the
-server shares memories) and deleted when the session ends or after a day unused. Memories made on the command line
-belong to the operator and are served to everyone.
+or not at all. An upload belongs to the browser that made it (a token the page keeps there; an API client's session
+when it has none): it is listed to that owner only (unless the server shares memories) and deleted after a day unused
+(an API session's also when the session ends). Memories made on the command line belong to the operator and are served
+to everyone. It is one memory under one name: its kNN-LM from the start, its Memory Decoder too once distilled; a zip
+of its decoder, card and text (export) restores it on another visit or server (restore).
 """
 import atexit
 import hashlib
@@ -16,7 +18,7 @@ import shutil
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -38,7 +40,6 @@ TOTAL_BYTES = 8 * 2**30  # all uploads together
 UNUSED_TTL_S = 24 * 3600  # an upload nobody has touched for this long is deleted
 OPERATOR = "operator"  # the owner of memories made with `python -m app.serve.cli memory build`
 LEFTOVERS = (".tmp", ".deleting")  # folders of a write or a deletion under way (or cut off)
-DECODER_SUFFIX = "+memdec"
 # Distillation steps of 4096 tokens: 3 per 1000 tokens of text, about 12 passes over it (the pipeline makes 9 over its
 # ~136k-token domains; on a 100k-token upload 12 passes gave validation perplexity 115 where 9 gave 133).
 STEPS_PER_TOKEN, MIN_STEPS, MAX_STEPS = 3 / 1000, 30, 900
@@ -73,18 +74,15 @@ class UserMemory:
     def folder(self) -> Path:
         return root() / self.id
 
-    @property
-    def decoder_name(self) -> str:
-        return self.id + DECODER_SUFFIX
-
 
 def root() -> Path:
     return paths.CACHE / "memories"
 
 
-def owner(session_hash: str) -> str:
-    """A page session as a name that can be written to disk; the session id itself is never stored."""
-    return hashlib.sha256(session_hash.encode()).hexdigest()[:16]
+def owner(token: str) -> str:
+    """A visitor (the token their browser keeps, or a session id) as a name that can be written to disk; the token
+    itself is never stored."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 # --- sizes and times ------------------------------------------------------------------------------------------------
@@ -185,7 +183,7 @@ class Memories:
         return out
 
     def get(self, who: str, memory_id: str) -> UserMemory:
-        found = [m for m in self.visible(who) if memory_id in (m.id, m.decoder_name)]
+        found = [m for m in self.visible(who) if m.id == memory_id]
         if not found:
             raise InputError(f"no memory {memory_id!r} of yours here: build one first (it may have been deleted after "
                              "a day unused, or when its page was closed)")
@@ -200,26 +198,26 @@ class Memories:
         return memory
 
     def register(self, memory: UserMemory):
-        """Serves the memory's kNN-LM (with the base standing in for a decoder until one exists) and, once distilled,
-        its Memory Decoder; with the defaults tuned on validation when there are some."""
+        """Serves the memory under its id: its kNN-LM, with the base standing in for a decoder until one exists, and
+        once distilled its Memory Decoder too, with the defaults tuned on validation."""
         engine, decoder = self.engine, memory.folder / "decoder"
         tuned = read_card(decoder) if self.job(memory)["phase"] == "done" else None
-        known = set(engine.memories) | set(self.private)
-        if memory.id in known and (not tuned or memory.decoder_name in known):
+        served = self.find(memory.id) or engine.memories.get(memory.id)
+        if served is not None and (not tuned or served.decoder is not None):
             return
         mine = "" if self.public(memory) else "your "
         family, stores = engine.family.get(memory.base), memory.folder / "stores"
         corpus, size = memory.folder / memory.train, f"{memory.tokens['train']:,} tokens"
-        knows = f"{mine}upload {memory.name} ({size})"
-        knn = Memory(None, corpus, f"{knows}; no decoder: the Memory Decoder views show the base",
-                     label=f"{memory.name}: kNN-LM only ({mine}upload)", store_root=stores)
         if tuned:
-            knn = replace(knn, alpha=tuned["knn_by_base"][memory.base]["lambda"],
-                          knn_temperature=tuned["knn_temperature"], knn_k=tuned["knn_k"])
-            self.serve(memory, memory.decoder_name,
-                       Memory.from_folder(decoder, corpus, knows, label=f"{memory.name}: Memory Decoder ({mine}upload)",
-                                          store_root=stores), family)
-        self.serve(memory, memory.id, knn, family)
+            # the card's weights, k and T, tuned on validation for the memory's base
+            served = Memory.from_folder(decoder, corpus, f"{mine}text {memory.name} ({size}), searched by its kNN-LM "
+                                        "and distilled into its Memory Decoder", store_root=stores,
+                                        label=f"{memory.name}: kNN-LM and Memory Decoder ({mine}upload)")
+        else:
+            served = Memory(None, corpus, f"{mine}text {memory.name} ({size}), searched by its kNN-LM; no Memory "
+                            "Decoder yet (distil one in the Your memory tab): the Memory Decoder views show the base",
+                            label=f"{memory.name}: kNN-LM only ({mine}upload)", store_root=stores)
+        self.serve(memory, memory.id, served, family)
 
     def serve(self, made: UserMemory, name: str, memory: Memory, family: str | None):
         """To everyone when the memory is public, else to its maker alone."""
@@ -334,8 +332,7 @@ class Memories:
     def delete(self, memory: UserMemory):
         """Stops its job, stops serving it and removes its folder (renamed first, so nothing half-deleted is read)."""
         self.jobs.stop(memory.folder)
-        for name in (memory.id, memory.decoder_name):
-            self.unserve(name)
+        self.unserve(memory.id)
         if memory.folder.exists():
             gone = memory.folder.with_name(memory.id + ".deleting")
             memory.folder.rename(gone)
@@ -365,8 +362,8 @@ class Memories:
     def describe(self, memory: UserMemory) -> dict:
         job, steps = self.job(memory), steps_for(memory.tokens["train"])
         return {"id": memory.id, "name": memory.name, "base": memory.base, "documents": memory.documents,
-                "tokens": memory.tokens, "knn_memory": memory.id,
-                "decoder_memory": memory.decoder_name if job["phase"] == "done" else None,
+                "tokens": memory.tokens, "knn_memory": memory.id,  # one memory: its name serves both, once distilled
+                "decoder_memory": memory.id if job["phase"] == "done" else None,
                 "decoder_starts_from": memory.init_folder, "automatic_steps": steps,
                 "estimated_distillation_s": round(estimate_s(memory, steps)), "distillation": job}
 
