@@ -36,7 +36,7 @@ def wait_for_job(client: Client, memory_id: str, until, timeout=300) -> tuple:
     models takes some 10 s on two busy cores)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        out = client.predict(memory_id, None, memory_id, api_name="/memory_status")
+        out = client.predict(memory_id, None, memory_id, "tiny-a", api_name="/memory_status")
         if until(out[-3]["distillation"]):
             return out
         time.sleep(0.2)
@@ -76,9 +76,13 @@ def test_upload_becomes_a_live_knn_lm_then_a_decoder(served, built):
     client.predict(details["id"], 6, api_name="/memory_distil")
     out = wait_for_job(client, details["id"], lambda job: not job["running"])
     done, menu = out[-3], out[-1]
-    assert done["distillation"]["phase"] == "done" and done["decoder_memory"] == details["id"] + "+memdec"
-    assert menu["value"] == done["decoder_memory"]  # the new memory is in the menu, and chosen
-    assert {details["knn_memory"], done["decoder_memory"]} <= {value for _, value in menu["choices"]}
+    # one memory: its name serves the kNN-LM from the start and the Memory Decoder once distilled
+    assert done["distillation"]["phase"] == "done" and done["decoder_memory"] == details["id"]
+    assert menu["value"] == details["id"]  # still chosen, one entry in the menu, named for both predictors
+    assert [label for label, value in menu["choices"] if value == details["id"]] == [
+        "notes: kNN-LM and Memory Decoder (your upload)"]
+    assert not [value for _, value in menu["choices"] if value.startswith(details["id"]) and value != details["id"]]
+    assert out[1] == done["distillation"]["alpha"]  # the row's alpha: the one tuned for it, as the menu did not change
     curve = loss_log(done)
     assert curve["step"].tolist() == list(range(1, 7)) and curve[["val_kl", "val_ce"]].notna().all().all()
 
@@ -232,7 +236,7 @@ def test_uploads_go_when_their_session_ends_or_after_a_day_unused(served, tmp_pa
     url, engine = served
     registry, path = memories.of(engine), corpus_file(tmp_path)
     closed = registry.build(memories.owner("a closed page"), "closed", "tiny-a", upload=path)
-    registry.forget(memories.owner("a closed page"))  # what the page's session State does when the session ends
+    registry.forget(memories.owner("a closed page"))  # what an API session's State does when the session ends
     assert not closed.folder.exists() and closed.id not in registry.private
     idle = registry.build(memories.owner("an idle page"), "idle", "tiny-a", upload=path)
     day_ago = time.time() - memories.UNUSED_TTL_S - 60
@@ -254,7 +258,7 @@ def test_command_line_builds_and_distils(tiny_models, tmp_path):
     assert json.loads(made.stdout)["knn_memory"] == "from-cli"
     distilled = cli("distil", "from-cli", "--steps", "4")
     assert distilled.returncode == 0, distilled.stderr[-2000:]
-    assert json.loads(distilled.stdout)["decoder_memory"] == "from-cli+memdec"
+    assert json.loads(distilled.stdout)["decoder_memory"] == "from-cli"
     again = cli("build", corpus_file(tmp_path, "cli.txt", seed=9), "--name", "from-cli")
     assert again.returncode != 0 and "named 'from-cli' already" in again.stderr
     assert cli("delete", "from-cli").returncode == 0 and not (memories.root() / "from-cli").exists()

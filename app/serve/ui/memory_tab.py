@@ -208,7 +208,7 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
         out = show(visitor, memory_id)
         described = out[tab.details]
         if described and not described["distillation"]["running"]:
-            out[row.domain] = memory_menu(engine, visitor, family, memory_id)
+            out[row.domain] = memory_menu(engine, visitor, family, described["decoder_memory"] or domain)
             if base is not None and described["decoder_memory"]:  # the same entry: no change event reads it again
                 out.update(memory_view(engine, row, base, memory_id))
         return out
