@@ -1,6 +1,7 @@
 """The "Your memory" tab: a text of the visitor's own becomes a memory (a live kNN-LM over it for the base chosen in the
 settings row, usable in every tab at once), then a Memory Decoder distilled from it by a background process, with its
 training curve, cancel and resume. The work is in app.serve.memories, shared with the API and the command line."""
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -47,6 +48,10 @@ class MemoryTab:
     curve: gr.Plot
     details: gr.JSON
     timer: gr.Timer
+    download: gr.Button
+    saved: gr.File  # the chosen memory as a .zip
+    bundle: gr.File  # a .zip to restore
+    restore: gr.Button
 
     @property
     def views(self) -> list:
@@ -76,11 +81,20 @@ def build() -> MemoryTab:
             delete = gr.Button("Delete this memory", variant="stop", elem_id="memory-delete")
         job = gr.Markdown(elem_id="memory-job")
         curve = gr.Plot(label="training curve", elem_id="memory-curve")
+        with gr.Row():
+            with gr.Column():
+                download = gr.Button("Download this memory (.zip)", elem_id="memory-download")
+                saved = gr.File(label="this memory: its decoder, card and text", interactive=False,
+                                elem_id="memory-zip")
+            with gr.Column():
+                bundle = gr.File(label="a memory's .zip, downloaded here before", file_types=[".zip"],
+                                 type="filepath", elem_id="memory-bundle")
+                restore = gr.Button("Restore it (the name above, if given, renames it)", elem_id="memory-restore")
         with gr.Accordion("details (as the API returns them)", open=False):
             details = gr.JSON()
         timer = gr.Timer(POLL_S, active=False)
     return MemoryTab(intro, upload, pasted, name, build_button, mine, steps, about, distil, cancel, delete, job, curve,
-                     details, timer)
+                     details, timer, download, saved, bundle, restore)
 
 
 def about_text(memory: memories.UserMemory, described: dict, steps: int) -> str:
@@ -174,6 +188,20 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
                 **show(visitor, made.id)}
 
     @shown
+    def on_download(memory_id, request: gr.Request):
+        with tempfile.TemporaryDirectory(prefix="memory-") as folder:
+            return tab.saved.move_resource_to_block_cache(registry.export(asking(request), chosen(memory_id), folder))
+
+    @shown
+    def on_restore(bundle, name, family, request: gr.Request, progress=gr.Progress()):
+        if not bundle:
+            raise InputError("choose a memory's .zip first (Download this memory makes one)")
+        visitor, family = asking(request), checked_family(engine, family)
+        made = registry.restore(visitor, bundle, name, progress_bar(progress))
+        return {session: None if has_token(request) else visitor, tab.mine: mine_menu(visitor, made.id),
+                tab.bundle: None, row.domain: memory_menu(engine, visitor, family, made.id), **show(visitor, made.id)}
+
+    @shown
     def on_show(memory_id, request: gr.Request):
         return show(asking(request), memory_id)
 
@@ -220,6 +248,10 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
     built = tab.build.click(on_build, [tab.upload, tab.pasted, tab.name, row.base, row.family],
                             [session, tab.mine, row.domain, tab.upload, tab.pasted] + views,
                             api_name="memory_build", api_visibility="undocumented", concurrency_id="memory_builds")
+    tab.restore.click(on_restore, [tab.bundle, tab.name, row.family],
+                      [session, tab.mine, row.domain, tab.bundle] + views, api_name="memory_restore",
+                      api_visibility="undocumented", concurrency_id="memory_builds")
+    tab.download.click(on_download, mine, tab.saved, api_name="memory_download", api_visibility="undocumented")
     tab.mine.input(on_show, mine, views, api_name="memory_show", api_visibility="undocumented", queue=False)
     tab.steps.release(on_steps, mine + [tab.steps], views, api_visibility="private", queue=False)
     tab.distil.click(on_distil, mine + [tab.steps], views, api_name="memory_distil", api_visibility="undocumented")
