@@ -2,6 +2,7 @@
 Compare tab uses at once; distilling draws its curve, and the same menu entry gains the decoder and compares; the
 memory outlasts a reload of the page, still one entry."""
 import re
+import urllib.request
 
 import pytest
 from selenium.webdriver.common.by import By
@@ -87,3 +88,23 @@ def test_upload_knn_lm_distil_and_the_new_memory(page, tmp_path):
     open_page(page, page.current_url)  # a reload: the browser's token brings the memory back
     WebDriverWait(page, 30).until(lambda d: memory_entries(d, "my-notes"))
     assert memory_entries(page, "my-notes") == ["my-notes: kNN-LM and Memory Decoder (your upload)"]
+
+    # downloaded, deleted, then restored from its .zip: the same memory, decoder and all, one entry again
+    open_tab(page, "Your memory")
+    page.find_element(By.CSS_SELECTOR, "#memory-mine input").click()  # the tab lists it: chosen, it is described
+    WebDriverWait(page, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, '[role=option][aria-label="my-notes"]'))
+    page.find_element(By.CSS_SELECTOR, '[role=option][aria-label="my-notes"]').click()
+    WebDriverWait(page, 30).until(lambda d: "documents to train on" in text(d, "memory-about"))
+    page.find_element(By.ID, "memory-download").click()
+    WebDriverWait(page, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#memory-zip a[href]"))
+    href = page.find_element(By.CSS_SELECTOR, "#memory-zip a[href]").get_attribute("href")
+    saved = tmp_path / "my-notes.zip"
+    saved.write_bytes(urllib.request.urlopen(href).read())
+    page.find_element(By.ID, "memory-delete").click()
+    WebDriverWait(page, 60).until(lambda d: not memory_entries(d, "my-notes"))
+    page.find_element(By.CSS_SELECTOR, "#memory-bundle input[type=file]").send_keys(str(saved))
+    WebDriverWait(page, 30).until(lambda d: "my-notes" in text(d, "memory-bundle"))
+    page.find_element(By.ID, "memory-restore").click()
+    WebDriverWait(page, 90).until(lambda d: "Distilled" in text(d, "memory-job"))
+    assert memory_entries(page, "my-notes") == ["my-notes: kNN-LM and Memory Decoder (your upload)"]
+    compare_renders(page)
