@@ -17,8 +17,7 @@ neighbours the retriever found, score a passage or generate text."""
 LATENCY_LABEL = ("latency: wall-clock on this machine, warm models, of the call that served the request (concurrent "
                  "requests share batched calls); tick measure precisely for each component alone, the median of 3 runs")
 CSS = """.tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; }
-#domain input { text-overflow: ellipsis; padding-right: 2.2em; }
-.table-wrap table { table-layout: auto; } .table-wrap { overflow-x: auto; }"""
+#domain input { text-overflow: ellipsis; padding-right: 2.2em; }"""  # a long memory name ends in "..." before the arrow
 # Gradio's Plot calls Plotly.Plots.resize after every update, and Plotly refuses (an uncaught "Resize must be passed a
 # displayed plot div element") for a plot in a tab not shown: a resize is skipped there, and done when the tab opens.
 HEAD = """<script>
