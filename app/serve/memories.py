@@ -4,19 +4,24 @@ from it by a separate process (app.serve.distillations). This module keeps the r
 and the sweeping of what nobody uses.
 
 Each memory is one folder under the cache, written under a temporary name and renamed into place, so it exists whole
-or not at all. An upload belongs to the page session that made it: it is listed to that session only (unless the
-server shares memories) and deleted when the session ends or after a day unused. Memories made on the command line
-belong to the operator and are served to everyone.
+or not at all. An upload belongs to the browser that made it (a token the page keeps there; an API client's session
+when it has none): it is listed to that owner only (unless the server shares memories) and deleted after a day unused
+(an API session's also when the session ends). Memories made on the command line belong to the operator and are served
+to everyone. It is one memory under one name: its kNN-LM from the start, its Memory Decoder too once distilled; a zip
+of its decoder, card and text (export) restores it on another visit or server (restore).
 """
 import atexit
 import hashlib
+import json
 import os
 import secrets
 import shutil
+import tempfile
 import threading
 import time
 import weakref
-from dataclasses import asdict, dataclass, replace
+import zipfile
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,19 +31,18 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from ..core import datastore, paths
 from ..core.cards import read_card
-from ..core.documents import write_documents
+from ..core.documents import read_documents, write_documents
 from ..core.files import read_json, write_json
 from . import contract
 from .distillations import Jobs
 from .engine import Engine, InputError, Memory, key_width, store_under
-from .uploads import check_name, read_pasted, read_upload, split
+from .uploads import check_name, read_pasted, read_upload, split, token_counts
 
 SESSION_MEMORIES, SESSION_BYTES = 3, 2**30  # what one visitor may keep: a 100k-token memory takes about 190 MB
 TOTAL_BYTES = 8 * 2**30  # all uploads together
 UNUSED_TTL_S = 24 * 3600  # an upload nobody has touched for this long is deleted
 OPERATOR = "operator"  # the owner of memories made with `python -m app.serve.cli memory build`
 LEFTOVERS = (".tmp", ".deleting")  # folders of a write or a deletion under way (or cut off)
-DECODER_SUFFIX = "+memdec"
 # Distillation steps of 4096 tokens: 3 per 1000 tokens of text, about 12 passes over it (the pipeline makes 9 over its
 # ~136k-token domains; on a 100k-token upload 12 passes gave validation perplexity 115 where 9 gave 133).
 STEPS_PER_TOKEN, MIN_STEPS, MAX_STEPS = 3 / 1000, 30, 900
@@ -47,6 +51,11 @@ STEPS_PER_TOKEN, MIN_STEPS, MAX_STEPS = 3 / 1000, 30, 900
 # (exact search, tokens squared times key width: 42 s) and the steps (per step and decoder parameter: 0.83 s a step).
 # Other families scale by the same rule, which is rougher for them.
 START_S, SEARCH_S_PER_FLOP, STEP_S_PER_PARAMETER = 15.0, 2.0e-11, 5.6e-7
+# A memory's .zip (export, restore): what it says of itself, its text, and once distilled its decoder folder and the
+# job's status; nothing else is read from a zip, and at most BUNDLE_BYTES unpacked (SmolLM2's decoder is 19 MB)
+BUNDLE_BYTES = 64 * 2**20
+DECODER_FILES = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json", "memdec.json", "recipe.json"}
 TARGET_BYTES_PER_TOKEN = 400  # kNN targets on disk (measured: 360 on 90k tokens, dozens of next tokens per position)
 
 
@@ -73,18 +82,15 @@ class UserMemory:
     def folder(self) -> Path:
         return root() / self.id
 
-    @property
-    def decoder_name(self) -> str:
-        return self.id + DECODER_SUFFIX
-
 
 def root() -> Path:
     return paths.CACHE / "memories"
 
 
-def owner(session_hash: str) -> str:
-    """A page session as a name that can be written to disk; the session id itself is never stored."""
-    return hashlib.sha256(session_hash.encode()).hexdigest()[:16]
+def owner(token: str) -> str:
+    """A visitor (the token their browser keeps, or a session id) as a name that can be written to disk; the token
+    itself is never stored."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
 # --- sizes and times ------------------------------------------------------------------------------------------------
@@ -111,6 +117,29 @@ def smallest_base(engine: Engine, family: str | None, chosen: str) -> str:
         except (OSError, ValueError):  # a listed hub model never downloaded here
             continue
     return min(sizes, key=sizes.get) if sizes else chosen
+
+
+def read_bundle(path) -> dict:
+    """{name: bytes} of a memory's .zip, or an InputError: not a zip, too large unpacked, a file it should not hold,
+    or one it lacks."""
+    wanted = {"memory.json", "train.txt.gz", "validation.txt.gz"}
+    allowed = wanted | {"status.json"} | {f"decoder/{name}" for name in DECODER_FILES}
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            entries = bundle.infolist()
+            if sum(e.file_size for e in entries) > BUNDLE_BYTES:
+                raise InputError(f"this .zip holds more than {BUNDLE_BYTES // 2**20} MB unpacked: not a memory this "
+                                 "app saved")
+            strange = sorted(e.filename for e in entries if e.filename not in allowed)
+            if strange or not wanted <= {e.filename for e in entries}:
+                raise InputError(f"this .zip is not a memory this app saved (Download this memory makes one): "
+                                 f"{'it holds ' + ', '.join(strange[:3]) if strange else 'it lacks its text'}")
+            files = {e.filename: bundle.read(e) for e in entries}
+    except (zipfile.BadZipFile, OSError):
+        raise InputError("this file is not a readable .zip") from None
+    if "status.json" in files and "decoder/memdec.json" not in files:
+        raise InputError("this .zip has a distillation's status but no decoder card (memdec.json)")
+    return files
 
 
 def steps_for(tokens: int) -> int:
@@ -185,7 +214,7 @@ class Memories:
         return out
 
     def get(self, who: str, memory_id: str) -> UserMemory:
-        found = [m for m in self.visible(who) if memory_id in (m.id, m.decoder_name)]
+        found = [m for m in self.visible(who) if m.id == memory_id]
         if not found:
             raise InputError(f"no memory {memory_id!r} of yours here: build one first (it may have been deleted after "
                              "a day unused, or when its page was closed)")
@@ -200,26 +229,26 @@ class Memories:
         return memory
 
     def register(self, memory: UserMemory):
-        """Serves the memory's kNN-LM (with the base standing in for a decoder until one exists) and, once distilled,
-        its Memory Decoder; with the defaults tuned on validation when there are some."""
+        """Serves the memory under its id: its kNN-LM, with the base standing in for a decoder until one exists, and
+        once distilled its Memory Decoder too, with the defaults tuned on validation."""
         engine, decoder = self.engine, memory.folder / "decoder"
         tuned = read_card(decoder) if self.job(memory)["phase"] == "done" else None
-        known = set(engine.memories) | set(self.private)
-        if memory.id in known and (not tuned or memory.decoder_name in known):
+        served = self.find(memory.id) or engine.memories.get(memory.id)
+        if served is not None and (not tuned or served.decoder is not None):
             return
         mine = "" if self.public(memory) else "your "
         family, stores = engine.family.get(memory.base), memory.folder / "stores"
         corpus, size = memory.folder / memory.train, f"{memory.tokens['train']:,} tokens"
-        knows = f"{mine}upload {memory.name} ({size})"
-        knn = Memory(None, corpus, f"{knows}; no decoder: the Memory Decoder views show the base",
-                     label=f"{memory.name}: kNN-LM only ({mine}upload)", store_root=stores)
         if tuned:
-            knn = replace(knn, alpha=tuned["knn_by_base"][memory.base]["lambda"],
-                          knn_temperature=tuned["knn_temperature"], knn_k=tuned["knn_k"])
-            self.serve(memory, memory.decoder_name,
-                       Memory.from_folder(decoder, corpus, knows, label=f"{memory.name}: Memory Decoder ({mine}upload)",
-                                          store_root=stores), family)
-        self.serve(memory, memory.id, knn, family)
+            # the card's weights, k and T, tuned on validation for the memory's base
+            served = Memory.from_folder(decoder, corpus, f"{mine}text {memory.name} ({size}), searched by its kNN-LM "
+                                        "and distilled into its Memory Decoder", store_root=stores,
+                                        label=f"{memory.name}: kNN-LM and Memory Decoder ({mine}upload)")
+        else:
+            served = Memory(None, corpus, f"{mine}text {memory.name} ({size}), searched by its kNN-LM; no Memory "
+                            "Decoder yet (distil one in the Your memory tab): the Memory Decoder views show the base",
+                            label=f"{memory.name}: kNN-LM only ({mine}upload)", store_root=stores)
+        self.serve(memory, memory.id, served, family)
 
     def serve(self, made: UserMemory, name: str, memory: Memory, family: str | None):
         """To everyone when the memory is public, else to its maker alone."""
@@ -249,8 +278,15 @@ class Memories:
         name, base = check_name(name or default), self.engine.base_name(base)
         if name in self.engine.memories or name in self.engine.bases or any(m.name == name for m in self.visible(who)):
             raise InputError(f"there is a memory named {name!r} already: choose another name, or delete that one")
+        parts, tokens = split(documents, self.engine.tokenizer(self.engine.bases[base]))
+        return self.make(who, name, base, parts, tokens, progress)
+
+    def make(self, who: str, name: str, base: str, parts: dict, tokens: dict, progress=None,
+             decoder: dict | None = None) -> UserMemory:
+        """Writes the memory (its text split, and a decoder restored with its job's status: {path in the folder:
+        bytes}) and builds the base's datastore (with progress): its kNN-LM is served from then on. Whatever fails
+        leaves nothing behind."""
         folder_name, family = self.engine.bases[base], self.engine.family.get(base)
-        parts, tokens = split(documents, self.engine.tokenizer(folder_name))
         init = smallest_base(self.engine, family, folder_name)
         memory = UserMemory(name if who == OPERATOR else f"{name}-{secrets.token_hex(6)}", name, who, base, folder_name,
                             init, family, {k: len(v) for k, v in parts.items()}, tokens, parameter_count(folder_name),
@@ -258,7 +294,7 @@ class Memories:
                             store=str(store_under(Path("stores"), folder_name)))
         with self.lock:
             self.check_quota(who, disk_bytes(tokens["train"], memory.key_width, memory.init_params))
-            self.write(memory, parts)
+            self.write(memory, parts, decoder or {})
         try:
             self.register(memory)
             self.engine.datastore(base, memory.id, progress, here=True)  # the visitor waits for their own
@@ -267,11 +303,14 @@ class Memories:
             raise
         return memory
 
-    def write(self, memory: UserMemory, parts: dict):
+    def write(self, memory: UserMemory, parts: dict, files: dict):
         tmp = memory.folder.with_name(memory.id + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         for split_name, docs in parts.items():
             write_documents(tmp / getattr(memory, split_name), docs)
+        for relative, data in files.items():
+            (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / relative).write_bytes(data)
         write_json(tmp / "memory.json", asdict(memory))
         tmp.rename(memory.folder)
 
@@ -330,12 +369,60 @@ class Memories:
         path = memory.folder / log if log else None
         return pd.read_csv(path) if path and path.exists() else None
 
+    # --- keeping a memory: a .zip of it, and back ---------------------------------------------------------------------
+    def export(self, who: str, memory_id: str, folder: Path) -> Path:
+        """FOLDER/NAME.zip: memory.json (its name, base and sizes), its text (train and validation) and, once
+        distilled, its decoder (weights, tokenizer, card memdec.json) and the job's status."""
+        memory = self.get(who, memory_id)
+        path = Path(folder) / f"{memory.name}.zip"
+        about = {"name": memory.name, "base": memory.base, "documents": memory.documents, "tokens": memory.tokens}
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
+            bundle.writestr("memory.json", json.dumps(about, indent=1))
+            for split_name in ("train", "validation"):
+                bundle.write(memory.folder / getattr(memory, split_name), f"{split_name}.txt.gz")
+            if self.job(memory)["phase"] == "done":
+                bundle.write(memory.folder / "making" / "status.json", "status.json")
+                for file in sorted((memory.folder / "decoder").iterdir()):
+                    if file.name in DECODER_FILES:
+                        bundle.write(file, f"decoder/{file.name}")
+        return path
+
+    def restore(self, who: str, path, name: str | None = None, progress=None) -> UserMemory:
+        """A memory from a .zip that export wrote: its text split as it was, its decoder (when it has one) served at
+        once with the weights tuned for it; the datastore is built again here. Under its own name unless one is
+        given."""
+        files = read_bundle(path)
+        about = json.loads(files.pop("memory.json"))
+        base = about.get("base")
+        if base not in self.engine.bases:
+            raise InputError(f"this memory was made with base {base!r}, which this server does not serve (it serves "
+                             f"{', '.join(self.engine.bases)})")
+        name = check_name(contract.text(name, "the name", limit=None, empty=None).strip() or about.get("name"))
+        if name in self.engine.memories or name in self.engine.bases or any(m.name == name for m in self.visible(who)):
+            raise InputError(f"there is a memory named {name!r} already: give the restored one another name, or "
+                             "delete that one")
+        with tempfile.TemporaryDirectory() as folder:
+            parts = {}
+            for split_name in ("train", "validation"):
+                text = Path(folder) / f"{split_name}.txt.gz"  # read_documents reads a .gz by its suffix
+                text.write_bytes(files.pop(text.name))
+                parts[split_name] = read_documents(text)
+        tokens = token_counts(parts, self.engine.tokenizer(self.engine.bases[base]))
+        decoder = {}
+        if "status.json" in files:
+            card = json.loads(files["decoder/memdec.json"])
+            if base not in card.get("knn_by_base", {}):
+                raise InputError("the decoder's card (memdec.json) has no weights tuned for its base: not a memory "
+                                 "this app saved")
+            status = {k: v for k, v in json.loads(files.pop("status.json")).items() if k not in ("pid", "log")}
+            decoder = {"making/status.json": json.dumps({**status, "phase": "done"}).encode(), **files}
+        return self.make(who, name, base, parts, tokens, progress, decoder)
+
     # --- clean-up -----------------------------------------------------------------------------------------------------
     def delete(self, memory: UserMemory):
         """Stops its job, stops serving it and removes its folder (renamed first, so nothing half-deleted is read)."""
         self.jobs.stop(memory.folder)
-        for name in (memory.id, memory.decoder_name):
-            self.unserve(name)
+        self.unserve(memory.id)
         if memory.folder.exists():
             gone = memory.folder.with_name(memory.id + ".deleting")
             memory.folder.rename(gone)
@@ -365,8 +452,8 @@ class Memories:
     def describe(self, memory: UserMemory) -> dict:
         job, steps = self.job(memory), steps_for(memory.tokens["train"])
         return {"id": memory.id, "name": memory.name, "base": memory.base, "documents": memory.documents,
-                "tokens": memory.tokens, "knn_memory": memory.id,
-                "decoder_memory": memory.decoder_name if job["phase"] == "done" else None,
+                "tokens": memory.tokens, "knn_memory": memory.id,  # one memory: its name serves both, once distilled
+                "decoder_memory": memory.id if job["phase"] == "done" else None,
                 "decoder_starts_from": memory.init_folder, "automatic_steps": steps,
                 "estimated_distillation_s": round(estimate_s(memory, steps)), "distillation": job}
 

@@ -152,7 +152,10 @@ def cost_curves(results: dict | None, current: dict | None = None) -> go.Figure:
                         name="this store (measured now)", marker=dict(symbol="star", size=16, color="#2ca02c"),
                         text=[f"{current['index']}, search {current['search_ms']:.2f} ms"],
                         hovertemplate="%{x:,} entries: %{y:.2f}x the base<br>%{text}")
+    # labels at powers of ten only (entries: 10k, 100k, 1M), and at 1, 2, 5 per decade of the ratio: plotly's own
+    # log ticks label every minor tick of a short axis, which crowds them
     fig.update_layout(height=480, margin=dict(l=60, r=20, t=50, b=40), xaxis_type="log", yaxis_type="log",
+                      xaxis=dict(dtick=1, tickformat="~s"), yaxis=dict(dtick="D2"),
                       xaxis_title="datastore entries", yaxis_title="time per token / base's",
                       title="time per generated token as the datastore grows (wall-clock, this machine)",
                       legend=dict(orientation="h", y=-0.2))

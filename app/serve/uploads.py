@@ -91,16 +91,21 @@ def split(documents: list[str], tokenizer) -> tuple[dict, dict]:
     held = set(range(VALIDATION_EVERY - 1, len(pieces), VALIDATION_EVERY)) or {len(pieces) - 1}
     parts = {"train": [p for i, p in enumerate(pieces) if i not in held],
              "validation": [pieces[i] for i in sorted(held)]}
-    start = len(document_start_ids(tokenizer)) + 1  # each document's start ids and its end-of-text token
-    encode = tokenizer.backend_tokenizer.encode_batch
-    tokens = {name: sum(start + len(e.ids) for e in encode(docs, add_special_tokens=False))
-              for name, docs in parts.items()}
+    tokens = token_counts(parts, tokenizer)
     if min(tokens.values()) <= Settings.block:
         raise InputError(f"the text is too short to split: {len(pieces)} document(s), {tokens['train']:,} tokens to "
                          f"train on and {tokens['validation']:,} held out, and each part needs more than "
                          f"{Settings.block} tokens: give at least about {Settings.block * VALIDATION_EVERY * 2:,} "
                          "tokens in two or more documents")
     return parts, tokens
+
+
+def token_counts(parts: dict, tokenizer) -> dict:
+    """{split: tokens} as the store and training read them: each document's start ids, its text, its end token."""
+    start = len(document_start_ids(tokenizer)) + 1
+    encode = tokenizer.backend_tokenizer.encode_batch
+    return {name: sum(start + len(e.ids) for e in encode(docs, add_special_tokens=False))
+            for name, docs in parts.items()}
 
 
 def check_name(name: str) -> str:

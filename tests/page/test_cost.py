@@ -55,6 +55,19 @@ def test_cost_curves_have_each_line_and_log_axes():
     assert [t.name for t in only_current.data][-1] == "this store (measured now)"
 
 
+def test_the_committed_results_read_as_a_visitor_needs_them():
+    """The benchmark's bookkeeping (its time budget, the version of its synthetic keys) stays in the file; the axes
+    label powers of ten (entries) and 1, 2, 5 per decade (the ratio), not every minor tick."""
+    results = read_json(paths.ROOT / "assets" / "results" / "cost.json")
+    text = cost_tab.summary_text(results)
+    assert "budget" not in text and "(v1)" not in text and "spread" not in text
+    skipped = [row for row in results["rows"] if "skipped" in row]
+    assert text.count("too large to measure here") == len(skipped) > 0
+    fig = plots.cost_curves(results)
+    assert (fig.layout.xaxis.dtick, fig.layout.yaxis.dtick) == (1, "D2")
+    assert "budget" not in fig.to_json() and "(v1)" not in fig.to_json()
+
+
 def test_every_index_kind_measured_is_drawn_in_a_colour_of_its_own(monkeypatch):
     """A kind added to datastore.KINDS reaches the Cost tab with no other change."""
     monkeypatch.setitem(datastore.KINDS, "flatpq", "flat PQ")

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from app.core.paths import ROOT
-from app.serve import uploads
+from app.serve import memories
 from app.serve.cli import engine_from, engine_options
 from app.serve.engine import InputError
 from app.serve.ui.common import SERVER_PATH
@@ -72,7 +72,7 @@ def test_no_file_on_the_server_can_be_named(public_server):
 
 
 def test_uploads_over_the_limit_are_refused_before_they_are_written(public_server):
-    big = b"word " * (uploads.MAX_BYTES // 5 + 1000)
+    big = b"word " * (memories.BUNDLE_BYTES // 5 + 1000)  # the largest upload: a memory's .zip to restore
     answer = httpx.post(f"{public_server}gradio_api/upload", files={"files": ("big.txt", big)}, timeout=60)
     assert answer.status_code == 413
     small = httpx.post(f"{public_server}gradio_api/upload", files={"files": ("small.txt", b"word " * 100)}, timeout=60)

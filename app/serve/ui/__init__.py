@@ -10,14 +10,33 @@ from .common import Page
 from .launch_settings import SETTINGS
 
 INTRO = """# Memory Decoder Explorer
-A **base** language model, a **Memory Decoder** (a small LM trained to imitate a retriever over a domain corpus) and
-the **live kNN-LM** retriever it imitates, side by side on the same next token. Mixtures are taken in probability
-space, `p = α·p_other + (1−α)·p_base`. Timings are wall-clock on this machine, warm models, of the call that served
-the request (concurrent requests share batched calls); tick *measure precisely* for each component alone, the median
-of 3 runs."""
-CSS = (".tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; } "
-       ".continuation { white-space: pre-wrap; } .continuation .prompt { color: #888; } "
-       ".pending progress { width: 12em; vertical-align: middle; }")
+Pick a **memory** (a domain such as law, finance or biomedicine), click one of its example prompts or write your own,
+and press **Compare next token**: the base model, its Memory Decoder and the live kNN-LM it imitates each predict the
+next word, side by side. Then move **α** and **λ** to mix each memory into the base, or open another tab to see the
+neighbours the retriever found, score a passage or generate text."""
+CSS = """.tok { border-radius: 3px; padding: 0 1px; white-space: pre-wrap; } .gain p { line-height: 1.9; }
+.continuation { white-space: pre-wrap; } .continuation .prompt { color: #888; }
+.pending progress { width: 12em; vertical-align: middle; }
+#domain input { text-overflow: ellipsis; padding-right: 2.2em; }"""  # a long memory name ends in "..." before the arrow
+# Gradio's Plot calls Plotly.Plots.resize after every update, and Plotly refuses (an uncaught "Resize must be passed a
+# displayed plot div element") for a plot in a tab not shown: a resize is skipped there, and done when the tab opens.
+HEAD = """<script>
+(() => {
+  let plotly;
+  Object.defineProperty(window, "Plotly", {configurable: true, get: () => plotly, set(value) {
+    plotly = value;
+    const resize = value && value.Plots && value.Plots.resize;
+    if (!resize || resize.guarded) return;
+    value.Plots.resize = function (gd) {
+      const div = typeof gd === "string" ? document.getElementById(gd) : gd;
+      const display = div && div.isConnected ? getComputedStyle(div).display : "";
+      if (!display || display === "none" || !div.offsetParent) return Promise.resolve(div);
+      return resize.apply(this, arguments);
+    };
+    value.Plots.resize.guarded = true;
+  }});
+})();
+</script>"""
 THEME = gr.themes.Soft()
 
 
@@ -26,7 +45,7 @@ def build(engine: Engine) -> gr.Blocks:
         gr.Markdown(INTRO)
         panel = models_panel.build()
         row = settings_row.build(engine)
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             comparison_views = [compare_tab.build(), neighbours_tab.build(), imitation_tab.build(), teach_tab.build()]
             generation = generate_tab.build()
             scoring = score_tab.build()
@@ -39,13 +58,14 @@ def build(engine: Engine) -> gr.Blocks:
                         batch_tab.wire(engine, row, batching), cost_tab.wire(engine, row, costs),
                         memory_tab.wire(engine, row, yours)]
         models_panel.wire(engine, panel, demo, model_events)
+        settings_row.open_link(engine, row, tabs)
         api.add(engine)
     return demo.queue(**SETTINGS.queue())
 
 
 def launch_options() -> dict:
     """What Blocks.launch takes from the app: theme, style, and the settings for a public Space."""
-    return {"theme": THEME, "css": CSS, **SETTINGS.launch()}
+    return {"theme": THEME, "css": CSS, "head": HEAD + settings_row.VISITOR_JS, **SETTINGS.launch()}
 
 
 def launch(engine: Engine, **options):

@@ -49,7 +49,9 @@ def build() -> CompareTab:
         distributions = gr.Plot(label="distributions", elem_id="dist-plot")
         with gr.Row():
             with gr.Column():
-                latency = gr.Plot(label="latency", elem_id="latency-plot")
+                latency = gr.Plot(label="latency: wall-clock on this machine, warm models, of the call that served the "
+                                  "request (concurrent requests share batched calls); tick measure precisely for each "
+                                  "component alone, the median of 3 runs", elem_id="latency-plot")
                 precise = gr.Checkbox(label="measure precisely (each component alone, the median of 3 runs)")
             with gr.Column():
                 axis = gr.Dataframe(label="probabilities on the shared axis", wrap=True)

@@ -3,14 +3,14 @@ its concurrency (model slots and the per-visitor limit included). README "Runnin
 reasons."""
 from dataclasses import dataclass
 
-from .. import uploads
+from .. import memories
 
 
 @dataclass(frozen=True)
 class LaunchSettings:
-    # uploads over this are refused by Gradio before they are written to disk (a memory's text: its .gz is checked
-    # again once unpacked)
-    max_file_size: int = uploads.MAX_BYTES
+    # uploads over this are refused by Gradio before they are written to disk: the largest is a memory's .zip to
+    # restore (a memory's text is checked against uploads.MAX_BYTES as it is read, its .gz once unpacked)
+    max_file_size: int = memories.BUNDLE_BYTES
     # every 10 minutes, Gradio's cached files (uploads, exports) older than an hour are deleted; all of them at exit
     delete_cache: tuple[int, int] = (600, 3600)
     # requests waiting beyond this are told the queue is full: 64 is about half a minute of /compare on 2 CPU cores

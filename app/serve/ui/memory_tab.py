@@ -1,6 +1,7 @@
 """The "Your memory" tab: a text of the visitor's own becomes a memory (a live kNN-LM over it for the base chosen in the
 settings row, usable in every tab at once), then a Memory Decoder distilled from it by a background process, with its
 training curve, cancel and resume. The work is in app.serve.memories, shared with the API and the command line."""
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -11,7 +12,8 @@ from .. import memories, uploads
 from ..engine import Engine, InputError
 from ..plots import COLOURS
 from .common import progress_bar, shown
-from .settings_row import SettingsRow, checked_family, memory_menu
+from .settings_row import SettingsRow, checked_family, has_token, memory_menu, memory_view
+from .settings_row import visitor as asking
 
 POLL_S = 2.0  # how often the page reads a running distillation's status and loss log
 
@@ -21,7 +23,8 @@ a **kNN-LM datastore** (a progress bar shows it). That memory appears in the **M
 *kNN-LM only*: its retriever is live in every tab, but there is no Memory Decoder yet, so the Memory Decoder views
 show **the base itself** (p_mem = p_base, and base + MemDec equals the base). **Distil a Memory Decoder** trains one
 on the store with the pipeline's recipe in the background; when it ends, alpha is tuned on the validation part and the
-decoder appears in the menu as a second memory.
+same memory in the menu has its decoder too. **Download** keeps a memory (its decoder, card and text, as a .zip) and
+**restore** brings it back, here or on another server.
 
 {limits}
 
@@ -45,6 +48,10 @@ class MemoryTab:
     curve: gr.Plot
     details: gr.JSON
     timer: gr.Timer
+    download: gr.Button
+    saved: gr.File  # the chosen memory as a .zip
+    bundle: gr.File  # a .zip to restore
+    restore: gr.Button
 
     @property
     def views(self) -> list:
@@ -74,11 +81,20 @@ def build() -> MemoryTab:
             delete = gr.Button("Delete this memory", variant="stop", elem_id="memory-delete")
         job = gr.Markdown(elem_id="memory-job")
         curve = gr.Plot(label="training curve", elem_id="memory-curve")
+        with gr.Row():
+            with gr.Column():
+                download = gr.Button("Download this memory (.zip)", elem_id="memory-download")
+                saved = gr.File(label="this memory: its decoder, card and text", interactive=False,
+                                elem_id="memory-zip")
+            with gr.Column():
+                bundle = gr.File(label="a memory's .zip, downloaded here before", file_types=[".zip"],
+                                 type="filepath", elem_id="memory-bundle")
+                restore = gr.Button("Restore it (the name above, if given, renames it)", elem_id="memory-restore")
         with gr.Accordion("details (as the API returns them)", open=False):
             details = gr.JSON()
         timer = gr.Timer(POLL_S, active=False)
     return MemoryTab(intro, upload, pasted, name, build_button, mine, steps, about, distil, cancel, delete, job, curve,
-                     details, timer)
+                     details, timer, download, saved, bundle, restore)
 
 
 def about_text(memory: memories.UserMemory, described: dict, steps: int) -> str:
@@ -86,7 +102,7 @@ def about_text(memory: memories.UserMemory, described: dict, steps: int) -> str:
     head = (f"**{memory.name}**: {docs['train']:,} documents to train on ({tokens['train']:,} tokens) and "
             f"{docs['validation']:,} held out ({tokens['validation']:,} tokens); datastore of base **{memory.base}**.")
     if described["decoder_memory"]:
-        return f"{head} Its Memory Decoder is served as **{memory.name}: Memory Decoder** in the memory menu."
+        return f"{head} Distilled: its Memory Decoder is served beside its kNN-LM in every tab."
     return (f"{head} Distilling trains a decoder from `{memory.init_folder}` for {steps} steps: about "
             f"**{memories.minutes(memories.estimate_s(memory, steps))}** on this machine (estimated from the token "
             "count; longer while others use the CPU).")
@@ -129,8 +145,8 @@ def curve_figure(curve) -> go.Figure:
 
 def intro_text(engine: Engine) -> str:
     privacy = ("Uploads are shared on this server: every visitor sees them." if engine.share_memories else
-               "Your uploads are yours: other visitors do not see them, and they are deleted an hour after this page "
-               "is closed, or after a day unused.")
+               "Your uploads are yours: other visitors do not see them. This browser keeps them for you (a cookie "
+               "holds a random token), over reloads, until they are a day unused; then they are deleted.")
     return INTRO.format(limits=uploads.limits_text(), privacy=privacy, count=memories.SESSION_MEMORIES,
                         mb=memories.SESSION_BYTES // 2**20)
 
@@ -138,7 +154,8 @@ def intro_text(engine: Engine) -> str:
 def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
     """Returns the build event (it loads a model, so the Models panel may follow it)."""
     registry = memories.of(engine)
-    session = gr.State(delete_callback=lambda visitor: visitor and registry.forget(visitor))  # when the session ends
+    # an API client's uploads go when its session ends; a browser's last (their owner is the token it keeps)
+    session = gr.State(delete_callback=lambda visitor: visitor and registry.forget(visitor))
 
     def mine_menu(visitor: str, chosen=None):
         found = registry.visible(visitor)
@@ -164,63 +181,86 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
 
     @shown
     def on_build(upload, pasted, name, base, family, request: gr.Request, progress=gr.Progress()):
-        visitor, family = memories.owner(request.session_hash), checked_family(engine, family)
+        visitor, family = asking(request), checked_family(engine, family)
         made = registry.build(visitor, name, base, upload, pasted, progress_bar(progress))
-        return {session: visitor, tab.mine: mine_menu(visitor, made.id), tab.upload: None, tab.pasted: "",
-                row.domain: memory_menu(engine, visitor, family, made.id), **show(visitor, made.id)}
+        return {session: None if has_token(request) else visitor, tab.mine: mine_menu(visitor, made.id),
+                tab.upload: None, tab.pasted: "", row.domain: memory_menu(engine, visitor, family, made.id),
+                **show(visitor, made.id)}
+
+    @shown
+    def on_download(memory_id, request: gr.Request):
+        with tempfile.TemporaryDirectory(prefix="memory-") as folder:
+            return tab.saved.move_resource_to_block_cache(registry.export(asking(request), chosen(memory_id), folder))
+
+    @shown
+    def on_restore(bundle, name, family, request: gr.Request, progress=gr.Progress()):
+        if not bundle:
+            raise InputError("choose a memory's .zip first (Download this memory makes one)")
+        visitor, family = asking(request), checked_family(engine, family)
+        made = registry.restore(visitor, bundle, name, progress_bar(progress))
+        return {session: None if has_token(request) else visitor, tab.mine: mine_menu(visitor, made.id),
+                tab.bundle: None, row.domain: memory_menu(engine, visitor, family, made.id), **show(visitor, made.id)}
 
     @shown
     def on_show(memory_id, request: gr.Request):
-        return show(memories.owner(request.session_hash), memory_id)
+        return show(asking(request), memory_id)
 
     @shown
     def on_steps(memory_id, steps, request: gr.Request):
         """The estimate for another number of steps."""
-        return show(memories.owner(request.session_hash), memory_id, steps)
+        return show(asking(request), memory_id, steps)
 
     @shown
     def on_distil(memory_id, steps, request: gr.Request):
-        visitor = memories.owner(request.session_hash)
+        visitor = asking(request)
         registry.distil(visitor, chosen(memory_id), steps)
         return show(visitor, memory_id, steps)
 
     @shown
     def on_cancel(memory_id, request: gr.Request):
-        visitor = memories.owner(request.session_hash)
+        visitor = asking(request)
         registry.cancel(visitor, chosen(memory_id))
         return show(visitor, memory_id)
 
     @shown
     def on_delete(memory_id, family, domain, request: gr.Request):
-        visitor = memories.owner(request.session_hash)
+        visitor = asking(request)
         registry.remove(visitor, chosen(memory_id))
         return {tab.mine: mine_menu(visitor), row.domain: memory_menu(engine, visitor, family, domain),
                 **show(visitor, None)}
 
     @shown
-    def on_tick(memory_id, family, domain, request: gr.Request):
-        """While a job runs; once it has ended, the memory menu gains the decoder, which is chosen."""
-        visitor = memories.owner(request.session_hash)
+    def on_tick(memory_id, family, domain, base, request: gr.Request):
+        """While a job runs; once it has ended, the memory (chosen) has its decoder, with the weights tuned for it."""
+        visitor = asking(request)
         out = show(visitor, memory_id)
         described = out[tab.details]
         if described and not described["distillation"]["running"]:
             out[row.domain] = memory_menu(engine, visitor, family, described["decoder_memory"] or domain)
+            if base is not None and described["decoder_memory"]:  # the same entry: no change event reads it again
+                out.update(memory_view(engine, row, base, memory_id))
         return out
 
     def on_load(request: gr.Request):
-        return {tab.intro: intro_text(engine), tab.mine: mine_menu(memories.owner(request.session_hash))}
+        return {tab.intro: intro_text(engine), tab.mine: mine_menu(asking(request))}
 
     mine, views = [tab.mine], tab.views
     built = tab.build.click(on_build, [tab.upload, tab.pasted, tab.name, row.base, row.family],
                             [session, tab.mine, row.domain, tab.upload, tab.pasted] + views,
                             api_name="memory_build", api_visibility="undocumented", concurrency_id="memory_builds")
+    tab.restore.click(on_restore, [tab.bundle, tab.name, row.family],
+                      [session, tab.mine, row.domain, tab.bundle] + views, api_name="memory_restore",
+                      api_visibility="undocumented", concurrency_id="memory_builds")
+    tab.download.click(on_download, mine, tab.saved, api_name="memory_download", api_visibility="undocumented")
     tab.mine.input(on_show, mine, views, api_name="memory_show", api_visibility="undocumented", queue=False)
     tab.steps.release(on_steps, mine + [tab.steps], views, api_visibility="private", queue=False)
     tab.distil.click(on_distil, mine + [tab.steps], views, api_name="memory_distil", api_visibility="undocumented")
     tab.cancel.click(on_cancel, mine, views, api_name="memory_cancel", api_visibility="undocumented")
     tab.delete.click(on_delete, mine + [row.family, row.domain], [tab.mine, row.domain] + views,
                      api_name="memory_delete", api_visibility="undocumented")
-    tab.timer.tick(on_tick, mine + [row.family, row.domain], views + [row.domain], api_name="memory_status",
+    tab.timer.tick(on_tick, mine + [row.family, row.domain, row.base],
+                   [row.about, row.alpha, row.knn_lambda, row.k, row.temperature] + views + [row.domain],
+                   api_name="memory_status",
                    api_visibility="undocumented", queue=False, show_progress="hidden")
     gr.on(None, on_load, None, [tab.intro, tab.mine], api_name="memory_list", api_visibility="undocumented",
           queue=False)

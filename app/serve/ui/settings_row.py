@@ -1,14 +1,31 @@
 """The settings every tab reads: prompt, base, memory, each mixture's weight (or one alpha for both), k, T and how
 many tokens to show. The memory menu holds the served memories and the visitor's own uploads (app.serve.memories),
-with a line under it saying what the chosen one knows."""
+with a line under it saying what the chosen one knows, and example prompts of the chosen memory under the prompt
+(app.serve.examples): a click fills the prompt and compares. A link can open the page on given settings (ui.links)."""
+import re
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 
 import gradio as gr
 
-from .. import contract, memories
+from .. import contract, examples, memories
 from ..engine import LIMITS, Engine
 from ..presets import NARROW
+from . import links
 from .common import shown
+
+# A visitor is the token their browser keeps in this cookie (made by VISITOR_JS on first visit), so that their memories
+# outlive a reload; a client without it (the API) is its Gradio session.
+VISITOR_COOKIE = "memdec_visitor"
+VISITOR_TOKEN = re.compile(r"[0-9a-f]{32}")
+VISITOR_JS = f"""<script>
+(() => {{
+  const found = document.cookie.split("; ").find(c => c.startsWith("{VISITOR_COOKIE}="));
+  const token = found ? found.split("=")[1] : Array.from(crypto.getRandomValues(new Uint8Array(16)),
+                                                         b => b.toString(16).padStart(2, "0")).join("");
+  document.cookie = `{VISITOR_COOKIE}=${{token}}; path=/; max-age=${{30 * 86400}}; SameSite=Strict`;
+}})();
+</script>"""
 
 PAGE_TOP_N = 12  # the page has room for a few more tokens than the API returns by default
 
@@ -27,6 +44,9 @@ class SettingsRow:
     temperature: gr.Number
     top_n: gr.Slider
     run: gr.Button
+    examples: gr.Dataset  # the chosen memory's example prompts
+    links: links.Links
+    pinned: gr.State  # the weights, k and T a link gave for its base and memory (kept over the memory's defaults)
 
     @property
     def model_inputs(self) -> list:
@@ -39,15 +59,48 @@ class SettingsRow:
         return [self.alpha, self.knn_lambda, self.lock_alpha]
 
 
+def visitor(request: gr.Request) -> str:
+    """Who is asking, as the registry names owners: the browser's token (VISITOR_COOKIE), else the session."""
+    try:
+        cookie = SimpleCookie(request.headers.get("cookie", ""))
+    except CookieError:
+        cookie = {}
+    token = cookie[VISITOR_COOKIE].value if VISITOR_COOKIE in cookie else ""
+    return memories.owner(token if VISITOR_TOKEN.fullmatch(token) else request.session_hash)
+
+
+def has_token(request: gr.Request) -> bool:
+    """Whether the visitor is a browser's token (their memories last) rather than a session (they go with it)."""
+    return visitor(request) != memories.owner(request.session_hash)
+
+
 def about_text(engine: Engine, base: str, domain: str) -> str:
-    """What the memory knows and its defaults for this base, under the memory menu."""
+    """What the memory knows and its defaults for this base, under the memory menu. A memory made here speaks of its
+    own text only."""
     name, memory = engine.memory(domain)
     d = engine.defaults(base, name)
+    tuned = (f"α = {d.alpha:g} (Memory Decoder), λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM)"
+             if memory.decoder else f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM)")
+    if memory.store_root is not None:  # a memory made here: its label names it, what it knows says the rest
+        return f"{memory.knows[0].upper()}{memory.knows[1:]}. Its defaults for {engine.base_name(base)}: {tuned}."
     knows = f"knows {memory.knows}" if memory.knows else f"is `{memory.decoder}`"
     extent = engine.corpus_extent(base, name)
-    return (f"**{name}** {knows}. Tuned for {engine.base_name(base)}: α = {d.alpha:g} (Memory Decoder), "
-            f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM). "
+    return (f"**{name}** {knows}. Tuned for {engine.base_name(base)}: {tuned}. "
             f"{extent + ' ' if extent else ''}{NARROW}")
+
+
+def memory_view(engine: Engine, row: SettingsRow, base: str, domain: str) -> dict:
+    """The row's weights, k and T at the memory's defaults for this base, and the line on what it knows."""
+    d = engine.defaults(base, domain)
+    return {row.alpha: d.alpha, row.knn_lambda: d.knn_lambda, row.k: d.k, row.temperature: d.temperature,
+            row.about: about_text(engine, base, domain)}
+
+
+def example_prompts(engine: Engine, domain: str):
+    """The example prompts of the chosen memory (hidden when it has none)."""
+    name, memory = engine.memory(domain)
+    found = examples.for_memory(name, memory)
+    return gr.Dataset(samples=[[text] for text in found], visible=bool(found))
 
 
 def checked_family(engine: Engine, family) -> str | None:
@@ -76,13 +129,17 @@ def build(engine: Engine) -> SettingsRow:
     tuned = engine.defaults(engine.default_base, engine.default_domain)
     families = list(dict.fromkeys(engine.family.values()))
     with gr.Row():
-        prompt = gr.Textbox(label="Prompt", lines=3, scale=3, elem_id="prompt",
-                            value="The protein binds to the receptor and")
+        with gr.Column(scale=3):
+            prompt = gr.Textbox(label="Prompt", lines=3, elem_id="prompt",
+                                value="The protein binds to the receptor and")
+            shown_first = examples.for_memory(*engine.memory(engine.default_domain))
+            sample = gr.Dataset(components=[prompt], samples=[[text] for text in shown_first],
+                                label="Examples (a click compares)", elem_id="examples", visible=bool(shown_first))
         with gr.Column(scale=1, min_width=220):
             family = gr.Dropdown(families, value=engine.family.get(engine.default_base), label="Model family",
-                                 visible=len(families) > 1)
+                                 visible=len(families) > 1, elem_id="family")
             bases, menu = family_choices(engine, engine.family.get(engine.default_base) if len(families) > 1 else None)
-            base = gr.Dropdown(bases, value=engine.default_base, label="Base model")
+            base = gr.Dropdown(bases, value=engine.default_base, label="Base model", elem_id="base")
             domain = gr.Dropdown(menu, value=engine.default_domain, label="Memory (domain)", elem_id="domain")
     about = gr.Markdown(about_text(engine, engine.default_base, engine.default_domain), elem_id="memory-knows")
     with gr.Row():
@@ -93,34 +150,83 @@ def build(engine: Engine) -> SettingsRow:
         lock_alpha = gr.Checkbox(label="lock both to one alpha (teaching: equal weight; λ is not read)",
                                  elem_id="lock-alpha")
     with gr.Row():
-        k = gr.Slider(1, LIMITS["k"][1], value=tuned.k, step=1, label="kNN k (neighbours)")
-        temperature = gr.Number(value=tuned.temperature, label="kNN temperature T", minimum=0.01)
+        k = gr.Slider(1, LIMITS["k"][1], value=tuned.k, step=1, label="kNN k (neighbours)", elem_id="k")
+        temperature = gr.Number(value=tuned.temperature, label="kNN temperature T", minimum=0.01,
+                                elem_id="temperature")
         top_n = gr.Slider(3, 30, value=PAGE_TOP_N, step=1, label="tokens shown")
     run = gr.Button("Compare next token", variant="primary", elem_id="compare-button")
-    row = SettingsRow(prompt, family, base, domain, about, alpha, knn_lambda, lock_alpha, k, temperature, top_n, run)
+    view_links = links.Links.build()
+    pinned = gr.State()
+    row = SettingsRow(prompt, family, base, domain, about, alpha, knn_lambda, lock_alpha, k, temperature, top_n, run,
+                      sample, view_links, pinned)
 
     @shown
-    def memory_defaults(chosen_base, chosen_domain):
-        """The memory's own weights, k and T for this base (tuned per base), and what it knows."""
-        d = engine.defaults(chosen_base, chosen_domain)
-        return d.alpha, d.knn_lambda, d.k, d.temperature, about_text(engine, chosen_base, chosen_domain)
+    def memory_defaults(chosen_base, chosen_domain, link):
+        """The memory's own weights, k and T for this base (tuned per base), or those a link gave for them; what it
+        knows and its examples."""
+        out = memory_view(engine, row, chosen_base, chosen_domain)
+        if link and (link["base"], link["domain"]) == (chosen_base, chosen_domain):
+            out.update({getattr(row, name): value for name, value in link["values"].items()})
+        return {**out, sample: example_prompts(engine, chosen_domain)}
 
     @shown
-    def switch_family(chosen_family, request: gr.Request):
+    def switch_family(chosen_family, chosen_base, chosen_domain, request: gr.Request):
+        """The family's bases and memories, keeping those chosen when they are of it (a link names all three)."""
         bases = family_choices(engine, chosen_family)[0]
-        return gr.update(choices=bases, value=bases[0]), memory_menu(engine, memories.owner(request.session_hash),
-                                                                     chosen_family, None)
+        return (gr.update(choices=bases, value=chosen_base if chosen_base in bases else bases[0]),
+                memory_menu(engine, visitor(request), chosen_family, chosen_domain))
 
-    def on_load(request: gr.Request):
-        """Memories made since the page was built: on the command line, or shared by other visitors."""
-        memories.of(engine).visible(memories.owner(request.session_hash))
-        return memory_menu(engine, memories.owner(request.session_hash), family.value if len(families) > 1 else None,
-                           engine.default_domain)
-
-    gr.on([base.change, domain.change], memory_defaults, [base, domain], [alpha, knn_lambda, k, temperature, about],
-          api_name="memory_defaults", api_visibility="private", queue=False)
+    gr.on([base.change, domain.change], memory_defaults, [base, domain, pinned],
+          [alpha, knn_lambda, k, temperature, about, sample], api_name="memory_defaults", api_visibility="private",
+          queue=False)
+    # a link's weights hold until the visitor picks another base, memory or family
+    gr.on([base.input, domain.input, family.input], lambda: None, None, pinned, api_visibility="private", queue=False)
     lock_alpha.change(lambda locked: gr.update(interactive=not locked), lock_alpha, knn_lambda,
                       api_visibility="private", queue=False)
-    family.change(switch_family, family, [base, domain], api_visibility="private", queue=False)
-    gr.on(None, on_load, None, domain, api_visibility="private", queue=False)
+    family.change(switch_family, [family, base, domain], [base, domain], api_visibility="private", queue=False)
+    # an example fills the prompt, then compares as the button does
+    sample.click(lambda chosen: chosen[0], sample, prompt, api_visibility="private", queue=False).then(
+        None, js="() => document.getElementById('compare-button').click()")
     return row
+
+
+def open_link(engine: Engine, row: SettingsRow, tabs: gr.Tabs):
+    """When the page opens: the visitor's memories in the menu, then the settings and the tab its link names
+    (ui.links); and the button that writes the link of the view."""
+    for tab in tabs.children:  # a tab is chosen by its id: its name
+        tab.id = tab.label
+    families = list(dict.fromkeys(engine.family.values()))
+    default_family = row.family.value if len(families) > 1 else None
+
+    def on_load(request: gr.Request):
+        who = visitor(request)
+        memories.of(engine).visible(who)  # memories made since the page was built, and this visitor's own
+
+        def of_family(family) -> dict:
+            bases, menu = family_choices(engine, family, who)
+            return {"base": bases, "memory": [name for _, name in menu]}
+
+        choices = {"tab": [tab.label for tab in tabs.children], "of_family": of_family, **of_family(default_family)}
+        values, notes = links.read(dict(request.query_params), {**choices, "family": families} if families else choices)
+        family = values.get("family", default_family)
+        bases, menu = family_choices(engine, family, who)
+        names = [name for _, name in menu]
+        base = values.get("base", engine.default_base if engine.default_base in bases else bases[0])
+        domain = values.get("memory", engine.default_domain if engine.default_domain in names else names[0])
+        d = engine.defaults(base, domain)
+        given = {links.WEIGHTS[key]: values[key] for key in links.WEIGHTS if key in values}
+        weights = {"alpha": d.alpha, "knn_lambda": d.knn_lambda, "k": d.k, "temperature": d.temperature, **given}
+        keep = gr.update()
+        return (gr.update(value=family) if family else keep, gr.update(choices=bases, value=base),
+                gr.update(choices=menu, value=domain), values.get("prompt", keep), *weights.values(),
+                values.get("lock", keep), about_text(engine, base, domain), example_prompts(engine, domain),
+                {"base": base, "domain": domain, "values": given} if given else None,
+                gr.Tabs(selected=values["tab"]) if "tab" in values else keep,
+                f"Left out of this link: {'; '.join(notes)}." if notes else "")
+
+    gr.on(None, on_load, None,
+          [row.family, row.base, row.domain, row.prompt, row.alpha, row.knn_lambda, row.k, row.temperature,
+           row.lock_alpha, row.about, row.examples, row.pinned, tabs, row.links.note],
+          api_visibility="private", queue=False)
+    row.links.copy.click(None, [row.family, row.base, row.domain, row.prompt, row.alpha, row.knn_lambda,
+                                row.lock_alpha, row.k, row.temperature], row.links.link, js=links.COPY_JS)
