@@ -28,6 +28,11 @@ def test_comparison_renders_plots(page):
     # 3 predictors + 2 mixtures of 2 stacked parts, 12 tokens each (the page's default)
     assert bars(page, "dist-plot") == 7 * 12
     assert "latency per component" in page.find_element(By.ID, "latency-plot").text
+    # every column of the probability table fits in its box (seven columns once cut the last one off)
+    edges = page.execute_script("""const box = document.querySelector('#axis-table').getBoundingClientRect();
+        return [...document.querySelectorAll('#axis-table th')]
+            .map(th => th.getBoundingClientRect().right - box.right);""")
+    assert len(edges) == 7 and max(edges) <= 1, edges
     next(b for b in page.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Neighbours").click()
     WebDriverWait(page, 10).until(lambda d: "p kNN (summed weight)" in d.find_element(By.TAG_NAME, "body").text)
     assert page.execute_script("return document.querySelectorAll('table tbody tr').length") > 0

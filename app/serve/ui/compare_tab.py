@@ -54,9 +54,10 @@ def build() -> CompareTab:
                                   "component alone, the median of 3 runs", elem_id="latency-plot")
                 precise = gr.Checkbox(label="measure precisely (each component alone, the median of 3 runs)")
             with gr.Column():
-                axis = gr.Dataframe(label="probabilities on the shared axis", wrap=True)
                 export = gr.Button("Export this comparison (JSON, CSV)", elem_id="export-button")
                 files = gr.File(label="exported comparison", file_count="multiple", interactive=False)
+        # the page's full width: seven columns in half of it cut the last one off
+        axis = gr.Dataframe(label="probabilities on the shared axis", wrap=True, elem_id="axis-table")
     return CompareTab(knn_pending, distributions, latency, precise, axis, export, files)
 
 
