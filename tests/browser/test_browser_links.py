@@ -11,7 +11,8 @@ from app.serve.examples import EXAMPLES
 from tests.support.browser import open_page
 
 FULL_COMPARISON = 7 * 12  # bars: 3 predictors and 2 mixtures of 2 parts, on the page's 12 tokens
-TABS = ["Compare", "Neighbours", "Imitation", "Teach", "Generate", "Score", "Cost", "Your memory"]
+TABS = ["Compare", "Neighbours", "Imitation", "Teach", "Generate", "Score", "Which memory knows this?", "Batch", "Cost",
+        "Your memory"]
 
 
 def view(driver) -> dict:
@@ -95,6 +96,7 @@ def test_an_example_fills_the_prompt_and_compares(browser, server):
 def test_every_tab_and_menu_change_without_a_console_error(browser, server):
     open_page(browser, server)
     browser.get_log("browser")  # what came before this page
+    assert [b.text.strip() for b in browser.find_elements(By.CSS_SELECTOR, "button[role=tab]")] == TABS  # every tab
     for name in TABS:
         open_tab(browser, name)
     open_tab(browser, "Compare")
