@@ -2,19 +2,15 @@
 that stays on the page, and the kNN-LM fills in by itself when its store is ready; no error anywhere, and the API
 answers alike with a field saying what is pending. The store's build is held until the partial answers are seen, so
 "at once" is an order of events, not a time."""
-import threading
-
 import pytest
 from gradio_client import Client
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from app.core import datastore, paths
 from app.serve.engine import Engine
 from tests.support.browser import open_page
+from tests.support.builds import LIMIT_S, held_builds
 from tests.support.serving import serving
-
-LIMIT_S = 300  # only stops a hung test
 
 
 def bars(driver, plot_id="dist-plot") -> int:
@@ -31,14 +27,7 @@ def legend(driver) -> str:
 def held_build(tiny_models, tmp_path_factory):
     """(url, release): a fresh cache whose stores are built in the background only once release is set."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(paths, "CACHE", tmp_path_factory.mktemp("fresh-cache"))
-        release, build = threading.Event(), datastore.load_or_build
-
-        def held(*args, **kwargs):
-            release.wait(LIMIT_S)
-            return build(*args, **kwargs)
-
-        patch.setattr(datastore, "load_or_build", held)
+        release = held_builds(patch, tmp_path_factory.mktemp("fresh-cache"))
         engine = Engine(tiny_models["bases"], tiny_models["memories"])
         engine.prepare_in_background()
         try:
@@ -70,9 +59,7 @@ def test_first_click_answers_now_and_the_knn_lm_fills_in(browser, held_build):
 
 def test_the_api_answers_a_partial_with_what_is_pending(tiny_models, tmp_path, monkeypatch):
     """/compare, /score and /generate while a store is held: base and MemDec, and pending.knn saying how far."""
-    monkeypatch.setattr(paths, "CACHE", tmp_path)
-    release, build = threading.Event(), datastore.load_or_build
-    monkeypatch.setattr(datastore, "load_or_build", lambda *a, **k: release.wait(LIMIT_S) and build(*a, **k))
+    release = held_builds(monkeypatch, tmp_path)
     engine = Engine(tiny_models["bases"], tiny_models["memories"])
     engine.prepare_in_background()
     try:

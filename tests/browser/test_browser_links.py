@@ -3,12 +3,11 @@ out with a note), the copy-link button writes a link that reproduces the view, a
 compares; and visiting every tab while the memory and the base change logs no error in the browser's console."""
 import urllib.parse
 
-from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app.serve.examples import EXAMPLES
-from tests.support.browser import open_page
+from tests.support.browser import click, open_page
 
 FULL_COMPARISON = 7 * 12  # bars: 3 predictors and 2 mixtures of 2 parts, on the page's 12 tokens
 TABS = ["Compare", "Neighbours", "Imitation", "Teach", "Generate", "Score", "Which memory knows this?", "Batch", "Cost",
@@ -24,14 +23,6 @@ def view(driver) -> dict:
                 k: value('#k input[type=number]'), T: value('#temperature input'),
                 lock: document.querySelector('#lock-alpha input').checked,
                 tab: document.querySelector('button[role=tab][aria-selected=true]').textContent.trim()};""")
-
-
-def click(driver, css: str):
-    """Clicks once the page's loading overlay has left the element."""
-    def clicked(d):
-        d.find_element(By.CSS_SELECTOR, css).click()
-        return True
-    WebDriverWait(driver, 90, ignored_exceptions=[ElementClickInterceptedException]).until(clicked)
 
 
 def open_tab(driver, name):

@@ -1,23 +1,15 @@
 """The Teach tab in headless Chromium: after a comparison it shows the formulas, the logit mixture and p_kNN at the
 comparison's k and T; moving T re-draws p_kNN at once with the numbers compare.reweighted gives, without errors in
 the browser's console."""
-from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from app.serve import compare
 from app.serve.plots import label
+from tests.support.browser import click
 
 PROMPT = "The protein binds to the receptor and"  # the page's own
-
-
-def click(driver, css: str):
-    """Clicks once the page's loading overlay has left the element."""
-    def clicked(d):
-        d.find_element(By.CSS_SELECTOR, css).click()
-        return True
-    WebDriverWait(driver, 90, ignored_exceptions=[ElementClickInterceptedException]).until(clicked)
 
 
 def titles(driver, plot_id) -> str:

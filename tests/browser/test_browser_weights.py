@@ -1,21 +1,14 @@
 """The settings row in headless Chromium: the line under the memory menu says what the chosen memory knows and follows
 the menu; each mixture is drawn at its own weight until the lock puts both at alpha; the Score chart marks both
 tuned points."""
-from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.support.browser import click
 
 
 def text(driver, elem_id) -> str:
     return driver.find_element(By.ID, elem_id).text
-
-
-def click(driver, css: str):
-    """Clicks once the page's loading overlay has left the element (the menu is refreshed when the page opens)."""
-    def clicked(d):
-        d.find_element(By.CSS_SELECTOR, css).click()
-        return True
-    WebDriverWait(driver, 90, ignored_exceptions=[ElementClickInterceptedException]).until(clicked)
 
 
 def titles(driver, plot_id) -> str:

@@ -3,23 +3,20 @@
 fields as Compare; a failed build is reported for a while, not retried at every poll; a continuation says why it
 stopped."""
 import dataclasses
-import threading
+import time
 
 import pytest
 import torch
 
-from app.core import datastore, paths
+from app.core import paths
 from app.serve import builds, compare, generate, score
 from app.serve.engine import Engine
 from app.serve.presets import HubText
-
-LIMIT_S = 300  # only stops a hung test
+from tests.support.builds import LIMIT_S, held_builds
 
 
 def test_score_and_generate_answer_while_the_store_builds(tiny_models, tmp_path, monkeypatch):
-    monkeypatch.setattr(paths, "CACHE", tmp_path)
-    release, build = threading.Event(), datastore.load_or_build
-    monkeypatch.setattr(datastore, "load_or_build", lambda *a, **k: release.wait(LIMIT_S) and build(*a, **k))
+    release = held_builds(monkeypatch, tmp_path)
     engine = Engine(tiny_models["bases"], tiny_models["memories"])
     engine.prepare_in_background()
     try:
@@ -48,7 +45,7 @@ def test_an_unreachable_corpus_is_said_and_not_retried_at_every_request(tiny_mod
         nt = compare.next_token(engine, resolved, "cell protein")
         if not nt.unavailable.building:
             break
-        threading.Event().wait(0.1)
+        time.sleep(0.1)
     answer = compare.to_dict(nt, resolved.weights)
     assert nt.p_knn is None and nt.p_mem.sum().item() == pytest.approx(1, abs=1e-4)
     assert "neither cached nor reachable" in answer["knn_unavailable"] and answer["pending"] is None

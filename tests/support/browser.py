@@ -3,6 +3,7 @@ import shutil
 import tempfile
 
 from selenium import webdriver
+from selenium.common.exceptions import ElementClickInterceptedException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -25,3 +26,11 @@ def open_page(driver: webdriver.Chrome, url: str) -> webdriver.Chrome:
     driver.get(url)
     WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.ID, "compare-button"))
     return driver
+
+
+def click(driver: webdriver.Chrome, css: str):
+    """Clicks once the page's loading overlay has left the element (menus are refreshed when the page opens)."""
+    def clicked(d):
+        d.find_element(By.CSS_SELECTOR, css).click()
+        return True
+    WebDriverWait(driver, 90, ignored_exceptions=[ElementClickInterceptedException]).until(clicked)

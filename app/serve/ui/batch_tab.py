@@ -6,12 +6,12 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from .. import batch, memories
+from .. import batch
 from ..engine import Engine, InputError
 from ..plots import NAMES, label
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import export_files
-from .settings_row import SettingsRow
+from .settings_row import SettingsRow, visitor
 
 
 def table_frame(result: dict) -> pd.DataFrame:
@@ -58,7 +58,7 @@ def wire(engine: Engine, row: SettingsRow, tab: BatchTab):
     @limited
     @on_gpu
     def on_batch(prompts, upload, family, base, top_n, request: gr.Request, progress=gr.Progress()):
-        result = batch.batch(engine, prompts, base, family, top_n, owner=memories.owner(request.session_hash),
+        result = batch.batch(engine, prompts, base, family, top_n, owner=visitor(request),
                              path=upload, progress=progress_bar(progress))
         return {state: result, tab.table: table_frame(result), tab.files: None}
 

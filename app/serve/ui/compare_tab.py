@@ -89,8 +89,7 @@ def wire(engine: Engine, row: SettingsRow, views: list):
     @on_gpu
     def refill(nt, alpha, knn_lambda, lock_alpha, k, temperature, top_n):
         """The comparison in state asked again now that its kNN-LM's store is ready (or cannot be built)."""
-        resolved = engine.resolve(base=nt.base, domain=nt.domain, alpha=alpha, knn_lambda=knn_lambda,
-                                  lock_alpha=lock_alpha, k=k, temperature=temperature)
+        resolved = pending.resolve_again(engine, nt, alpha, knn_lambda, lock_alpha, k, temperature)
         again = compare.next_token(engine, resolved, nt.prompt)
         return {state: again, **show_all(again, resolved.weights, top_n, views)}
 

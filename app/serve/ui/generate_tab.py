@@ -119,10 +119,9 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
     @shown
     @limited
     @on_gpu
-    def refill(kept, alpha, knn_lambda, lock_alpha, k, temperature):
+    def refill(kept, *settings):
         """The generation in state asked again now that its kNN-LM's store is ready (or cannot be built)."""
-        resolved = engine.resolve(base=kept.base, domain=kept.domain, alpha=alpha, knn_lambda=knn_lambda,
-                                  lock_alpha=lock_alpha, k=k, temperature=temperature)
+        resolved = pending.resolve_again(engine, kept, *settings)
         return generated(resolved, kept.prompt, kept.max_new_tokens, kept.sample, kept.seed)
 
     @shown

@@ -52,5 +52,11 @@ class PendingBar:
                         show_progress="hidden")
 
 
+def resolve_again(engine: Engine, answer, alpha, knn_lambda, lock_alpha, k, temperature):
+    """The request of an answer kept in state (its base and memory), with the weights, k and T on the page now."""
+    return engine.resolve(base=answer.base, domain=answer.domain, alpha=alpha, knn_lambda=knn_lambda,
+                          lock_alpha=lock_alpha, k=k, temperature=temperature)
+
+
 def build(elem_id: str) -> PendingBar:
     return PendingBar(gr.HTML(elem_id=elem_id), gr.Timer(POLL_S, active=False))

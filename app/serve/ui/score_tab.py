@@ -102,10 +102,9 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     @shown
     @limited
     @on_gpu
-    def refill(scored, alpha, knn_lambda, lock_alpha, k, temperature):
+    def refill(scored, *settings):
         """The passage in state scored again now that its kNN-LM's store is ready (or cannot be built)."""
-        resolved = engine.resolve(base=scored.base, domain=scored.domain, alpha=alpha, knn_lambda=knn_lambda,
-                                  lock_alpha=lock_alpha, k=k, temperature=temperature)
+        resolved = pending.resolve_again(engine, scored, *settings)
         again = score.score(engine, resolved, scored.text)
         return {state: again, **tab.show(again, resolved.weights)}
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 import gradio as gr
 import pandas as pd
 
-from .. import memories, plots, which_memory
+from .. import plots, which_memory
 from ..engine import Engine, InputError
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import export_files
-from .settings_row import SettingsRow
+from .settings_row import SettingsRow, visitor
 
 
 def table_frame(result: dict) -> pd.DataFrame:
@@ -56,7 +56,7 @@ def wire(engine: Engine, row: SettingsRow, tab: WhichMemoryTab):
     @limited
     @on_gpu
     def on_survey(text, family, base, request: gr.Request, progress=gr.Progress()):
-        result = which_memory.survey(engine, text, base, family, memories.owner(request.session_hash),
+        result = which_memory.survey(engine, text, base, family, visitor(request),
                                      progress_bar(progress))
         return {state: result, **tab.show(result)}
 
