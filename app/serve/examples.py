@@ -17,6 +17,8 @@ EXAMPLES = {  # by domain, the last part of a memory's name ("law", "smollm2/law
     "biomed": ["The protein binds to the receptor and",
                "A disease characterized by inflammation of the",
                "Any process that modulates the frequency, rate or extent of"],
+    "wikitext": ["The game was released in North America in", "The species is found in the forests of",
+                 "During the Second World War , the battalion"],  # WikiText's own spacing around punctuation
 }
 OWN_EXAMPLES, OWN_WORDS = 3, 12  # a visitor's memory: its first sentences, each cut to its first words
 
