@@ -36,9 +36,13 @@ def tab(driver, name):
     time.sleep(1)
 
 
-def shoot(driver, path: Path, height: int):
+def shoot(driver, path: Path, height: int, at_tabs: bool = True):
+    """at_tabs: the tab bar at the top of the shot (the settings above it are in compare.png)."""
     driver.set_window_size(1400, height)
     time.sleep(1.5)
+    if at_tabs:
+        driver.execute_script("document.querySelector('button[role=tab]').scrollIntoView()")
+        time.sleep(0.5)
     driver.save_screenshot(str(path))
     print("wrote", path)
 
@@ -54,7 +58,7 @@ def take(url: str, out: Path, prompt: str, passage: str):
         driver.find_element(By.ID, "compare-button").click()
         wait.until(lambda d: d.execute_script("return document.querySelectorAll("
                                               "'#latency-plot .barlayer .point').length") > 0)
-        shoot(driver, out / "compare.png", 1900)
+        shoot(driver, out / "compare.png", 1900, at_tabs=False)
         for name, file, height in (("Neighbours", "neighbours.png", 1400), ("Imitation", "imitation.png", 1000),
                                    ("Teach", "teach.png", 1250)):
             tab(driver, name)
@@ -71,6 +75,11 @@ def take(url: str, out: Path, prompt: str, passage: str):
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".gain .tok"))
         time.sleep(2)
         shoot(driver, out / "score.png", 1950)
+        tab(driver, "Which memory knows this?")
+        driver.find_element(By.ID, "survey-button").click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#survey-plot .heatmaplayer, #survey-plot .hm"))
+        time.sleep(2)
+        shoot(driver, out / "which_memory.png", 1300)
         tab(driver, "Cost")
         wait.until(lambda d: d.execute_script("return document.querySelectorAll("
                                               "'.js-plotly-plot .scatterlayer .trace').length") > 0)
