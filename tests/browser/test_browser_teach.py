@@ -34,7 +34,7 @@ def test_moving_t_reweights_p_knn(page, engine):
     WebDriverWait(page, 240).until(lambda d: "the three predictors" in titles(d, "dist-plot"))
     severe(page)  # what came before this tab is not its to answer for
     next(b for b in page.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == "Teach").click()
-    WebDriverWait(page, 60).until(lambda d: "p_kNN at k = 16, T = 5:" in titles(d, "teach-knn-plot"))
+    WebDriverWait(page, 120).until(lambda d: "p_kNN at k = 16, T = 5:" in titles(d, "teach-knn-plot"))
     assert "mixing logits" in page.find_element(By.ID, "teach-logit").text
     assert "logit mixture (wrong)" in titles(page, "teach-logit-plot")
     assert "mixed at its own weight λ" in page.find_element(By.ID, "teach-text").text
@@ -43,7 +43,7 @@ def test_moving_t_reweights_p_knn(page, engine):
     box.clear()
     box.send_keys("-0.5", Keys.TAB)  # leaving the box releases the slider
     t = 10 ** -0.5
-    WebDriverWait(page, 30).until(lambda d: f"T = {t:.4g}:" in titles(d, "teach-knn-plot"))
+    WebDriverWait(page, 90).until(lambda d: f"T = {t:.4g}:" in titles(d, "teach-knn-plot"))
     shown = compare.reweighting(nt, 16, t, 12)
     expected = compare.reweighted(nt, 16, t)
     top = int(expected.argmax())
@@ -56,7 +56,7 @@ def test_moving_t_reweights_p_knn(page, engine):
     box = page.find_element(By.CSS_SELECTOR, "#teach-k input[type=number]")
     box.clear()
     box.send_keys("3", Keys.TAB)
-    WebDriverWait(page, 30).until(lambda d: f"p_kNN at k = 3, T = {t:.4g}:" in titles(d, "teach-knn-plot"))
+    WebDriverWait(page, 90).until(lambda d: f"p_kNN at k = 3, T = {t:.4g}:" in titles(d, "teach-knn-plot"))
     weights = bars(page, "teach-knn-plot")[3]
     assert weights[3:] == [0.0] * 13 and sum(weights) > 0.999999  # only the 3 nearest vote
     assert severe(page) == []
