@@ -24,10 +24,9 @@ import json
 import os
 import sys
 
-import pandas as pd
-
 from . import batch, deploy, endpoints, generate, memories, presets, which_memory
 from .engine import CORPUS_TOKENS, DEFAULTS, Engine, InputError, Memory
+from .tables import to_csv
 
 
 def engine_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -228,8 +227,8 @@ def deploy_command(argv: list[str]):
 
 
 def write_csv(path: str, table: list[dict]):
-    """The table the page exports, as CSV (nested values flattened to dotted columns)."""
-    pd.json_normalize(table, sep=".").to_csv(path, index=False)
+    """The table the page exports, as CSV (app.serve.tables.to_csv)."""
+    to_csv(table, path)
     print(f"wrote {len(table)} rows to {path}", file=sys.stderr)
 
 
