@@ -91,6 +91,29 @@ def test_page_endpoint_exports_json_and_csv(client, engine):
     assert float(rows[0]["mix_knn"]) == pytest.approx(data["axis"][0]["mix_knn"])
 
 
+def test_score_and_generate_export_what_the_page_shows(client, engine):
+    """The Score and Generate tabs' exports: the JSON is the answer the API gives, the CSV its table."""
+    client.predict("cell protein gene membrane", engine.default_base, "bio", 0.5, 0.25, False, 16, 5.0,
+                   api_name="/score_view")  # passage, then alpha, lambda, lock, k, T
+    paths = [f if isinstance(f, str) else f.get("path", f.get("name"))
+             for f in client.predict(0.5, 0.25, False, api_name="/score_export")]
+    scored = json.loads(open(next(p for p in paths if p.endswith(".json"))).read())
+    rows = list(csv.DictReader(open(next(p for p in paths if p.endswith(".csv")))))
+    direct = client.predict("cell protein gene membrane", domain="bio", alpha=0.5, knn_lambda=0.25, k=16,
+                            temperature=5.0, api_name="/score")
+    assert scored["perplexity"] == pytest.approx(direct["perplexity"], rel=1e-6) and len(rows) == len(scored["tokens"])
+    assert [float(r["mix_memdec"]) for r in rows] == pytest.approx([t["mix_memdec"] for t in scored["tokens"]])
+    client.predict("cell protein", engine.default_base, "bio", 0.5, 0.25, False, 16, 5.0, 4, False, 0,
+                   api_name="/generate_view")  # prompt, ..., new tokens, sample, seed
+    paths = [f if isinstance(f, str) else f.get("path", f.get("name"))
+             for f in client.predict(api_name="/generate_export")]
+    generated = json.loads(open(next(p for p in paths if p.endswith(".json"))).read())
+    rows = list(csv.DictReader(open(next(p for p in paths if p.endswith(".csv")))))
+    assert generated["prompt"] == "cell protein" and generated["max_new_tokens"] == 4
+    assert [r["predictor"] for r in rows] == list(generated["continuations"])
+    assert [r["stopped"] for r in rows] == [c["stopped"] for c in generated["continuations"].values()]
+
+
 @pytest.mark.parametrize("endpoint, kwargs, message", [
     ("/compare", dict(text=""), "empty"),
     ("/compare", dict(text="x" * 50_000), "at most"),

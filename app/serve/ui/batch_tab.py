@@ -7,10 +7,10 @@ import gradio as gr
 import pandas as pd
 
 from .. import batch
-from ..engine import Engine, InputError
+from ..engine import Engine
 from ..plots import NAMES, label
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
-from .exports import export_files
+from .exports import wire_export
 from .settings_row import SettingsRow, visitor
 
 
@@ -62,13 +62,8 @@ def wire(engine: Engine, row: SettingsRow, tab: BatchTab):
                              path=upload, progress=progress_bar(progress))
         return {state: result, tab.table: table_frame(result), tab.files: None}
 
-    @shown
-    def on_export(result):
-        if result is None:
-            raise InputError("run the batch first, then export it")
-        return export_files("batch", result, batch.rows(result), tab.files)
-
-    tab.export.click(on_export, state, tab.files, api_name="batch_export", api_visibility="undocumented")
+    wire_export(tab.export, tab.files, "batch", state, "run the batch first, then export it",
+                lambda result: (result, batch.rows(result)))
     return tab.run.click(on_batch, [tab.prompts, tab.upload, row.family, row.base, row.top_n],
                          [state, tab.table, tab.files], api_name="batch_view", api_visibility="undocumented",
                          concurrency_id="models", concurrency_limit=MODEL_SLOTS)

@@ -7,10 +7,10 @@ import gradio as gr
 import pandas as pd
 
 from .. import compare, plots
-from ..engine import Engine, InputError, Weights
+from ..engine import Engine, Weights
 from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
-from .exports import export_files
+from .exports import wire_export
 from .settings_row import SettingsRow
 
 
@@ -101,12 +101,9 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
         return show_all(nt, w, top_n, [v for v in views if v.remixes])
 
-    @shown
-    def on_export(nt, alpha, knn_lambda, lock_alpha, top_n):
-        if nt is None:
-            raise InputError("compare first, then export that comparison")
+    def exported(nt, alpha, knn_lambda, lock_alpha, top_n):
         w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
-        return export_files("comparison", compare.to_dict(nt, w, top_n), compare.rows(nt, w, top_n), views[0].files)
+        return compare.to_dict(nt, w, top_n), compare.rows(nt, w, top_n)
 
     comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n, views[0].precise],
                       outputs, api_name="compare_view", api_visibility="undocumented", concurrency_id="models",
@@ -120,6 +117,6 @@ def wire(engine: Engine, row: SettingsRow, views: list):
     for view in views:  # a view with controls of its own over the cached comparison (Teach: T and k)
         if hasattr(view, "wire_state"):
             view.wire_state(state, [comparing, filling])
-    views[0].export.click(on_export, [state, *row.weight_inputs, row.top_n], views[0].files, api_name="compare_export",
-                          api_visibility="undocumented")
+    wire_export(views[0].export, views[0].files, "comparison", state, "compare first, then export that comparison",
+                exported, [*row.weight_inputs, row.top_n], api_name="compare_export")
     return comparing

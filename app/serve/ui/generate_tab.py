@@ -7,10 +7,10 @@ import gradio as gr
 
 from .. import generate, plots
 from ..builds import Unavailable
-from ..engine import DEFAULTS, LIMITS, Engine, InputError
+from ..engine import DEFAULTS, LIMITS, Engine
 from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
-from .exports import export_files
+from .exports import wire_export
 from .settings_row import SettingsRow
 
 PREDICTORS = ("base", "mix_memdec", "mix_knn")
@@ -18,13 +18,14 @@ PREDICTORS = ("base", "mix_memdec", "mix_knn")
 
 @dataclass
 class Generated:
-    """A generation as the tab keeps it: the request, so that it can be asked again when the kNN-LM is ready."""
-    result: dict  # generate.generate's answer
-    prompt: str
-    max_new_tokens: int
-    sample: bool
-    seed: int
-    unavailable: Unavailable | None
+    """A generation as the tab keeps it: generate.generate's answer, which holds its request, so that it can be
+    asked again when the kNN-LM is ready."""
+    result: dict
+
+    @property
+    def unavailable(self) -> Unavailable | None:
+        missing = self.result["knn_unavailable"]
+        return Unavailable(missing, self.result["knn_building"]) if missing else None
 
     @property
     def base(self) -> str:
@@ -103,8 +104,7 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
 
     def generated(resolved, text, max_new_tokens, sample, seed, progress=None) -> dict:
         result = generate.generate(engine, resolved, text, max_new_tokens, sample, seed, progress)
-        missing = result["knn_unavailable"] and Unavailable(result["knn_unavailable"], result["knn_building"])
-        kept = Generated(result, text, result["max_new_tokens"], result["sample"], result["seed"], missing or None)
+        kept = Generated(result)
         return {state: kept, **tab.show(kept)}
 
     @shown
@@ -122,16 +122,12 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
     def refill(kept, *settings):
         """The generation in state asked again now that its kNN-LM's store is ready (or cannot be built)."""
         resolved = pending.resolve_again(engine, kept, *settings)
-        return generated(resolved, kept.prompt, kept.max_new_tokens, kept.sample, kept.seed)
-
-    @shown
-    def on_export(kept):
-        if kept is None:
-            raise InputError("generate first, then export those continuations")
-        return export_files("continuations", kept.result, table(kept.result), tab.files)
+        asked = kept.result
+        return generated(resolved, asked["prompt"], asked["max_new_tokens"], asked["sample"], asked["seed"])
 
     tab.knn_pending.wire(engine, state, refill, [*row.weight_inputs, row.k, row.temperature], [state] + tab.outputs)
-    tab.export.click(on_export, state, tab.files, api_name="generate_export", api_visibility="undocumented")
+    wire_export(tab.export, tab.files, "continuations", state, "generate first, then export those continuations",
+                lambda kept: (kept.result, table(kept.result)), api_name="generate_export")
     return tab.run.click(on_generate, row.model_inputs + [tab.max_new_tokens, tab.sample, tab.seed],
                          [state] + tab.outputs, api_name="generate_view", api_visibility="undocumented",
                          concurrency_id="models", concurrency_limit=MODEL_SLOTS)

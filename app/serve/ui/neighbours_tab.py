@@ -8,8 +8,7 @@ import pandas as pd
 from .. import compare
 from ..engine import InputError
 from ..plots import label
-from .common import shown
-from .exports import export_files
+from .exports import wire_export
 
 
 def neighbours_frame(rows: list[dict]) -> pd.DataFrame:
@@ -47,15 +46,12 @@ class NeighboursTab:
 
     def wire_state(self, state: gr.State, answered: list):
         """The export reads the comparison that compare_tab.wire keeps in state (whichever event answered it)."""
-        @shown
-        def on_export(nt):
-            if nt is None:
-                raise InputError("compare first, then export its neighbours")
+        def exported(nt):
             if not nt.neighbours:
                 raise InputError(nt.knn_missing or "this comparison has no neighbours to export")
-            return export_files("neighbours", export_json(nt), nt.neighbours, self.files)
+            return export_json(nt), nt.neighbours
 
-        self.export.click(on_export, state, self.files, api_name="neighbours_export", api_visibility="undocumented")
+        wire_export(self.export, self.files, "neighbours", state, "compare first, then export its neighbours", exported)
 
 
 def build() -> NeighboursTab:

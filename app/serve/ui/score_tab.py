@@ -6,10 +6,10 @@ from dataclasses import dataclass
 import gradio as gr
 
 from .. import plots, presets, score
-from ..engine import Engine, InputError, Weights
+from ..engine import Engine, Weights
 from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
-from .exports import export_files
+from .exports import wire_export
 from .settings_row import SettingsRow
 
 
@@ -108,12 +108,9 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
         again = score.score(engine, resolved, scored.text)
         return {state: again, **tab.show(again, resolved.weights)}
 
-    @shown
-    def on_export(scored, alpha, knn_lambda, lock_alpha):
-        if scored is None:
-            raise InputError("score a passage first, then export it")
+    def exported(scored, alpha, knn_lambda, lock_alpha):
         summary = score.summary(scored, engine.weights(scored.base, scored.domain, alpha, knn_lambda, lock_alpha))
-        return export_files("scoring", summary, summary["tokens"], tab.files)
+        return summary, summary["tokens"]
 
     @shown
     def on_remix(scored, alpha, knn_lambda, lock_alpha):
@@ -125,8 +122,8 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input], on_remix, [state, *row.weight_inputs],
           tab.outputs, api_name="score_remix", api_visibility="undocumented", queue=False)
     tab.knn_pending.wire(engine, state, refill, [*row.weight_inputs, row.k, row.temperature], [state] + tab.outputs)
-    tab.export.click(on_export, [state, *row.weight_inputs], tab.files, api_name="score_export",
-                     api_visibility="undocumented")
+    wire_export(tab.export, tab.files, "scoring", state, "score a passage first, then export it", exported,
+                row.weight_inputs, api_name="score_export")
     return tab.run.click(on_score, [tab.passage] + row.model_inputs[1:], [state] + tab.outputs,
                          api_name="score_view", api_visibility="undocumented", concurrency_id="models",
                          concurrency_limit=MODEL_SLOTS)

@@ -7,9 +7,9 @@ import gradio as gr
 import pandas as pd
 
 from .. import plots, which_memory
-from ..engine import Engine, InputError
+from ..engine import Engine
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
-from .exports import export_files
+from .exports import wire_export
 from .settings_row import SettingsRow, visitor
 
 
@@ -60,13 +60,8 @@ def wire(engine: Engine, row: SettingsRow, tab: WhichMemoryTab):
                                      progress_bar(progress))
         return {state: result, **tab.show(result)}
 
-    @shown
-    def on_export(result):
-        if result is None:
-            raise InputError("ask every memory first, then export that answer")
-        return export_files("which-memory", result, which_memory.rows(result), tab.files)
-
-    tab.export.click(on_export, state, tab.files, api_name="which_memory_export", api_visibility="undocumented")
+    wire_export(tab.export, tab.files, "which-memory", state, "ask every memory first, then export that answer",
+                lambda result: (result, which_memory.rows(result)), api_name="which_memory_export")
     return tab.run.click(on_survey, [tab.passage, row.family, row.base], [state] + tab.outputs,
                          api_name="which_memory_view", api_visibility="undocumented", concurrency_id="models",
                          concurrency_limit=MODEL_SLOTS)
