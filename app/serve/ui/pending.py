@@ -48,8 +48,8 @@ class PendingBar:
             return refill(answer, *values)
 
         return self.timer.tick(poll, [state, *inputs], list(dict.fromkeys([self.html, self.timer, *outputs])),
-                        api_visibility="private", concurrency_id="models", concurrency_limit=MODEL_SLOTS,
-                        show_progress="hidden")
+                               api_visibility="private", concurrency_id="models", concurrency_limit=MODEL_SLOTS,
+                               show_progress="hidden")
 
 
 def resolve_again(engine: Engine, answer, alpha, knn_lambda, lock_alpha, k, temperature):
