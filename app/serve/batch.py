@@ -62,7 +62,8 @@ def batch(engine: Engine, prompts, base=None, family=None, top_n=DEFAULTS["top_n
     base, family, listed = chosen(engine, base, family, owner)
     answers = {}
     for _, name in listed:
-        resolved = engine.resolve(base=base, domain=name)  # once per memory, at its own weights for this base
+        # once per memory, at its own weights for this base
+        resolved = engine.resolve(base=base, domain=name, owner=owner)
         for i, prompt in enumerate(prompts):
             d = compare.to_dict(compare.next_token(engine, resolved, prompt, progress), resolved.weights, top_n)
             answers[i, name] = {"prompt": prompt, "memory": name, "alpha": d["alpha"], "knn_lambda": d["knn_lambda"],

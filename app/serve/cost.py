@@ -5,18 +5,21 @@ A kNN-LM step is split into its search and the rest (the base pass that yields t
 the mixing), so that a store of another size or index costs "the rest + its search" without rerunning the models."""
 import math
 import statistics
+import threading
 import time
 
 import torch
 
 from ..core import paths
 from ..core.files import read_json
+from .clients import charged
 from .engine import Engine, InputError, Resolved
 from .generate import predictors
 
 PROMPT = "The results of the study show that the"
 TOKENS, REPEATS = 32, 5  # greedy steps per run, timed runs per predictor (after one warm-up run)
 FACTORS = (2, 10)  # the crossovers: where base + kNN-LM costs this many times base + MemDec per token
+MEASURING = threading.Lock()  # held by the one measurement the server runs at a time (measure_current)
 
 
 def results_path():
@@ -82,7 +85,15 @@ def measure_current(engine: Engine, resolved: Resolved, progress=None, tokens: i
     store = engine.datastore(resolved.base, resolved.domain, progress)
     if store is None:
         raise InputError(f"the {resolved.domain} memory has no corpus here, so there is no datastore to measure")
-    steps = step_times(resolved, store, tokens, repeats)
+    # one at a time: a measurement runs the models outside the scheduler for seconds, on the cores everyone shares
+    if not MEASURING.acquire(blocking=False):
+        raise InputError("another measurement is running on this server (one runs at a time, since each takes the "
+                         "CPU for several seconds): try again in about 20 s")
+    try:
+        with charged():
+            steps = step_times(resolved, store, tokens, repeats)
+    finally:
+        MEASURING.release()
     knn_ms = round(steps["knn_rest_ms"] + steps["search_ms"], 3)
     return {"base": resolved.base, "domain": resolved.domain, "entries": len(store),
             "index": store.recipe["index"]["type"], "key_width": int(store.keys.shape[1]), **steps, "knn_ms": knn_ms,

@@ -27,7 +27,7 @@ def memories_json(engine: Engine, base=None, owner=None) -> list[dict]:
     for the base (each mixture's own weight, k, T, and the block its keys read)."""
     base, out = engine.base_name(base), []
     for label, name in memories.of(engine).choices(owner, engine.family.get(base)):
-        memory = engine.memory(name)[1]
+        memory = engine.memory(name, owner)[1]
         out.append({"name": name, "label": label, "knows": memory.knows, "live_knn": memory.corpus is not None,
                     "defaults": asdict(memory.defaults(base))})
     return out

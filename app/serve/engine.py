@@ -178,15 +178,23 @@ class Engine:
     def base_name(self, base) -> str:
         return contract.choice("base model", base, self.bases)
 
-    def memory(self, domain) -> tuple[str, Memory]:
-        """A memory served to everyone (None: the first), or one a visitor's registry finds by its name."""
+    def memory(self, domain, owner: str | None = None) -> tuple[str, Memory]:
+        """A memory served to everyone (None: the first), or one of the owner's own that the visitors' registry finds
+        by its name. Another visitor's is refused as a name never served is: the refusal does not say it exists."""
         # a name only: anything else (a list, a number) is refused by contract.choice below
-        own = (self.visitors.find(domain) if self.visitors and isinstance(domain, str) and domain not in self.memories
-               else None)
+        own = (self.visitors.find(domain, owner) if self.visitors and owner and isinstance(domain, str)
+               and domain not in self.memories else None)
         if own is not None:
             return domain, own
         domain = contract.choice("memory", domain, self.memories)
         return domain, self.memories[domain]
+
+    def _served(self, domain) -> tuple[str, Memory]:
+        """(name, memory) of a name a request has been allowed already (resolve), or a store's build asks for,
+        whoever owns it; no visitor's name reaches here unchecked."""
+        own = (self.visitors.find(domain) if self.visitors and isinstance(domain, str) and domain not in self.memories
+               else None)
+        return (domain, own) if own is not None else self.memory(domain)
 
     def add_memory(self, name: str, memory: Memory, family: str | None = None):
         """Serves a memory made while running (an operator's, or an upload shared with every visitor)."""
@@ -211,20 +219,21 @@ class Engine:
         return [(m.label or (f"{name}: {m.knows}" if m.knows else name), name)
                 for name, m in list(self.memories.items()) if family is None or self.family.get(name) == family]
 
-    def defaults(self, base, domain) -> Defaults:
+    def defaults(self, base, domain, owner: str | None = None) -> Defaults:
         """What the memory uses with this base where a request leaves something out (tuned per base)."""
-        return self.memory(domain)[1].defaults(self.base_name(base))
+        return self.memory(domain, owner)[1].defaults(self.base_name(base))
 
-    def weights(self, base, domain, alpha=None, knn_lambda=None, lock_alpha=False) -> Weights:
+    def weights(self, base, domain, alpha=None, knn_lambda=None, lock_alpha=False, owner: str | None = None) -> Weights:
         """Each mixture's weight for these choices (Weights.chosen: the lock rule), without loading a model."""
-        return Weights.chosen(self.defaults(base, domain), alpha, knn_lambda, lock_alpha)
+        return Weights.chosen(self.defaults(base, domain, owner), alpha, knn_lambda, lock_alpha)
 
     def resolve(self, base=None, domain=None, alpha=None, knn_lambda=None, lock_alpha=False, k=None,
-                temperature=None) -> Resolved:
-        """A request's choices, the one way in for the page, the API and the CLI: names chosen, everything left out
-        defaulted from the memory's own settings for the base, everything checked before a model loads, then the
-        pair loaded."""
-        tuned = self.defaults(base, domain)
+                temperature=None, owner: str | None = None) -> Resolved:
+        """A request's choices, the one way in for the page, the API and the CLI: names chosen (a visitor's own
+        memory only for its owner), everything left out defaulted from the memory's own settings for the base,
+        everything checked before a model loads, then the pair loaded."""
+        domain = self.memory(domain, owner)[0]
+        tuned = self.defaults(base, domain, owner)
         weights = Weights.chosen(tuned, alpha, knn_lambda, lock_alpha)
         k = check("k", tuned.k if k is None else k, int)
         temperature = check("temperature", tuned.temperature if temperature is None else temperature)
@@ -260,9 +269,10 @@ class Engine:
             return self._fingerprints[name_or_path]
 
     def pair(self, base, domain) -> Pair:
-        """The chosen base and memory, loaded. Both read the base's token ids, so the decoder must agree with the
-        base's tokenizer on every one of them; a real mismatch is refused with its first differences."""
-        base, (domain, memory) = self.base_name(base), self.memory(domain)
+        """The chosen base and memory (a name resolve has allowed), loaded. Both read the base's token ids, so the
+        decoder must agree with the base's tokenizer on every one of them; a real mismatch is refused with its first
+        differences."""
+        base, (domain, memory) = self.base_name(base), self._served(domain)
         lm, tokenizer = self.model(self.bases[base]), self.tokenizer(self.bases[base])
         if memory.decoder is None:  # no decoder distilled yet: the base stands in, so p_mem = p_base
             return Pair(base, domain, lm, lm, tokenizer, memory)
@@ -279,7 +289,7 @@ class Engine:
     def corpus(self, base: str, domain: str, progress=None) -> Path | None:
         """The text the live kNN-LM searches: the memory's file, or its hub dataset read up to corpus_tokens (fewer
         when the datastore would not fit in memory); None when the memory has no corpus."""
-        source = self.memory(domain)[1].corpus
+        source = self._served(domain)[1].corpus
         cap = self.corpus_cap(domain)
         if source is None or isinstance(source, Path) and cap is None:
             return source
@@ -318,7 +328,7 @@ class Engine:
         key = (base, domain)
         if key in self._stores:
             return self._stores[key]
-        if self.memory(domain)[1].corpus is None:
+        if self._served(domain)[1].corpus is None:
             return None
         if self.builds is not None and not here:
             raise self.builds.wait(key)
@@ -328,7 +338,7 @@ class Engine:
         with folder_lock:  # not the engine's lock: other requests go on while a store is built
             if key not in self._stores:
                 corpus = self.corpus(base, domain, progress)
-                name, block = self.bases[base], self.defaults(base, domain).block
+                name, block = self.bases[base], self._served(domain)[1].defaults(base).block
                 model = self.model(name)
                 entries = block_entries(self.stream(base, domain, progress), block)
                 needed, free = entries * datastore.bytes_per_entry(key_width(model)), psutil.virtual_memory().available
@@ -343,11 +353,11 @@ class Engine:
 
     def corpus_cap(self, domain) -> int | None:
         """How many tokens of a memory's corpus file the live kNN-LM searches on this device (None: all of it)."""
-        return self.memory(domain)[1].corpus_tokens.get(self.device.type)
+        return self._served(domain)[1].corpus_tokens.get(self.device.type)
 
     def corpus_extent(self, base, domain) -> str:
         """How much of its corpus the live kNN-LM searches, in words, for the page."""
-        cap, memory = self.corpus_cap(domain), self.memory(domain)[1]
+        cap, memory = self.corpus_cap(domain), self._served(domain)[1]
         if memory.corpus is None or cap is None:
             return ""
         total = len(encode_file(self.tokenizer(self.bases[base]), memory.corpus, self.fingerprint(self.bases[base])))
@@ -359,7 +369,7 @@ class Engine:
     def store_folder(self, base: str, domain: str) -> Path:
         """Where the store of (base, domain) lives: the cache, or the folder of a memory added while serving (its
         memories with and without a decoder share one store there)."""
-        name, root, cap = self.bases[base], self.memory(domain)[1].store_root, self.corpus_cap(domain)
+        name, root, cap = self.bases[base], self._served(domain)[1].store_root, self.corpus_cap(domain)
         if root is not None:
             return store_under(root, name)
         # a store over part of a corpus has a folder of its own: the pipeline's store over all of it stays as it is;

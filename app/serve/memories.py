@@ -187,9 +187,11 @@ class Memories:
         self.visible(OPERATOR)  # serves what every visitor sees: the operator's memories (everyone's when shared)
         atexit.register(self.jobs.stop_all)
 
-    def find(self, name: str) -> Memory | None:
+    def find(self, name: str, owner: str | None = None) -> Memory | None:
+        """The private memory of this name when it is the owner's (owner None: whoever's, for the engine's own
+        lookups of a name a request has already been allowed)."""
         own = self.private.get(name)
-        return own.memory if own else None
+        return own.memory if own and owner in (None, own.owner) else None
 
     def choices(self, who: str | None, family: str | None = None) -> list[tuple[str, str]]:
         """(label, name) of the memories this visitor may pick, of one family (all when None): those served to

@@ -1,16 +1,21 @@
 """Fair sharing of the models among concurrent requests: one worker thread runs every model call, in rounds. A round
-takes every call waiting when it starts; calls that share a batch key (the same model over prompts, the same
-datastore at the same k) run as one batched call, the others one by one, in the order they came. A request submits
-its next call only when the last one is answered, so it waits at most for the round under way: a long generation
-(one call per token) holds a comparison for one step at most, and concurrent comparisons share one forward pass."""
+takes the calls waiting when it starts, an equal share from each client address (app.serve.clients: as many as the
+address with the fewest waiting has), so that an address with many requests cannot crowd out one with few; calls that
+share a batch key (the same model over prompts, the same datastore at the same k) run as one batched call, the others
+one by one, in the order they came. A request submits its next call only when the last one is answered, so it waits
+at most for the round under way: a long generation (one call per token) holds a comparison for one step at most, and
+concurrent comparisons share one forward pass. Each call's time is charged to the addresses it served."""
 import itertools
 import statistics
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
+
+from .clients import CURRENT
 
 
 @dataclass
@@ -20,6 +25,15 @@ class Done:
     value: object
     ms: float
     batch: int
+
+
+class Call(NamedTuple):
+    key: object
+    run: object
+    item: object
+    repeats: int
+    future: Future
+    client: object  # app.serve.clients.Client, or None
 
 
 class Scheduler:
@@ -38,7 +52,7 @@ class Scheduler:
             if self._worker is None:
                 self._worker = threading.Thread(target=self._serve, name="model-calls", daemon=True)
                 self._worker.start()
-            self._waiting.append((key, run, item, repeats, future))
+            self._waiting.append(Call(key, run, item, repeats, future, CURRENT.get()))
             self._ready.notify()
         return future
 
@@ -50,25 +64,43 @@ class Scheduler:
         while True:
             with self._ready:
                 self._ready.wait_for(lambda: self._waiting)
-                round_, self._waiting = self._waiting, []
+                round_ = self._round()
             groups = {}
-            for key, run, item, repeats, future in round_:
-                groups.setdefault(key, (run, repeats, []))[2].append((item, future))
+            for call in round_:
+                groups.setdefault(call.key, (call.run, call.repeats, []))[2].append(call)
             for run, repeats, entries in groups.values():
                 self._run(run, repeats, entries)
 
+    def _round(self) -> list:
+        """The calls of this round, taken out of the waiting list: an equal share per address, oldest first (calls
+        without an address, from the command line or a background build, count as one address)."""
+        by_client = {}
+        for call in self._waiting:
+            by_client.setdefault(call.client and call.client.address, []).append(call)
+        share = min(len(calls) for calls in by_client.values())
+        taken = {id(call) for calls in by_client.values() for call in calls[:share]}
+        round_ = [call for call in self._waiting if id(call) in taken]
+        self._waiting = [call for call in self._waiting if id(call) not in taken]
+        return round_
+
     @staticmethod
-    def _run(run, repeats, entries):
+    def _run(run, repeats, calls: list[Call]):
+        first = time.perf_counter()
         try:
             times = []
             with torch.no_grad():
                 for _ in range(repeats):
                     start = time.perf_counter()
-                    values = run([item for item, _ in entries])
+                    values = run([call.item for call in calls])
                     times.append((time.perf_counter() - start) * 1000)
             ms = round(statistics.median(times), 3)
-            for (_, future), value in zip(entries, values):
-                future.set_result(Done(value, ms, len(entries)))
+            for call, value in zip(calls, values):
+                call.future.set_result(Done(value, ms, len(calls)))
         except BaseException as error:  # the requests in this call get the error; the worker goes on
-            for _, future in entries:
-                future.set_exception(error)
+            for call in calls:
+                call.future.set_exception(error)
+        finally:
+            spent = (time.perf_counter() - first) / len(calls)
+            for call in calls:
+                if call.client is not None:
+                    call.client.spend(spent)

@@ -36,7 +36,8 @@ def survey(engine: Engine, text: str, base=None, family=None, owner: str | None 
     base, family, listed = chosen(engine, base, family, owner)
     found = []
     for label, name in listed:
-        resolved = engine.resolve(base=base, domain=name)  # alpha, lambda, k, T: the memory's own for this base
+        # alpha, lambda, k, T: the memory's own for this base
+        resolved = engine.resolve(base=base, domain=name, owner=owner)
         notes = [] if resolved.pair.memory.decoder else [NO_DECODER]
         scored = score.score(engine, resolved, text, progress)  # a kNN-LM still building: the rest answers now
         notes += [scored.unavailable.reason] if scored.unavailable else []

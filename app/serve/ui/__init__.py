@@ -4,7 +4,7 @@ import gradio as gr  # noqa: I001 (the hand-wrapped import below)
 
 from ..engine import Engine
 from . import (api, compare_tab, cost_tab, generate_tab, imitation_tab, memory_tab, models_panel, neighbours_tab,
-               score_tab, settings_row, teach_tab)
+               score_tab, settings_row, teach_tab, visitors)
 from . import batch_tab, which_memory_tab
 from .common import Page
 from .launch_settings import SETTINGS
@@ -65,7 +65,7 @@ def build(engine: Engine) -> gr.Blocks:
 
 def launch_options() -> dict:
     """What Blocks.launch takes from the app: theme, style, and the settings for a public Space."""
-    return {"theme": THEME, "css": CSS, "head": HEAD + settings_row.VISITOR_JS, **SETTINGS.launch()}
+    return {"theme": THEME, "css": CSS, "head": HEAD + visitors.VISITOR_JS, **SETTINGS.launch()}
 
 
 def launch(engine: Engine, **options):

@@ -11,7 +11,8 @@ from ..engine import Engine
 from ..plots import NAMES, label
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import wire_export
-from .settings_row import SettingsRow, visitor
+from .settings_row import SettingsRow
+from .visitors import visitor
 
 
 def table_frame(result: dict) -> pd.DataFrame:

@@ -1,5 +1,6 @@
 """What every tab's handlers share: every failure answered with a sentence (a Gradio error), the datastore's progress
-bar, a GPU for the calls that run models on ZeroGPU Spaces, and each visitor's limit on model calls running at once."""
+bar, a GPU for the calls that run models on ZeroGPU Spaces, and each client address's limits (app.serve.clients): on
+requests in the queue, checked before one joins it, and on model calls running and model time spent."""
 import functools
 import logging
 
@@ -8,12 +9,12 @@ from gradio.context import LocalContext
 from gradio.exceptions import ComponentProcessingError, InvalidPathError
 from pydantic import ValidationError
 
+from ..clients import Clients
 from ..engine import InputError
-from ..sessions import SessionLimit
 from .launch_settings import SETTINGS
 
 MODEL_SLOTS = SETTINGS.model_slots  # the concurrency_limit of every event with concurrency_id="models"
-PER_SESSION = SessionLimit(SETTINGS.per_session)
+CLIENTS = Clients(SETTINGS.policy)
 
 log = logging.getLogger("memdec")
 UNEXPECTED = ("Something went wrong on the server while answering this request; it has been logged. Try again, or "
@@ -60,7 +61,13 @@ def shown(fn):
 
 class Page(gr.Blocks):
     """gr.Blocks whose every event, handler or not, fails with a sentence: what goes wrong before or after a handler
-    (a value that does not fit its field, a file named by its path on the server) becomes a gr.Error too."""
+    (a value that does not fit its field, a file named by its path on the server) becomes a gr.Error too; and whose
+    queue lets an address in only while it has fewer than its most requests waiting or running there."""
+
+    def queue(self, *args, **kwargs):
+        super().queue(*args, **kwargs)
+        admit(self._queue)
+        return self
 
     async def process_api(self, block_fn, inputs, *args, **kwargs):
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
@@ -74,15 +81,34 @@ class Page(gr.Blocks):
             raise as_message(error) from None
 
 
+def admit(queue):
+    """Wraps the Gradio queue's push (where a request joins it) so that a request of an address that has
+    CLIENTS.policy.queued of its own waiting or running already is refused there, with a sentence (HTTP 400), and never
+    takes a place in the queue that others wait for."""
+    push = queue.push
+
+    async def push_admitted(body, request, username):
+        address = CLIENTS.address(request)
+        events = [event for line in queue.event_queue_per_concurrency_id.values() for event in line.queue]
+        events += [event for job in queue.active_jobs if job for event in job]
+        refusal = CLIENTS.queue_refusal(sum(CLIENTS.address(event.request) == address for event in events))
+        if refusal:
+            return False, refusal, "error"
+        return await push(body, request, username)
+
+    queue.push = push_admitted
+
+
 def limited(fn):
-    """Counts the call against its visitor's PER_SESSION (refused when over it); calls without a session are not
-    limited."""
+    """Runs the call as its client address's (CLIENTS.admitted: refused when the address has its most requests
+    running or has spent its model time; the scheduler charges the calls' time to it); calls from outside a request
+    (the command line, a test) are not limited."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         request = LocalContext.request.get(None)
-        if request is None or not request.session_hash:
+        if request is None:
             return fn(*args, **kwargs)
-        with PER_SESSION.slot(request.session_hash):
+        with CLIENTS.admitted(CLIENTS.address(request)):
             return fn(*args, **kwargs)
     return wrapper
 

@@ -12,6 +12,7 @@ from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import wire_export
 from .settings_row import SettingsRow
+from .visitors import current
 
 
 def axis_frame(rows: list[dict]) -> pd.DataFrame:
@@ -80,7 +81,7 @@ def wire(engine: Engine, row: SettingsRow, views: list):
     def on_compare(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, top_n, precise,
                    progress=gr.Progress()):
         resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
-                                  k=k, temperature=temperature)
+                                  k=k, temperature=temperature, owner=current())
         nt = compare.next_token(engine, resolved, text, progress_bar(progress), precise)
         return {state: nt, **show_all(nt, resolved.weights, top_n, views)}
 
@@ -98,11 +99,11 @@ def wire(engine: Engine, row: SettingsRow, views: list):
         """Re-mixes the cached distributions; no model runs."""
         if nt is None:
             return gr.skip()  # nothing compared yet
-        w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
+        w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha, current())
         return show_all(nt, w, top_n, [v for v in views if v.remixes])
 
     def exported(nt, alpha, knn_lambda, lock_alpha, top_n):
-        w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha)
+        w = engine.weights(nt.base, nt.domain, alpha, knn_lambda, lock_alpha, current())
         return compare.to_dict(nt, w, top_n), compare.rows(nt, w, top_n)
 
     comparing = gr.on([row.run.click, row.prompt.submit], on_compare, row.model_inputs + [row.top_n, views[0].precise],

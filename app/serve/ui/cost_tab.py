@@ -8,6 +8,7 @@ from .. import cost, plots
 from ..engine import Engine
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .settings_row import SettingsRow
+from .visitors import current
 
 INTRO = """### What the memory costs per token as the corpus grows
 The Memory Decoder costs one more small forward pass per token whatever its corpus; the kNN-LM searches a datastore
@@ -71,7 +72,8 @@ def wire(engine: Engine, row: SettingsRow, tab: CostTab):
     @limited
     @on_gpu
     def on_measure(base, domain, progress=gr.Progress()):
-        point = cost.measure_current(engine, engine.resolve(base=base, domain=domain), progress_bar(progress))
+        resolved = engine.resolve(base=base, domain=domain, owner=current())
+        point = cost.measure_current(engine, resolved, progress_bar(progress))
         return {tab.plot: plots.cost_curves(cost.read_results(), point), tab.current: current_text(point)}
 
     return tab.measure.click(on_measure, [row.base, row.domain], [tab.plot, tab.current], api_name="cost_view",

@@ -12,6 +12,7 @@ from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import wire_export
 from .settings_row import SettingsRow
+from .visitors import current
 
 PREDICTORS = ("base", "mix_memdec", "mix_knn")
 
@@ -113,7 +114,7 @@ def wire(engine: Engine, row: SettingsRow, tab: GenerateTab):
     def on_generate(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, max_new_tokens, sample, seed,
                     progress=gr.Progress()):
         resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
-                                  k=k, temperature=temperature)
+                                  k=k, temperature=temperature, owner=current())
         return generated(resolved, text, max_new_tokens, sample, seed, progress_bar(progress))
 
     @shown

@@ -12,8 +12,9 @@ from .. import memories, uploads
 from ..engine import Engine, InputError
 from ..plots import COLOURS
 from .common import progress_bar, shown
-from .settings_row import SettingsRow, checked_family, has_token, memory_menu, memory_view
-from .settings_row import visitor as asking
+from .settings_row import SettingsRow, checked_family, memory_menu, memory_view
+from .visitors import has_token
+from .visitors import visitor as asking
 
 POLL_S = 2.0  # how often the page reads a running distillation's status and loss log
 
@@ -238,7 +239,7 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
         if described and not described["distillation"]["running"]:
             out[row.domain] = memory_menu(engine, visitor, family, described["decoder_memory"] or domain)
             if base is not None and described["decoder_memory"]:  # the same entry: no change event reads it again
-                out.update(memory_view(engine, row, base, memory_id))
+                out.update(memory_view(engine, row, base, memory_id, visitor))
         return out
 
     def on_load(request: gr.Request):

@@ -10,6 +10,7 @@ import gradio as gr
 from ..builds import Unavailable
 from ..engine import Engine
 from .common import MODEL_SLOTS, limited, shown
+from .visitors import current
 
 POLL_S = 2.0
 
@@ -55,7 +56,7 @@ class PendingBar:
 def resolve_again(engine: Engine, answer, alpha, knn_lambda, lock_alpha, k, temperature):
     """The request of an answer kept in state (its base and memory), with the weights, k and T on the page now."""
     return engine.resolve(base=answer.base, domain=answer.domain, alpha=alpha, knn_lambda=knn_lambda,
-                          lock_alpha=lock_alpha, k=k, temperature=temperature)
+                          lock_alpha=lock_alpha, k=k, temperature=temperature, owner=current())
 
 
 def build(elem_id: str) -> PendingBar:

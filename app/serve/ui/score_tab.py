@@ -11,6 +11,7 @@ from . import pending
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import wire_export
 from .settings_row import SettingsRow
+from .visitors import current
 
 
 def gain_html(summary: dict) -> str:
@@ -95,7 +96,7 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
     @on_gpu
     def on_score(text, base, domain, alpha, knn_lambda, lock_alpha, k, temperature, progress=gr.Progress()):
         resolved = engine.resolve(base=base, domain=domain, alpha=alpha, knn_lambda=knn_lambda, lock_alpha=lock_alpha,
-                                  k=k, temperature=temperature)
+                                  k=k, temperature=temperature, owner=current())
         scored = score.score(engine, resolved, text, progress_bar(progress))
         return {state: scored, **tab.show(scored, resolved.weights)}
 
@@ -109,7 +110,8 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
         return {state: again, **tab.show(again, resolved.weights)}
 
     def exported(scored, alpha, knn_lambda, lock_alpha):
-        summary = score.summary(scored, engine.weights(scored.base, scored.domain, alpha, knn_lambda, lock_alpha))
+        weights = engine.weights(scored.base, scored.domain, alpha, knn_lambda, lock_alpha, current())
+        summary = score.summary(scored, weights)
         return summary, summary["tokens"]
 
     @shown
@@ -117,7 +119,7 @@ def wire(engine: Engine, row: SettingsRow, tab: ScoreTab):
         """Re-mixes the cached target probabilities; no model runs."""
         if scored is None:
             return gr.skip()  # nothing scored yet
-        return tab.show(scored, engine.weights(scored.base, scored.domain, alpha, knn_lambda, lock_alpha))
+        return tab.show(scored, engine.weights(scored.base, scored.domain, alpha, knn_lambda, lock_alpha, current()))
 
     gr.on([row.alpha.release, row.knn_lambda.release, row.lock_alpha.input], on_remix, [state, *row.weight_inputs],
           tab.outputs, api_name="score_remix", api_visibility="undocumented", queue=False)

@@ -2,9 +2,7 @@
 many tokens to show. The memory menu holds the served memories and the visitor's own uploads (app.serve.memories),
 with a line under it saying what the chosen one knows, and example prompts of the chosen memory under the prompt
 (app.serve.examples): a click fills the prompt and compares. A link can open the page on given settings (ui.links)."""
-import re
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 
 import gradio as gr
 
@@ -13,19 +11,7 @@ from ..engine import LIMITS, Engine
 from ..presets import NARROW
 from . import links
 from .common import shown
-
-# A visitor is the token their browser keeps in this cookie (made by VISITOR_JS on first visit), so that their memories
-# outlive a reload; a client without it (the API) is its Gradio session.
-VISITOR_COOKIE = "memdec_visitor"
-VISITOR_TOKEN = re.compile(r"[0-9a-f]{32}")
-VISITOR_JS = f"""<script>
-(() => {{
-  const found = document.cookie.split("; ").find(c => c.startsWith("{VISITOR_COOKIE}="));
-  const token = found ? found.split("=")[1] : Array.from(crypto.getRandomValues(new Uint8Array(16)),
-                                                         b => b.toString(16).padStart(2, "0")).join("");
-  document.cookie = `{VISITOR_COOKIE}=${{token}}; path=/; max-age=${{30 * 86400}}; SameSite=Strict`;
-}})();
-</script>"""
+from .visitors import visitor
 
 PAGE_TOP_N = 12  # the page has room for a few more tokens than the API returns by default
 
@@ -59,26 +45,11 @@ class SettingsRow:
         return [self.alpha, self.knn_lambda, self.lock_alpha]
 
 
-def visitor(request: gr.Request) -> str:
-    """Who is asking, as the registry names owners: the browser's token (VISITOR_COOKIE), else the session."""
-    try:
-        cookie = SimpleCookie(request.headers.get("cookie", ""))
-    except CookieError:
-        cookie = {}
-    token = cookie[VISITOR_COOKIE].value if VISITOR_COOKIE in cookie else ""
-    return memories.owner(token if VISITOR_TOKEN.fullmatch(token) else request.session_hash)
-
-
-def has_token(request: gr.Request) -> bool:
-    """Whether the visitor is a browser's token (their memories last) rather than a session (they go with it)."""
-    return visitor(request) != memories.owner(request.session_hash)
-
-
-def about_text(engine: Engine, base: str, domain: str) -> str:
+def about_text(engine: Engine, base: str, domain: str, owner: str | None = None) -> str:
     """What the memory knows and its defaults for this base, under the memory menu. A memory made here speaks of its
     own text only."""
-    name, memory = engine.memory(domain)
-    d = engine.defaults(base, name)
+    name, memory = engine.memory(domain, owner)
+    d = engine.defaults(base, name, owner)
     tuned = (f"α = {d.alpha:g} (Memory Decoder), λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM)"
              if memory.decoder else f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM)")
     if memory.store_root is not None:  # a memory made here: its label names it, what it knows says the rest
@@ -89,16 +60,16 @@ def about_text(engine: Engine, base: str, domain: str) -> str:
             f"{extent + ' ' if extent else ''}{NARROW}")
 
 
-def memory_view(engine: Engine, row: SettingsRow, base: str, domain: str) -> dict:
+def memory_view(engine: Engine, row: SettingsRow, base: str, domain: str, owner: str | None = None) -> dict:
     """The row's weights, k and T at the memory's defaults for this base, and the line on what it knows."""
-    d = engine.defaults(base, domain)
+    d = engine.defaults(base, domain, owner)
     return {row.alpha: d.alpha, row.knn_lambda: d.knn_lambda, row.k: d.k, row.temperature: d.temperature,
-            row.about: about_text(engine, base, domain)}
+            row.about: about_text(engine, base, domain, owner)}
 
 
-def example_prompts(engine: Engine, domain: str):
+def example_prompts(engine: Engine, domain: str, owner: str | None = None):
     """The example prompts of the chosen memory (hidden when it has none)."""
-    name, memory = engine.memory(domain)
+    name, memory = engine.memory(domain, owner)
     found = examples.for_memory(name, memory)
     return gr.Dataset(samples=[[text] for text in found], visible=bool(found))
 
@@ -161,13 +132,14 @@ def build(engine: Engine) -> SettingsRow:
                       sample, view_links, pinned)
 
     @shown
-    def memory_defaults(chosen_base, chosen_domain, link):
+    def memory_defaults(chosen_base, chosen_domain, link, request: gr.Request):
         """The memory's own weights, k and T for this base (tuned per base), or those a link gave for them; what it
         knows and its examples."""
-        out = memory_view(engine, row, chosen_base, chosen_domain)
+        who = visitor(request)
+        out = memory_view(engine, row, chosen_base, chosen_domain, who)
         if link and (link["base"], link["domain"]) == (chosen_base, chosen_domain):
             out.update({getattr(row, name): value for name, value in link["values"].items()})
-        return {**out, sample: example_prompts(engine, chosen_domain)}
+        return {**out, sample: example_prompts(engine, chosen_domain, who)}
 
     @shown
     def switch_family(chosen_family, chosen_base, chosen_domain, request: gr.Request):
@@ -213,13 +185,13 @@ def open_link(engine: Engine, row: SettingsRow, tabs: gr.Tabs):
         names = [name for _, name in menu]
         base = values.get("base", engine.default_base if engine.default_base in bases else bases[0])
         domain = values.get("memory", engine.default_domain if engine.default_domain in names else names[0])
-        d = engine.defaults(base, domain)
+        d = engine.defaults(base, domain, who)
         given = {links.WEIGHTS[key]: values[key] for key in links.WEIGHTS if key in values}
         weights = {"alpha": d.alpha, "knn_lambda": d.knn_lambda, "k": d.k, "temperature": d.temperature, **given}
         keep = gr.update()
         return (gr.update(value=family) if family else keep, gr.update(choices=bases, value=base),
                 gr.update(choices=menu, value=domain), values.get("prompt", keep), *weights.values(),
-                values.get("lock", keep), about_text(engine, base, domain), example_prompts(engine, domain),
+                values.get("lock", keep), about_text(engine, base, domain, who), example_prompts(engine, domain, who),
                 {"base": base, "domain": domain, "values": given} if given else None,
                 gr.Tabs(selected=values["tab"]) if "tab" in values else keep,
                 f"Left out of this link: {'; '.join(notes)}." if notes else "")

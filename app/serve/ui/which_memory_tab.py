@@ -10,7 +10,8 @@ from .. import plots, which_memory
 from ..engine import Engine
 from .common import MODEL_SLOTS, limited, on_gpu, progress_bar, shown
 from .exports import wire_export
-from .settings_row import SettingsRow, visitor
+from .settings_row import SettingsRow
+from .visitors import visitor
 
 
 def table_frame(result: dict) -> pd.DataFrame:
