@@ -28,6 +28,9 @@ CORPUS_TOKENS = {"cpu": 20_000, "cuda": 2_000_000}
 FREE_MEMORY_SHARE = 0.5  # a datastore may take at most this share of the memory free when it is built
 DEFAULTS = {"top_n": 10, "max_new_tokens": 24}  # what the API and the CLI use when a request leaves them out
 PRIVATE = "a visitor's own memory"  # how the Models panel names what belongs to one visitor
+# Visitors' stores kept in memory (an upload of 1 MB makes one of about 0.6 GB); the least recently used beyond these
+# leave it, and are loaded again from disk when next asked for
+PRIVATE_STORES = 2
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,7 @@ class Engine:
         self.corpus_tokens = corpus_tokens or CORPUS_TOKENS.get(self.device.type, CORPUS_TOKENS["cpu"])
         self._models, self._tokenizers, self._fingerprints, self._stores, self._streams = {}, {}, {}, {}, {}
         self._labels, self._checked, self._corpora = {}, {}, {}
+        self._private_used = {}  # (base, domain) of visitors' stores in memory, least recently used first
         # visitors' own memories are kept by their registry (app.serve.memories), which sets itself here: the engine
         # asks it for a name it does not serve to everyone, and never lists what it holds
         self.visitors = None
@@ -208,9 +212,11 @@ class Engine:
         with self.lock:
             self.memories.pop(name, None)
             self.family.pop(name, None)
-            for table in (self._stores, self._checked):
+            for table in (self._stores, self._checked, self._private_used):
                 for key in [key for key in table if key[1] == name]:
                     del table[key]
+            for key in [key for key in self._streams if key[1] == str(memory.corpus)]:
+                del self._streams[key]
             if memory.decoder and all(m.decoder != memory.decoder for m in self.memories.values()):
                 self._models.pop(memory.decoder, None)
 
@@ -327,6 +333,7 @@ class Engine:
         this thread builds it."""
         key = (base, domain)
         if key in self._stores:
+            self._used(key)
             return self._stores[key]
         if self._served(domain)[1].corpus is None:
             return None
@@ -349,7 +356,21 @@ class Engine:
                 shared = [store for (b, d), store in list(self._stores.items()) if self.store_folder(b, d) == folder]
                 self._stores[key] = shared[0] if shared else datastore.load_or_build(
                     model, self.tokenizer(name), name, corpus, folder, block, progress)
+                self._used(key)
             return self._stores[key]
+
+    def _used(self, key: tuple[str, str]):
+        """A store just used: a visitor's goes to the end of the queue of those kept in memory, and the least
+        recently used beyond PRIVATE_STORES leave it (requests that hold one finish with it)."""
+        if key[1] in self.memories:
+            return
+        with self.lock:
+            self._private_used.pop(key, None)
+            self._private_used[key] = True
+            while len(self._private_used) > PRIVATE_STORES:
+                oldest = next(iter(self._private_used))
+                del self._private_used[oldest]
+                self._stores.pop(oldest, None)
 
     def corpus_cap(self, domain) -> int | None:
         """How many tokens of a memory's corpus file the live kNN-LM searches on this device (None: all of it)."""

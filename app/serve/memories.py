@@ -1,18 +1,22 @@
 """Memories that visitors bring (the "Your memory" tab, its API and `cli memory`): a text uploaded or pasted (read and
 split by app.serve.uploads); a live kNN-LM over it for a chosen base, served at once; and a Memory Decoder distilled
-from it by a separate process (app.serve.distillations). This module keeps the registry: who owns what, the quotas,
-and the sweeping of what nobody uses.
+from it by a separate process (app.serve.distillations). This module keeps the registry: who owns what, the quotas
+(per visitor and per client address, so that one address cannot fill the disk from many sessions), one build at a time
+per address, and the sweeping of what nobody uses, on a timer.
 
 Each memory is one folder under the cache, written under a temporary name and renamed into place, so it exists whole
 or not at all. An upload belongs to the browser that made it (a token the page keeps there; an API client's session
 when it has none): it is listed to that owner only (unless the server shares memories) and deleted after a day unused
-(an API session's also when the session ends). Memories made on the command line belong to the operator and are served
+(an API session's after an hour unused, since nobody can reach it once the session has gone, and a page session's as
+soon as it ends). Memories made on the command line belong to the operator and are served
 to everyone. It is one memory under one name: its kNN-LM from the start, its Memory Decoder too once distilled; a zip
 of its decoder, card and text (export) restores it on another visit or server (restore).
 """
 import atexit
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -39,8 +43,11 @@ from .engine import Engine, InputError, Memory, key_width, store_under
 from .uploads import check_name, read_pasted, read_upload, split, token_counts
 
 SESSION_MEMORIES, SESSION_BYTES = 3, 2**30  # what one visitor may keep: a 100k-token memory takes about 190 MB
+ADDRESS_MEMORIES, ADDRESS_BYTES = 6, 2 * 2**30  # what all the visitors of one client address may keep together
 TOTAL_BYTES = 8 * 2**30  # all uploads together
 UNUSED_TTL_S = 24 * 3600  # an upload nobody has touched for this long is deleted
+SESSION_TTL_S = 3600  # the same for an upload of a client without a browser's token (an API session)
+SWEEP_EVERY_S = 300
 OPERATOR = "operator"  # the owner of memories made with `python -m app.serve.cli memory build`
 LEFTOVERS = (".tmp", ".deleting")  # folders of a write or a deletion under way (or cut off)
 # Distillation steps of 4096 tokens: 3 per 1000 tokens of text, about 12 passes over it (the pipeline makes 9 over its
@@ -57,6 +64,8 @@ BUNDLE_BYTES = 64 * 2**20
 DECODER_FILES = {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
                  "tokenizer_config.json", "special_tokens_map.json", "memdec.json", "recipe.json"}
 TARGET_BYTES_PER_TOKEN = 400  # kNN targets on disk (measured: 360 on 90k tokens, dozens of next tokens per position)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -77,6 +86,12 @@ class UserMemory:
     train: str = "train.txt.gz"
     validation: str = "validation.txt.gz"
     store: str = ""  # the base's store, relative to the folder
+    address: str = ""  # the client address it came from, hashed as owners are ("": the operator's)
+    lasting: bool = True  # kept a day unused (a browser's token, the operator), else SESSION_TTL_S
+
+    @property
+    def ttl_s(self) -> float:
+        return UNUSED_TTL_S if self.lasting else SESSION_TTL_S
 
     @property
     def folder(self) -> Path:
@@ -85,6 +100,14 @@ class UserMemory:
 
 def root() -> Path:
     return paths.CACHE / "memories"
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an upload comes from: the client's address (hashed as owners are) and whether its maker's memories last
+    (a browser's token) or go with their session (an API client's). The operator's (the command line) is Origin()."""
+    address: str = ""
+    lasting: bool = True
 
 
 def owner(token: str) -> str:
@@ -173,6 +196,7 @@ class Own:
     owner: str
     memory: Memory
     family: str | None
+    folder: Path
 
 
 class Memories:
@@ -182,16 +206,23 @@ class Memories:
 
     def __init__(self, engine: Engine):
         self.engine, self.lock, self.jobs, self.private = engine, threading.RLock(), Jobs(), {}
+        self.building = set()  # the addresses with a build under way: one each, so none holds every build slot
         engine.visitors = self
         self.sweep()
         self.visible(OPERATOR)  # serves what every visitor sees: the operator's memories (everyone's when shared)
         atexit.register(self.jobs.stop_all)
+        threading.Thread(target=self._sweep_every, name="memory-sweeps", daemon=True).start()
 
     def find(self, name: str, owner: str | None = None) -> Memory | None:
         """The private memory of this name when it is the owner's (owner None: whoever's, for the engine's own
         lookups of a name a request has already been allowed)."""
         own = self.private.get(name)
-        return own.memory if own and owner in (None, own.owner) else None
+        if own is None or owner not in (None, own.owner):
+            return None
+        if owner is not None:  # its owner uses it: not swept
+            with contextlib.suppress(OSError):
+                os.utime(own.folder / "memory.json")
+        return own.memory
 
     def choices(self, who: str | None, family: str | None = None) -> list[tuple[str, str]]:
         """(label, name) of the memories this visitor may pick, of one family (all when None): those served to
@@ -258,7 +289,7 @@ class Memories:
             if self.public(made):
                 self.engine.add_memory(name, memory, family)
             else:
-                self.private[name] = Own(made.owner, memory, family)
+                self.private[name] = Own(made.owner, memory, family, made.folder)
 
     def unserve(self, name: str):
         with self.lock:
@@ -268,10 +299,29 @@ class Memories:
                 self.engine.drop_memory(name, memory)
 
     def build(self, who: str, name: str | None, base: str | None, upload=None, pasted: str | None = None,
-              progress=None) -> UserMemory:
+              progress=None, origin: Origin = Origin()) -> UserMemory:
         """Reads the text, splits it, writes the memory's folder and builds the base's datastore (with progress): its
         kNN-LM is served from then on. Whatever fails leaves nothing behind."""
-        self.sweep()
+        with self.one_build(origin):
+            return self._build(who, name, base, upload, pasted, progress, origin)
+
+    @contextlib.contextmanager
+    def one_build(self, origin: Origin):
+        """One build at a time per client address: a second is refused at once, so that an address with many builds
+        waits for its own and never holds the slots that others' wait for."""
+        with self.lock:
+            if origin.address in self.building:
+                raise InputError("a memory from your address is being built already; one is built at a time per "
+                                 "address, so that everyone gets a turn: try again when it has finished")
+            if origin.address:
+                self.building.add(origin.address)
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.building.discard(origin.address)
+
+    def _build(self, who, name, base, upload, pasted, progress, origin: Origin) -> UserMemory:
         pasted = contract.text(pasted, "the pasted text", limit=None, empty=None).strip()
         if bool(upload) == bool(pasted):
             raise InputError("upload a file or paste some text (one of the two)")
@@ -281,10 +331,10 @@ class Memories:
         if name in self.engine.memories or name in self.engine.bases or any(m.name == name for m in self.visible(who)):
             raise InputError(f"there is a memory named {name!r} already: choose another name, or delete that one")
         parts, tokens = split(documents, self.engine.tokenizer(self.engine.bases[base]))
-        return self.make(who, name, base, parts, tokens, progress)
+        return self.make(who, name, base, parts, tokens, progress, origin=origin)
 
     def make(self, who: str, name: str, base: str, parts: dict, tokens: dict, progress=None,
-             decoder: dict | None = None) -> UserMemory:
+             decoder: dict | None = None, origin: Origin = Origin()) -> UserMemory:
         """Writes the memory (its text split, and a decoder restored with its job's status: {path in the folder:
         bytes}) and builds the base's datastore (with progress): its kNN-LM is served from then on. Whatever fails
         leaves nothing behind."""
@@ -293,9 +343,10 @@ class Memories:
         memory = UserMemory(name if who == OPERATOR else f"{name}-{secrets.token_hex(6)}", name, who, base, folder_name,
                             init, family, {k: len(v) for k, v in parts.items()}, tokens, parameter_count(folder_name),
                             key_width(self.engine.model(folder_name)), parameter_count(init),
-                            store=str(store_under(Path("stores"), folder_name)))
+                            store=str(store_under(Path("stores"), folder_name)), address=origin.address,
+                            lasting=origin.lasting)
         with self.lock:
-            self.check_quota(who, disk_bytes(tokens["train"], memory.key_width, memory.init_params))
+            self.check_quota(who, origin, disk_bytes(tokens["train"], memory.key_width, memory.init_params))
             self.write(memory, parts, decoder or {})
         try:
             self.register(memory)
@@ -316,17 +367,23 @@ class Memories:
         write_json(tmp / "memory.json", asdict(memory))
         tmp.rename(memory.folder)
 
-    def check_quota(self, who: str, need: int):
-        """A visitor keeps at most SESSION_MEMORIES memories and SESSION_BYTES; all uploads together TOTAL_BYTES."""
+    def check_quota(self, who: str, origin: Origin, need: int):
+        """A visitor keeps at most SESSION_MEMORIES memories and SESSION_BYTES, the visitors of one address together
+        ADDRESS_MEMORIES and ADDRESS_BYTES; all uploads together TOTAL_BYTES."""
         if who != OPERATOR:
-            mine = [m for m in self.all() if m.owner == who]
-            used = sum(folder_bytes(m.folder) for m in mine)
-            if len(mine) >= SESSION_MEMORIES:
-                raise InputError(f"you keep {len(mine)} memories, the most one visitor may: delete one first")
-            if used + need > SESSION_BYTES:
-                raise InputError(f"this memory would take about {need / 2**20:,.0f} MB on disk and yours take "
-                                 f"{used / 2**20:,.0f} MB: over the {SESSION_BYTES / 2**20:,.0f} MB one visitor may "
-                                 "use; delete one or upload less text")
+            every = self.all()
+            for mine, most, most_bytes, whose in (
+                    ([m for m in every if m.owner == who], SESSION_MEMORIES, SESSION_BYTES, "one visitor"),
+                    ([m for m in every if origin.address and m.address == origin.address], ADDRESS_MEMORIES,
+                     ADDRESS_BYTES, "the visitors of one address together")):
+                used = sum(folder_bytes(m.folder) for m in mine)
+                if len(mine) >= most:
+                    raise InputError(f"{len(mine)} memories are kept for you, the most {whose} may keep: delete one "
+                                     "first (unused ones are deleted after a while)")
+                if used + need > most_bytes:
+                    raise InputError(f"this memory would take about {need / 2**20:,.0f} MB on disk and yours take "
+                                     f"{used / 2**20:,.0f} MB: over the {most_bytes / 2**20:,.0f} MB {whose} may use; "
+                                     "delete one or upload less text")
         total = folder_bytes(root())
         if total + need > TOTAL_BYTES:
             raise InputError(f"the space for uploaded memories is full ({total / 2**30:.1f} of {TOTAL_BYTES / 2**30:g} "
@@ -389,10 +446,14 @@ class Memories:
                         bundle.write(file, f"decoder/{file.name}")
         return path
 
-    def restore(self, who: str, path, name: str | None = None, progress=None) -> UserMemory:
+    def restore(self, who: str, path, name: str | None = None, progress=None, origin: Origin = Origin()) -> UserMemory:
         """A memory from a .zip that export wrote: its text split as it was, its decoder (when it has one) served at
         once with the weights tuned for it; the datastore is built again here. Under its own name unless one is
         given."""
+        with self.one_build(origin):
+            return self._restore(who, path, name, progress, origin)
+
+    def _restore(self, who: str, path, name, progress, origin: Origin) -> UserMemory:
         files = read_bundle(path)
         about = json.loads(files.pop("memory.json"))
         base = about.get("base")
@@ -418,7 +479,7 @@ class Memories:
                                  "this app saved")
             status = {k: v for k, v in json.loads(files.pop("status.json")).items() if k not in ("pid", "log")}
             decoder = {"making/status.json": json.dumps({**status, "phase": "done"}).encode(), **files}
-        return self.make(who, name, base, parts, tokens, progress, decoder)
+        return self.make(who, name, base, parts, tokens, progress, decoder, origin)
 
     # --- clean-up -----------------------------------------------------------------------------------------------------
     def delete(self, memory: UserMemory):
@@ -440,15 +501,27 @@ class Memories:
                 self.delete(memory)
 
     def sweep(self):
-        """Deletes uploads unused for UNUSED_TTL_S, and folders that a cut-off write or deletion left behind."""
+        """Deletes uploads unused for their ttl_s, and folders that a cut-off write or deletion left behind."""
         now = time.time()
         for folder in root().glob("*"):
             if folder.name.endswith(LEFTOVERS) and now - folder.stat().st_mtime > 3600:
                 shutil.rmtree(folder, ignore_errors=True)
         for memory in self.all():
-            unused = now - (memory.folder / "memory.json").stat().st_mtime
-            if memory.owner != OPERATOR and unused > UNUSED_TTL_S and not self.job(memory)["running"]:
+            try:
+                unused = now - (memory.folder / "memory.json").stat().st_mtime
+            except FileNotFoundError:  # deleted meanwhile
+                continue
+            if memory.owner != OPERATOR and unused > memory.ttl_s and not self.job(memory)["running"]:
                 self.delete(memory)
+
+    def _sweep_every(self):
+        while True:
+            time.sleep(SWEEP_EVERY_S)
+            try:
+                with self.lock:
+                    self.sweep()
+            except Exception:  # the next sweep tries again; serving goes on
+                log.exception("sweeping the memories failed")
 
     # --- what the page and the API show -------------------------------------------------------------------------------
     def describe(self, memory: UserMemory) -> dict:

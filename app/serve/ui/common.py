@@ -3,6 +3,7 @@ bar, a GPU for the calls that run models on ZeroGPU Spaces, and each client addr
 requests in the queue, checked before one joins it, and on model calls running and model time spent."""
 import functools
 import logging
+from collections import Counter
 
 import gradio as gr
 from gradio.context import LocalContext
@@ -83,18 +84,25 @@ class Page(gr.Blocks):
 
 def admit(queue):
     """Wraps the Gradio queue's push (where a request joins it) so that a request of an address that has
-    CLIENTS.policy.queued of its own waiting or running already is refused there, with a sentence (HTTP 400), and never
-    takes a place in the queue that others wait for."""
-    push = queue.push
+    CLIENTS.policy.queued of its own waiting, running or joining already is refused there, with a sentence (HTTP 400),
+    and never takes a place in the queue that others wait for."""
+    push, joining = queue.push, Counter()  # joining: pushes under way, not in the queue's lists yet
 
     async def push_admitted(body, request, username):
         address = CLIENTS.address(request)
         events = [event for line in queue.event_queue_per_concurrency_id.values() for event in line.queue]
         events += [event for job in queue.active_jobs if job for event in job]
-        refusal = CLIENTS.queue_refusal(sum(CLIENTS.address(event.request) == address for event in events))
+        mine = joining[address] + sum(CLIENTS.address(event.request) == address for event in events)
+        refusal = CLIENTS.queue_refusal(mine)
         if refusal:
             return False, refusal, "error"
-        return await push(body, request, username)
+        joining[address] += 1
+        try:
+            return await push(body, request, username)
+        finally:
+            joining[address] -= 1
+            if not joining[address]:
+                del joining[address]
 
     queue.push = push_admitted
 

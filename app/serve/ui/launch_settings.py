@@ -29,7 +29,10 @@ class LaunchSettings:
     # sessions whose page state (a comparison, a generation) is kept in memory; the oldest are dropped beyond it, so
     # that many short sessions (every raw HTTP call is one) cannot grow the server's memory (Gradio's default: 10,000)
     state_sessions: int = 400
-    # every other queued event (export, a memory's build and distil, cancel and delete) has one slot of its own;
+    # builds of visitors' memories (an upload, a restore) running at once; one address has at most one of them
+    # (app.serve.memories), so another address's build never waits behind a second of its
+    build_slots: int = 2
+    # every other queued event (export, a memory's distil, cancel and delete) has one slot of its own;
     # re-mixing and menus skip the queue
     default_concurrency: int = 1
 

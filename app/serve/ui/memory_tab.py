@@ -12,8 +12,9 @@ from .. import memories, uploads
 from ..engine import Engine, InputError
 from ..plots import COLOURS
 from .common import progress_bar, shown
+from .launch_settings import SETTINGS
 from .settings_row import SettingsRow, checked_family, memory_menu, memory_view
-from .visitors import has_token
+from .visitors import has_token, origin
 from .visitors import visitor as asking
 
 POLL_S = 2.0  # how often the page reads a running distillation's status and loss log
@@ -183,7 +184,7 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
     @shown
     def on_build(upload, pasted, name, base, family, request: gr.Request, progress=gr.Progress()):
         visitor, family = asking(request), checked_family(engine, family)
-        made = registry.build(visitor, name, base, upload, pasted, progress_bar(progress))
+        made = registry.build(visitor, name, base, upload, pasted, progress_bar(progress), origin(request))
         return {session: None if has_token(request) else visitor, tab.mine: mine_menu(visitor, made.id),
                 tab.upload: None, tab.pasted: "", row.domain: memory_menu(engine, visitor, family, made.id),
                 **show(visitor, made.id)}
@@ -198,7 +199,7 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
         if not bundle:
             raise InputError("choose a memory's .zip first (Download this memory makes one)")
         visitor, family = asking(request), checked_family(engine, family)
-        made = registry.restore(visitor, bundle, name, progress_bar(progress))
+        made = registry.restore(visitor, bundle, name, progress_bar(progress), origin(request))
         return {session: None if has_token(request) else visitor, tab.mine: mine_menu(visitor, made.id),
                 tab.bundle: None, row.domain: memory_menu(engine, visitor, family, made.id), **show(visitor, made.id)}
 
@@ -248,10 +249,12 @@ def wire(engine: Engine, row: SettingsRow, tab: MemoryTab):
     mine, views = [tab.mine], tab.views
     built = tab.build.click(on_build, [tab.upload, tab.pasted, tab.name, row.base, row.family],
                             [session, tab.mine, row.domain, tab.upload, tab.pasted] + views,
-                            api_name="memory_build", api_visibility="undocumented", concurrency_id="memory_builds")
+                            api_name="memory_build", api_visibility="undocumented", concurrency_id="memory_builds",
+                            concurrency_limit=SETTINGS.build_slots)
     tab.restore.click(on_restore, [tab.bundle, tab.name, row.family],
                       [session, tab.mine, row.domain, tab.bundle] + views, api_name="memory_restore",
-                      api_visibility="undocumented", concurrency_id="memory_builds")
+                      api_visibility="undocumented", concurrency_id="memory_builds",
+                      concurrency_limit=SETTINGS.build_slots)
     tab.download.click(on_download, mine, tab.saved, api_name="memory_download", api_visibility="undocumented")
     tab.mine.input(on_show, mine, views, api_name="memory_show", api_visibility="undocumented", queue=False)
     tab.steps.release(on_steps, mine + [tab.steps], views, api_visibility="private", queue=False)

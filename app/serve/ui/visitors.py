@@ -9,6 +9,7 @@ import gradio as gr
 from gradio.context import LocalContext
 
 from .. import memories
+from .common import CLIENTS
 
 VISITOR_COOKIE = "memdec_visitor"
 VISITOR_TOKEN = re.compile(r"[0-9a-f]{32}")
@@ -41,3 +42,8 @@ def current() -> str | None:
     """The visitor of the request being answered (None outside one: the command line, a test calling a handler)."""
     request = LocalContext.request.get(None)
     return visitor(request) if request is not None and request.session_hash else None
+
+
+def origin(request: gr.Request) -> memories.Origin:
+    """Where a visitor's upload comes from, for the registry's quotas per address and its clean-up."""
+    return memories.Origin(memories.owner(CLIENTS.address(request)), has_token(request))
