@@ -1,8 +1,10 @@
 """Load test of a real server, local only and bounded: CLIENTS concurrent clients (each its own gradio_client session)
 send REQUESTS mixed requests each (/compare, /generate, /score; the comparisons carry the neighbours), every prompt
 distinct. Every answer must equal the one a single client got for the same request, asked alone beforehand (so it is
-correct and its own). Reports /compare p50/p95, refusals ("queue is full", per-session limit, other errors), and the
-server's resident memory after a first and a second run.
+correct and its own). Reports /compare p50/p95, refusals ("queue is full", a limit per address, other errors), and
+the server's resident memory after a first and a second run. Each client is a visitor of its own, as a Space's proxy
+shows them: the server trusts one proxy (MEMDEC_TRUSTED_PROXIES=1) and each client sends its own X-Forwarded-For
+(10.0.0.1, 10.0.0.2, ...), so that the limits per address (app.serve.clients) see 20 visitors, not one.
 
     python tools/load_test.py                          # starts the app on the embedded family: 20 clients x 10, twice
     python tools/load_test.py --clients 5 --requests 4 --url http://127.0.0.1:7860/ --pid 1234
@@ -79,6 +81,13 @@ def same(kind: str, answer: dict, reference: dict) -> bool:
                                                           for x, y in zip(*distances))
 
 
+def visitor(url: str, number: int):
+    """A client that the server, trusting one proxy, sees at an address of its own."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, headers={"X-Forwarded-For": f"10.0.{number // 250}.{number % 250 + 1}"})
+
+
 def references(url: str, requests: list) -> list:
     """One client, one request at a time."""
     from gradio_client import Client
@@ -97,12 +106,11 @@ def references(url: str, requests: list) -> list:
 
 def concurrent(url: str, requests: list, expected: list) -> dict:
     """Every client at once, each sending its requests one after the other; the answers checked."""
-    from gradio_client import Client
 
     results, start = [None] * len(requests), threading.Barrier(len(requests))
     # connected before any thread starts: a client that fails to connect then fails the run instead of leaving the
     # others waiting at the barrier for ever
-    clients = [Client(url, verbose=False) for _ in requests]
+    clients = [visitor(url, c) for c in range(len(requests))]
 
     def client_run(c):
         start.wait()
@@ -115,7 +123,7 @@ def concurrent(url: str, requests: list, expected: list) -> dict:
     for t in threads:
         t.join()
     wall = time.perf_counter() - began
-    counts = {"answers": 0, "correct": 0, "wrong": 0, "queue_full": 0, "per_session_limit": 0, "other_errors": 0}
+    counts = {"answers": 0, "correct": 0, "wrong": 0, "queue_full": 0, "address_limit": 0, "other_errors": 0}
     seconds, errors = {}, []
     for c, mine in enumerate(results):
         for r, (kind, took, answer) in enumerate(mine):
@@ -123,7 +131,7 @@ def concurrent(url: str, requests: list, expected: list) -> dict:
             if isinstance(answer, Exception):
                 text = str(answer)
                 key = ("queue_full" if "queue is full" in text.lower() else
-                       "per_session_limit" if "at a time" in text else "other_errors")
+                       "address_limit" if "your address" in text else "other_errors")
                 counts[key] += 1
                 errors.append(text[:300])
                 continue
@@ -188,7 +196,8 @@ def start_server(port: int) -> subprocess.Popen:
     """The app on the embedded family, as `python -m app.serve.cli serve` runs it (datastores built in the
     background)."""
     return subprocess.Popen([sys.executable, "-m", "app.serve.cli", "serve", "--port", str(port)], cwd=ROOT,
-                            env={**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1"}, stdout=subprocess.DEVNULL)
+                            env={**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1", "MEMDEC_TRUSTED_PROXIES": "1"},
+                            stdout=subprocess.DEVNULL)
 
 
 def main():

@@ -1,8 +1,9 @@
 """Fair sharing under load: concurrent comparisons batched into one pass with the answers they get alone, a long
-generation interleaved token by token, a per-session limit, datastores built in the background, and the load test
-at a reduced size against the real server. No test here compares times or sleeps for another thread: each holds the
+generation interleaved token by token, a limit per client address, datastores built in the background, and the load
+test at a reduced size against the real server. No test here compares times or sleeps for another thread: each holds the
 engine's scheduler (or a background build) until what it needs has happened, waits for that, and checks counts and
 orders of events; clocks only bound the waits, far above what they take."""
+import dataclasses
 import itertools
 import os
 import re
@@ -15,6 +16,7 @@ from gradio_client import Client
 from app.core import datastore, paths
 from app.serve import compare, generate
 from app.serve.engine import Engine, StillBuilding
+from app.serve.ui import common
 from tools import load_test
 
 LIMIT_S = 120  # only stops a hung test: everything waited for here takes well under a second on an idle machine
@@ -208,8 +210,18 @@ def test_a_store_still_building_says_how_far_it_is_and_nothing_waits(tiny_models
     assert (tmp_path / "datastores").is_dir()
 
 
-def test_one_visitor_cannot_take_every_slot(server, engine, monkeypatch):
-    mine, other = Client(server, verbose=False), Client(server, verbose=False)
+@pytest.fixture
+def behind_a_proxy(monkeypatch):
+    """The server trusts one proxy, as on a Space: a client's X-Forwarded-For is its address."""
+    monkeypatch.setattr(common.CLIENTS, "policy", dataclasses.replace(common.CLIENTS.policy, trusted_proxies=1))
+
+
+def at(server: str, address: str) -> Client:
+    return Client(server, verbose=False, headers={"X-Forwarded-For": address})
+
+
+def test_one_address_cannot_take_every_slot(server, engine, monkeypatch, behind_a_proxy):
+    mine, other = at(server, "10.0.0.2"), at(server, "10.0.0.3")
     calls = Calls(engine, monkeypatch)
     release = hold(engine)
     try:
@@ -224,16 +236,17 @@ def test_one_visitor_cannot_take_every_slot(server, engine, monkeypatch):
         assert not theirs.done() and calls.count("submitted", "forward") == 2 * 5
     finally:
         release.set()
-    assert len(refused) == 2 and all(re.search(r"you already have 4 requests running.*at a time", r) for r in refused)
+    assert len(refused) == 2 and all(re.search(r"your address already has 4 requests running on the models.*try "
+                                               r"again in a few seconds", r) for r in refused), refused
     assert theirs.result(timeout=LIMIT_S)["prompt"] == "licence software"
     answered = [job.result(timeout=LIMIT_S)["prompt"] for job in jobs if not job.exception(timeout=LIMIT_S)]
     assert len(answered) == 4 and len(set(answered)) == 4
 
 
-def test_load_at_a_reduced_size(server):
+def test_load_at_a_reduced_size(server, behind_a_proxy):
     report = load_test.load_test(server, os.getpid(), clients=5, requests=4, domains=["bio", "law"], runs=1,
                                  max_new_tokens=8)
     counts = report["runs"][0]["counts"]
-    assert counts == {"answers": 20, "correct": 20, "wrong": 0, "queue_full": 0, "per_session_limit": 0,
+    assert counts == {"answers": 20, "correct": 20, "wrong": 0, "queue_full": 0, "address_limit": 0,
                       "other_errors": 0}, report["runs"][0]["errors"]
     assert report["runs"][0]["latency_s"]["compare"]["n"] == 10
