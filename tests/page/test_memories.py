@@ -17,11 +17,13 @@ from gradio_client import Client, handle_file
 
 from app.core import paths
 from app.core.settings import Settings
-from app.serve import memories
+from app.serve import compare, memories
+from app.serve import engine as engine_module
 from app.serve.engine import Engine
 from app.serve.ui import models_panel
 from tests.support.documents import WORDS, corpus_file, word_documents
 from tests.support.serving import serving
+from tests.support.visitors import behind_a_proxy, visitor
 
 PROMPT = "cell protein gene"
 pytestmark = pytest.mark.usefixtures("one_thread_jobs")
@@ -51,15 +53,16 @@ def loss_log(details: dict) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def served(tiny_models):
+    """Each client of this module a visitor at an address of its own (tests.support.visitors)."""
     engine = Engine(tiny_models["bases"], tiny_models["memories"])
-    with serving(engine) as url:
+    with behind_a_proxy(), serving(engine) as url:
         yield url, engine
 
 
 @pytest.fixture(scope="module")
 def built(served, tmp_path_factory):
     """One visitor's upload, built into a memory."""
-    client = Client(served[0], verbose=False)
+    client = visitor(served[0])
     return client, build(client, corpus_file(tmp_path_factory.mktemp("upload")))
 
 
@@ -109,7 +112,7 @@ def test_download_then_restore_brings_the_memory_back(served, built):
         names = set(saved.namelist())
     assert {"memory.json", "train.txt.gz", "validation.txt.gz", "status.json", "decoder/model.safetensors",
             "decoder/memdec.json"} <= names
-    other = Client(url, verbose=False)
+    other = visitor(url)
     restored = other.predict(handle_file(bundle), "", None, api_name="/memory_restore")[-2]
     assert restored["name"] == "notes" and restored["id"] != details["id"] and restored["decoder_memory"]
     assert (restored["documents"], restored["tokens"]) == (details["documents"], details["tokens"])
@@ -125,7 +128,7 @@ def test_download_then_restore_brings_the_memory_back(served, built):
 
 
 def test_a_zip_that_is_not_a_saved_memory_is_refused(served, tmp_path):
-    client = Client(served[0], verbose=False)
+    client = visitor(served[0])
     before = on_disk()
     for name, files, message in [("empty.zip", {}, "lacks its text"),
                                  ("odd.zip", {"memory.json": "{}", "../escape.txt": "x"}, "it holds ../escape.txt"),
@@ -145,7 +148,7 @@ def test_a_zip_that_is_not_a_saved_memory_is_refused(served, tmp_path):
 def test_another_session_cannot_see_an_upload(served, built, tiny_models, tmp_path):
     url, engine = served
     owner_client, details = built
-    other = Client(url, verbose=False)
+    other = visitor(url)
     listed = other.predict(api_name="/memory_list")[1]
     assert details["id"] not in json.dumps(listed)
     with pytest.raises(Exception, match="no memory"):
@@ -155,8 +158,8 @@ def test_another_session_cannot_see_an_upload(served, built, tiny_models, tmp_pa
     # a server started with --share-memories lists uploads to everyone
     shared = Engine(tiny_models["bases"], tiny_models["memories"], share_memories=True)
     with serving(shared) as shared_url:
-        made = build(Client(shared_url, verbose=False), corpus_file(tmp_path, "shared.txt", seed=7), name="together")
-        someone = Client(shared_url, verbose=False)
+        made = build(visitor(shared_url), corpus_file(tmp_path, "shared.txt", seed=7), name="together")
+        someone = visitor(shared_url)
         assert made["id"] in json.dumps(someone.predict(api_name="/memory_list")[1]) and made["id"] in shared.memories
         with pytest.raises(Exception, match="only whoever made it"):  # seen and used by all, changed by its maker
             someone.predict(made["id"], None, None, api_name="/memory_delete")
@@ -167,7 +170,7 @@ def test_another_session_cannot_see_an_upload(served, built, tiny_models, tmp_pa
     ("notes.jsonl", lambda docs: "\n".join(json.dumps({"text": d, "id": i}) for i, d in enumerate(docs)).encode()),
 ])
 def test_gzip_and_jsonl_uploads_are_read(served, tmp_path, name, encode):
-    client = Client(served[0], verbose=False)
+    client = visitor(served[0])
     (tmp_path / name).write_bytes(encode(word_documents(WORDS["law"], 11, 40)))
     made = build(client, str(tmp_path / name))
     assert made["name"] == "notes" and made["documents"] == {"train": 36, "validation": 4}
@@ -202,7 +205,7 @@ BAD_FILES = [
 
 @pytest.mark.parametrize("name, data, message", BAD_FILES, ids=[b[0] for b in BAD_FILES])
 def test_bad_files_are_refused_with_their_message(served, tmp_path, name, data, message):
-    client = Client(served[0], verbose=False)
+    client = visitor(served[0])
     before = on_disk()
     with pytest.raises(Exception, match=message):
         build(client, write(tmp_path, name, data))
@@ -220,14 +223,14 @@ def test_bad_requests_are_refused(served, tmp_path, kwargs, message):
     if kwargs.get("path"):
         kwargs["path"] = corpus_file(tmp_path)
     with pytest.raises(Exception, match=message):
-        build(Client(served[0], verbose=False), **kwargs)
+        build(visitor(served[0]), **kwargs)
 
 
 def test_cancel_then_resume_from_the_checkpoint(served, tmp_path):
     # a checkpoint every 6 steps; the cancel comes right after the first, and the 114 steps left (about 8 s on an
     # idle machine) keep it from arriving after the end even when the machine stalls the request
     STEPS = 120
-    client = Client(served[0], verbose=False)
+    client = visitor(served[0])
     pasted = "\n\n".join(word_documents(WORDS["law"], 3, 40))
     details = build(client, text=pasted, name="pasted-law", base="tiny-b")
     with pytest.raises(Exception, match="no distillation is running"):
@@ -257,10 +260,10 @@ def test_cancel_then_resume_from_the_checkpoint(served, tmp_path):
 
 
 def test_quotas_per_visitor_and_in_all(served, tmp_path, monkeypatch):
-    client = Client(served[0], verbose=False)
+    client = visitor(served[0])
     made = build(client, corpus_file(tmp_path, "first.txt"))
     monkeypatch.setattr(memories, "SESSION_MEMORIES", 1)
-    with pytest.raises(Exception, match="you keep 1 memories, the most one visitor may"):
+    with pytest.raises(Exception, match="1 memories are kept for you, the most one visitor may keep"):
         build(client, corpus_file(tmp_path, "second.txt"))
     monkeypatch.setattr(memories, "SESSION_MEMORIES", 3)
     monkeypatch.setattr(memories, "SESSION_BYTES", memories.folder_bytes(memories.root() / made["id"]) + 1000)
@@ -269,7 +272,7 @@ def test_quotas_per_visitor_and_in_all(served, tmp_path, monkeypatch):
     monkeypatch.setattr(memories, "SESSION_BYTES", 2**30)
     monkeypatch.setattr(memories, "TOTAL_BYTES", memories.folder_bytes(memories.root()) + 1000)
     with pytest.raises(Exception, match="the space for uploaded memories is full"):
-        build(Client(served[0], verbose=False), corpus_file(tmp_path, "other.txt"))  # another visitor, same server
+        build(visitor(served[0]), corpus_file(tmp_path, "other.txt"))  # another visitor, same server
     monkeypatch.setattr(memories, "TOTAL_BYTES", 2**30)
     monkeypatch.setattr(memories, "SESSION_MEMORIES", 1)
     client.predict(made["id"], None, None, api_name="/memory_delete")  # deleting makes room again
@@ -307,3 +310,103 @@ def test_command_line_builds_and_distils(tiny_models, tmp_path):
     again = cli("build", corpus_file(tmp_path, "cli.txt", seed=9), "--name", "from-cli")
     assert again.returncode != 0 and "named 'from-cli' already" in again.stderr
     assert cli("delete", "from-cli").returncode == 0 and not (memories.root() / "from-cli").exists()
+
+
+def refusals(client, memory_id: str) -> dict:
+    """Every endpoint that takes a memory's name, asked with memory_id: {endpoint: its error message} (an answer
+    instead of an error fails the test)."""
+    calls = {
+        "/compare": (PROMPT, "tiny-a", memory_id), "/score": (PROMPT, "tiny-a", memory_id),
+        "/generate": (PROMPT, "tiny-a", memory_id, 2),
+        "/compare_view": (PROMPT, "tiny-a", memory_id, 0.5, 0.5, False, 8, 1.0, 5, False),
+        "/score_view": (PROMPT, "tiny-a", memory_id, 0.5, 0.5, False, 8, 1.0),
+        "/generate_view": (PROMPT, "tiny-a", memory_id, 0.5, 0.5, False, 8, 1.0, 2, False, 0),
+        "/cost_view": ("tiny-a", memory_id), "/memory_show": (memory_id,), "/memory_download": (memory_id,),
+        "/memory_distil": (memory_id, 6), "/memory_cancel": (memory_id,), "/memory_delete": (memory_id, None, None),
+        "/memory_status": (memory_id, None, memory_id, "tiny-a"),
+    }
+    out = {}
+    for endpoint, args in calls.items():
+        with pytest.raises(Exception) as refused:
+            client.predict(*args, api_name=endpoint)
+        out[endpoint] = str(refused.value).replace(memory_id, "ID")
+    return out
+
+
+def test_another_visitors_memory_is_refused_everywhere_as_if_it_did_not_exist(served, built):
+    """Its id, sent to every endpoint by someone else, gets the refusal a made-up id of the same shape gets: whether
+    it exists is not told."""
+    url, _ = served
+    owner, details = built
+    someone = visitor(url)
+    made_up = f"notes-{'0' * 12}"
+    theirs, nobodys = refusals(someone, details["id"]), refusals(someone, made_up)
+    assert theirs == nobodys
+    assert all("ID" in message or "no memory" in message or "unknown memory" in message
+               for message in theirs.values()), theirs
+    assert owner.predict(PROMPT, "tiny-a", details["id"], api_name="/compare")["domain"] == details["id"]
+    assert (memories.root() / details["id"]).exists()  # the owner's memory untouched by all that
+
+
+def test_one_build_at_a_time_per_address_and_quotas_per_address(served, tmp_path, monkeypatch):
+    url, engine = served
+    registry = memories.of(engine)
+    here, elsewhere = memories.Origin("address-a"), memories.Origin("address-b")
+    with registry.one_build(here):  # a build of this address under way
+        with pytest.raises(memories.InputError, match="being built already; one is built at a time per address"):
+            registry.build(memories.owner("second tab"), "second", "tiny-a", upload=corpus_file(tmp_path), origin=here)
+        made = registry.build(memories.owner("neighbour"), "theirs", "tiny-a", upload=corpus_file(tmp_path),
+                              origin=elsewhere)  # another address's is not held back
+    registry.delete(made)
+    # two visitors of one address (two sessions, two browsers) share its quota
+    monkeypatch.setattr(memories, "ADDRESS_MEMORIES", 2)
+    shared_address = "10.3.0.1"
+    first, second, third = (visitor(url, shared_address) for _ in range(3))
+    made = [build(first, corpus_file(tmp_path, "one.txt")), build(second, corpus_file(tmp_path, "two.txt"))]
+    with pytest.raises(Exception, match="the most the visitors of one address together may keep"):
+        build(third, corpus_file(tmp_path, "three.txt"))
+    build(visitor(url), corpus_file(tmp_path, "four.txt"))  # a visitor of another address builds
+    for client, details in zip((first, second), made):
+        client.predict(details["id"], None, None, api_name="/memory_delete")
+
+
+def test_an_api_sessions_memory_expires_within_the_hour_on_a_timer(tiny_models, tmp_path, monkeypatch):
+    """An API client's upload (no browser token: its session never comes back) goes after SESSION_TTL_S unused, a
+    browser's after a day; the sweep runs on its own every SWEEP_EVERY_S, without anyone building."""
+    monkeypatch.setattr(memories, "SWEEP_EVERY_S", 0.2)
+    engine = Engine(tiny_models["bases"], tiny_models["memories"])
+    registry = memories.Memories(engine)
+    api = registry.build(memories.owner("an api session"), "api", "tiny-a", upload=corpus_file(tmp_path),
+                         origin=memories.Origin("a", lasting=False))
+    page = registry.build(memories.owner("a browser"), "page", "tiny-a", upload=corpus_file(tmp_path),
+                          origin=memories.Origin("a", lasting=True))
+    assert (api.ttl_s, page.ttl_s) == (memories.SESSION_TTL_S, memories.UNUSED_TTL_S)
+    hours_ago = time.time() - 2 * memories.SESSION_TTL_S
+    for memory in (api, page):
+        os.utime(memory.folder / "memory.json", (hours_ago, hours_ago))
+    deadline = time.monotonic() + 60
+    while api.folder.exists():
+        assert time.monotonic() < deadline, "the timer did not sweep the expired memory"
+        time.sleep(0.1)
+    assert api.id not in registry.private and page.folder.exists()
+    # using a memory keeps it: its owner's lookups count as use
+    engine.resolve(base="tiny-a", domain=page.id, owner=page.owner)
+    assert time.time() - (page.folder / "memory.json").stat().st_mtime < 60
+    registry.delete(page)
+
+
+def test_only_the_most_recently_used_visitor_stores_stay_in_memory(tiny_models, tmp_path, monkeypatch):
+    monkeypatch.setattr(engine_module, "PRIVATE_STORES", 2)
+    engine = Engine(tiny_models["bases"], tiny_models["memories"])
+    registry = memories.Memories(engine)
+    made = [registry.build(memories.owner(f"visitor {i}"), f"m{i}", "tiny-a", upload=corpus_file(tmp_path, seed=i),
+                           origin=memories.Origin(f"address {i}")) for i in range(3)]
+    in_memory = {domain for _, domain in engine._stores if domain not in engine.memories}
+    assert in_memory == {made[1].id, made[2].id}
+    first = made[0]
+    resolved = engine.resolve(base="tiny-a", domain=first.id, owner=first.owner)
+    again = compare.next_token(engine, resolved, PROMPT)  # its store loaded from disk again, the oldest let go
+    assert again.p_knn is not None
+    assert {domain for _, domain in engine._stores if domain not in engine.memories} == {made[2].id, first.id}
+    for memory in made:
+        registry.delete(memory)

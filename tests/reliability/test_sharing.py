@@ -3,7 +3,6 @@ generation interleaved token by token, a limit per client address, datastores bu
 test at a reduced size against the real server. No test here compares times or sleeps for another thread: each holds the
 engine's scheduler (or a background build) until what it needs has happened, waits for that, and checks counts and
 orders of events; clocks only bound the waits, far above what they take."""
-import dataclasses
 import itertools
 import os
 import re
@@ -11,12 +10,11 @@ import threading
 import time
 
 import pytest
-from gradio_client import Client
 
 from app.core import datastore, paths
 from app.serve import compare, generate
 from app.serve.engine import Engine, StillBuilding
-from app.serve.ui import common
+from tests.support.visitors import behind_a_proxy, visitor
 from tools import load_test
 
 LIMIT_S = 120  # only stops a hung test: everything waited for here takes well under a second on an idle machine
@@ -211,17 +209,13 @@ def test_a_store_still_building_says_how_far_it_is_and_nothing_waits(tiny_models
 
 
 @pytest.fixture
-def behind_a_proxy(monkeypatch):
-    """The server trusts one proxy, as on a Space: a client's X-Forwarded-For is its address."""
-    monkeypatch.setattr(common.CLIENTS, "policy", dataclasses.replace(common.CLIENTS.policy, trusted_proxies=1))
+def proxied():
+    with behind_a_proxy():
+        yield
 
 
-def at(server: str, address: str) -> Client:
-    return Client(server, verbose=False, headers={"X-Forwarded-For": address})
-
-
-def test_one_address_cannot_take_every_slot(server, engine, monkeypatch, behind_a_proxy):
-    mine, other = at(server, "10.0.0.2"), at(server, "10.0.0.3")
+def test_one_address_cannot_take_every_slot(server, engine, monkeypatch, proxied):
+    mine, other = visitor(server), visitor(server)
     calls = Calls(engine, monkeypatch)
     release = hold(engine)
     try:
@@ -243,7 +237,7 @@ def test_one_address_cannot_take_every_slot(server, engine, monkeypatch, behind_
     assert len(answered) == 4 and len(set(answered)) == 4
 
 
-def test_load_at_a_reduced_size(server, behind_a_proxy):
+def test_load_at_a_reduced_size(server, proxied):
     report = load_test.load_test(server, os.getpid(), clients=5, requests=4, domains=["bio", "law"], runs=1,
                                  max_new_tokens=8)
     counts = report["runs"][0]["counts"]
