@@ -73,7 +73,7 @@ def test_a_minute_of_every_kind_of_request_at_once(engine, tiny_models):
     for domain in engine.memories:
         engine.datastore(BASE, domain)  # built before the minute starts: the stores are small, but not free
     lm = engine.model(engine.bases[BASE])
-    inputs = torch.tensor(tiny_models["tokenizer"](" ".join(PROMPTS * 20))["input_ids"][:8 * 24]).view(8, 24)
+    inputs = torch.tensor(tiny_models["tokenizer"](" ".join(PROMPTS * 40))["input_ids"][:8 * 24]).view(8, 24)
     alone_keys = compute_keys(lm, inputs, batch_size=4)
     alone_nt = {(domain, prompt): compare.next_token(engine, resolved[domain], prompt)
                 for domain in resolved for prompt in PROMPTS}
