@@ -34,9 +34,10 @@ def last_block(model) -> tuple[torch.nn.Module, torch.nn.Module]:
                      + ", ".join(names for *_, names in FEED_FORWARDS))
 
 
-# The hooks are registered once per model and never removed: registering one is not atomic (torch stores the hook,
-# then marks it as taking kwargs), and adding or removing one changes the dicts that a forward in another thread (the
-# scheduler's, a datastore build's) is reading. They record into the captures open in the thread that runs the forward.
+# The hooks are registered once per model and never removed: a forward in another thread (the scheduler's, a datastore
+# build's) runs the hooks it listed when it started, so a hook removed meanwhile was called without its kwargs (its
+# kwargs mark gone with it), and adding one is not atomic either. They record into the captures open in the thread
+# that runs the forward.
 _hooking = threading.Lock()
 _hooked = weakref.WeakSet()  # last blocks whose hooks are in place
 _open = threading.local()  # .captures: the KeyCaptures open in this thread

@@ -1,6 +1,7 @@
 """Key capture under concurrency: a forward in one thread never fails, nor records into another thread's capture,
 while captures open and close in others (the scheduler's worker, a request's thread, a datastore build); and a minute
 of comparisons, cost measurements, generations and key computations on one base model at once, with zero failures."""
+import itertools
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from app.serve import compare, cost, endpoints, generate
 
 DURATION_S = 60  # of the stress test
 ROUNDS, ROUND_S, THREADS = 4, 1.5, 8  # of the unit test: fresh models, seconds on each, threads capturing at once
+LEAST = 50  # captures per thread and round, however slow the machine
 BASE = "tiny-a"
 PROMPTS = ["cell protein gene membrane", "licence software copyright warranty party"]
 
@@ -37,19 +39,20 @@ def test_captures_in_many_threads_at_once(tiny_models, tiny_lm, fast_switching):
     thread had half removed (block_input() missing 'kwargs'), the hook dicts changing size under a forward's
     iteration, a capture recording another thread's pass. Threads capture their own passes on one model at once, a
     fresh model each round so that its hooks are registered while the others run forwards."""
-    errors, done = [], []
+    errors = []
 
     def captures(model, length, until):
         ids = torch.arange(length).view(1, length)
         try:
-            while time.monotonic() < until:
+            for done in itertools.count():
+                if done >= LEAST and time.monotonic() > until:
+                    return
                 with torch.no_grad(), KeyCapture(model) as capture:
                     model(input_ids=ids)
                 assert capture.keys.shape == (1, length, 32)  # its own pass, never another thread's
                 with torch.no_grad():
                     model(input_ids=ids[:, :2])  # and a pass outside any capture, while the others' are open
                 assert capture.keys.shape == (1, length, 32)  # nothing recorded once closed
-                done.append(length)
         except Exception:  # every failure is the finding, kept for the assertion in the test's thread
             errors.append(traceback.format_exc())
 
@@ -62,7 +65,6 @@ def test_captures_in_many_threads_at_once(tiny_models, tiny_lm, fast_switching):
         for thread in threads:
             thread.join()
     assert errors == [], "\n".join(errors)
-    assert set(done) == {3 + i for i in range(THREADS)} and len(done) >= 100 * ROUNDS, len(done)
 
 
 def test_a_minute_of_every_kind_of_request_at_once(engine, tiny_models, fast_switching):
