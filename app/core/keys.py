@@ -1,6 +1,7 @@
 """The kNN-LM key of a context: the input of the last block's feed-forward layer (after its norm), read with a
 forward hook. The datastore's keys and the app's queries both come from here, so they always match."""
 import threading
+import weakref
 
 import numpy as np
 import torch
@@ -33,33 +34,54 @@ def last_block(model) -> tuple[torch.nn.Module, torch.nn.Module]:
                      + ", ".join(names for *_, names in FEED_FORWARDS))
 
 
+# The hooks are registered once per model and never removed: a forward in another thread (the scheduler's, a datastore
+# build's) runs the hooks it listed when it started, so a hook removed meanwhile was called without its kwargs (its
+# kwargs mark gone with it), and adding one is not atomic either. They record into the captures open in the thread
+# that runs the forward.
+_hooking = threading.Lock()
+_hooked = weakref.WeakSet()  # last blocks whose hooks are in place
+_open = threading.local()  # .captures: the KeyCaptures open in this thread
+
+
+def _block_input(block, args, kwargs=None):  # positional in most blocks, a keyword in some
+    # kwargs may be missing: a forward can run the hook between its registration and its kwargs mark, but then no
+    # capture of this block is open yet in any thread
+    for capture in getattr(_open, "captures", ()):
+        if capture.block is block:
+            capture.shape = (args[0] if args else kwargs["hidden_states"]).shape[:-1]
+
+
+def _key_input(module, args):
+    for capture in getattr(_open, "captures", ()):
+        if capture.module is module:
+            capture.keys = args[0].detach().reshape(*capture.shape, -1)
+
+
 class KeyCapture:
     """Context manager that records the input of the last feed-forward layer on every forward pass, as (batch, length,
-    hidden): the block's input gives the shape, since OPT flattens the positions before its feed-forward."""
+    hidden): the block's input gives the shape, since OPT flattens the positions before its feed-forward. Only the
+    passes of the thread that opened it: a datastore may be built in the background while the same model serves
+    requests in another thread."""
 
     def __init__(self, model):
         (self.block, self.module), self.keys = last_block(model), None
+        with _hooking:
+            if self.block not in _hooked:
+                self.block.register_forward_pre_hook(_block_input, with_kwargs=True)
+                self.module.register_forward_pre_hook(_key_input)
+                _hooked.add(self.block)
 
     def __enter__(self):
-        # only the passes of the thread that opened the capture: a datastore may be built in the background while
-        # the same model serves requests in another thread
-        owner = threading.get_ident()
-
-        def block_input(_module, args, kwargs):  # positional in most blocks, a keyword in some
-            if threading.get_ident() == owner:
-                self.shape = (args[0] if args else kwargs["hidden_states"]).shape[:-1]
-
-        def key_input(_module, args):
-            if threading.get_ident() == owner:
-                self.keys = args[0].detach().reshape(*self.shape, -1)
-
-        self.handles = (self.block.register_forward_pre_hook(block_input, with_kwargs=True),
-                        self.module.register_forward_pre_hook(key_input))
+        # the opening thread's list, kept, so that a capture closed elsewhere (a generator finalised by another
+        # thread) still leaves it
+        if not hasattr(_open, "captures"):
+            _open.captures = []
+        self.captures = _open.captures
+        self.captures.append(self)
         return self
 
     def __exit__(self, *exc):
-        for handle in self.handles:
-            handle.remove()
+        self.captures.remove(self)
 
 
 @torch.no_grad()
