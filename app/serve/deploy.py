@@ -103,7 +103,9 @@ def plan(space: str, preset_names: list, hardware: str | None = None, cache: str
     readme = front_matter((root / "README.md").read_text(), chosen)
     files.append(Upload("README.md", len(readme.encode()), False))
 
-    settings = {"MEMDEC_PUBLIC": "1"}  # a Space is open to anyone: presets only, no server paths
+    # a Space is open to anyone: presets only, no server paths; its proxy forwards each visitor's address, which the
+    # limits per address read (app.serve.clients)
+    settings = {"MEMDEC_PUBLIC": "1", "MEMDEC_TRUSTED_PROXIES": "1"}
     if len(chosen) == 1:
         settings["MEMDEC_PRESET"] = chosen[0].name
     else:

@@ -42,7 +42,9 @@ from .distillations import Jobs
 from .engine import Engine, InputError, Memory, key_width, store_under
 from .uploads import check_name, read_pasted, read_upload, split, token_counts
 
-SESSION_MEMORIES, SESSION_BYTES = 3, 2**30  # what one visitor may keep: a 100k-token memory takes about 190 MB
+# What one visitor may keep: a 100k-token memory takes about 190 MB, the largest upload (1 MB of text, about 270k
+# SmolLM2 tokens) about 1.07 GiB once distilled
+SESSION_MEMORIES, SESSION_BYTES = 3, 5 * 2**28
 ADDRESS_MEMORIES, ADDRESS_BYTES = 6, 2 * 2**30  # what all the visitors of one client address may keep together
 TOTAL_BYTES = 8 * 2**30  # all uploads together
 UNUSED_TTL_S = 24 * 3600  # an upload nobody has touched for this long is deleted

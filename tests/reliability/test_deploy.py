@@ -47,6 +47,7 @@ def test_dry_run_lists_the_files_and_settings(capsys, preset):
     assert ("models/base-large/model.safetensors" in files) == embedded  # 13.8 MB: the file a git push was refused
     assert any(p.startswith("assets/corpora/") for p in files) == embedded
     assert f"  MEMDEC_PRESET={preset}\n" in text and "  MEMDEC_PUBLIC=1\n" in text
+    assert "  MEMDEC_TRUSTED_PROXIES=1\n" in text
     assert ("  MEMDEC_PRELOAD=1\n" in text) == (not embedded)
     matter = SpaceCard(text.split("README.md front matter:\n", 1)[1]).data
     assert (matter.sdk, matter.app_file) == ("gradio", "app.py")
