@@ -61,17 +61,23 @@ class Visitor:
         if joined.status_code != 200:
             return self.keep(what, joined.text)
         event_id, lines = joined.json()["event_id"], []
+        for _ in range(3):  # a stream the server cut short is opened again: the session's messages wait for it
+            try:
+                if self.read_until_done(event_id, lines):
+                    break
+            except httpx.RemoteProtocolError:
+                continue
+        return self.keep(what, "\n".join(lines))
+
+    def read_until_done(self, event_id: str, lines: list) -> bool:
         with httpx.stream("GET", f"{self.url}gradio_api/queue/data", params={"session_hash": self.session},
                           timeout=180) as stream:
             for line in stream.iter_lines():
                 lines.append(line)
-                if not line.startswith("data:"):
-                    continue
-                message = json.loads(line[5:])
-                if message.get("msg") in ("process_completed", "close_stream") and (
-                        message.get("event_id") in (event_id, None)):
-                    break
-        return self.keep(what, "\n".join(lines))
+                message = json.loads(line[5:]) if line.startswith("data:") else {}
+                if message.get("msg") == "process_completed" and message.get("event_id") == event_id:
+                    return True
+        return False
 
     def call(self, endpoint: str, data: list) -> str:
         """An API endpoint by its name, as a script calls it (a session of its own)."""
