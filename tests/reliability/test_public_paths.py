@@ -13,8 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.core import paths
 from app.core.paths import ROOT
 from app.serve.engine import PRIVATE
+from app.serve.shown_paths import scrub, shown
 from tests.support.documents import WORDS, word_documents
 from tests.support.serving import app_process
 
@@ -186,3 +188,15 @@ def test_no_answer_shows_a_server_path_or_another_visitors_memory(public_server)
     assert not leaks, "\n\n".join(f"{what}: {secret!r} in …{around}…" for what, secret, around in leaks[:10])
     assert len(maker.answers) + len(other.answers) > 2 * len(events)
 
+
+
+def test_a_path_as_a_visitor_sees_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(paths, "CACHE", tmp_path / "cache")
+    assert shown("Qwen/Qwen2.5-0.5B") == "Qwen/Qwen2.5-0.5B" and shown("models/base-small") == "models/base-small"
+    assert shown(ROOT / "models" / "base-small") == "models/base-small"
+    assert shown(tmp_path / "cache" / "datastores" / "base-small__law") == "cache/datastores/base-small__law"
+    assert shown("/etc/passwd") == "passwd" and shown(Path.home() / ".cache" / "hub") == "hub"
+    message = (f"no model at {ROOT}/models/base-x: see '{tmp_path}/cache/datastores/a__law'. Nor at "
+               f"{Path.home()}/.cache/huggingface/hub/models--x, nor /tmp/abc/notes.txt. /etc/hosts stays.")
+    assert scrub(message) == ("no model at models/base-x: see 'cache/datastores/a__law'. Nor at models--x, nor "
+                              "notes.txt. /etc/hosts stays.")
