@@ -77,12 +77,5 @@ def public(engine) -> bool:
 
 
 def named(engine, folder) -> str:
-    """A model as a visitor may see it: the name the engine serves it by (a base, or a memory's decoder), else
-    shown()."""
-    for name, path in list(engine.bases.items()):
-        if str(path) == str(folder):
-            return name
-    for name, memory in list(engine.memories.items()):
-        if memory.decoder is not None and str(memory.decoder) == str(folder):
-            return f"the {name} Memory Decoder"
-    return shown(folder)
+    """A model as a visitor may see it: the name of the base it is, else shown() (a decoder: models/memdec-law)."""
+    return next((name for name, path in list(engine.bases.items()) if str(path) == str(folder)), shown(folder))
