@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 
 from .contract import InputError
+from .shown_paths import scrub
 
 NO_CORPUS = ("this memory has no corpus here (the paper's is not public), so there is no live kNN-LM to show: "
              "the Memory Decoder carries what it learnt from it without one.")
@@ -21,6 +22,9 @@ class Unavailable:
     fraction: float | None = None  # of the current step, None before it starts
     step: str | None = None
     ahead: int = 0  # builds queued before it
+
+    def __post_init__(self):  # the reason may quote an error: no server path in it
+        object.__setattr__(self, "reason", scrub(self.reason))
 
     def fields(self) -> dict:
         """What an answer says of its missing kNN-LM; pending is None unless it will come by itself."""

@@ -78,7 +78,9 @@ def engine_from(args, one_family: bool = False) -> Engine:
     if not args.model and not args.memory:
         names = args.presets.split(",") if args.presets else [args.preset] if args.preset else presets.default_presets()
         names = names[:1] if one_family and not args.presets else names
-        return Engine.from_presets(names, **options)
+        engine = Engine.from_presets(names, **options)
+        engine.public = args.public
+        return engine
     if not args.model or not args.memory:
         raise InputError("your own models need at least one --model NAME=PATH and one --memory NAME=DECODER[,CORPUS]")
     bases = dict(item.split("=", 1) for item in args.model)

@@ -37,7 +37,7 @@ from ..core import datastore, paths
 from ..core.cards import read_card
 from ..core.documents import read_documents, write_documents
 from ..core.files import read_json, write_json
-from . import contract
+from . import contract, shown_paths
 from .distillations import Jobs
 from .engine import Engine, InputError, Memory, key_width, store_under
 from .uploads import check_name, read_pasted, read_upload, split, token_counts
@@ -531,8 +531,8 @@ class Memories:
         return {"id": memory.id, "name": memory.name, "base": memory.base, "documents": memory.documents,
                 "tokens": memory.tokens, "knn_memory": memory.id,  # one memory: its name serves both, once distilled
                 "decoder_memory": memory.id if job["phase"] == "done" else None,
-                "decoder_starts_from": memory.init_folder, "automatic_steps": steps,
-                "estimated_distillation_s": round(estimate_s(memory, steps)), "distillation": job}
+                "decoder_starts_from": shown_paths.named(self.engine, memory.init_folder), "automatic_steps": steps,
+                "estimated_distillation_s": round(estimate_s(memory, steps)), "distillation": shown_paths.scrubbed(job)}
 
 
 _registries = weakref.WeakKeyDictionary()

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from ..clients import Clients
 from ..engine import InputError
+from ..shown_paths import scrub
 from .launch_settings import SETTINGS
 
 MODEL_SLOTS = SETTINGS.model_slots  # the concurrency_limit of every event with concurrency_id="models"
@@ -37,9 +38,10 @@ except ImportError:
 def as_message(error: Exception) -> gr.Error:
     """The sentence a failure is answered with: an InputError's own; any other failure's traceback goes to the log."""
     if isinstance(error, gr.Error):
+        error.message = scrub(error.message)  # Gradio's own (a menu value refused) may quote a path sent
         return error
     if isinstance(error, InputError):
-        return gr.Error(str(error))
+        return gr.Error(scrub(str(error)))  # no server path in what a visitor reads
     if isinstance(error, InvalidPathError):
         return gr.Error(SERVER_PATH)
     if isinstance(error, (ComponentProcessingError, ValidationError)):

@@ -105,7 +105,7 @@ def about_text(memory: memories.UserMemory, described: dict, steps: int) -> str:
             f"{docs['validation']:,} held out ({tokens['validation']:,} tokens); datastore of base **{memory.base}**.")
     if described["decoder_memory"]:
         return f"{head} Distilled: its Memory Decoder is served beside its kNN-LM in every tab."
-    return (f"{head} Distilling trains a decoder from `{memory.init_folder}` for {steps} steps: about "
+    return (f"{head} Distilling trains a decoder from `{described['decoder_starts_from']}` for {steps} steps: about "
             f"**{memories.minutes(memories.estimate_s(memory, steps))}** on this machine (estimated from the token "
             "count; longer while others use the CPU).")
 

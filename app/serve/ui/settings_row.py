@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from .. import contract, examples, memories
+from .. import contract, examples, memories, shown_paths
 from ..engine import LIMITS, Engine
 from ..presets import NARROW
 from . import links
@@ -54,7 +54,7 @@ def about_text(engine: Engine, base: str, domain: str, owner: str | None = None)
              if memory.decoder else f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM)")
     if memory.store_root is not None:  # a memory made here: its label names it, what it knows says the rest
         return f"{memory.knows[0].upper()}{memory.knows[1:]}. Its defaults for {engine.base_name(base)}: {tuned}."
-    knows = f"knows {memory.knows}" if memory.knows else f"is `{memory.decoder}`"
+    knows = f"knows {memory.knows}" if memory.knows else f"is `{shown_paths.shown(memory.decoder)}`"
     extent = engine.corpus_extent(base, name)
     return (f"**{name}** {knows}. Tuned for {engine.base_name(base)}: {tuned}. "
             f"{extent + ' ' if extent else ''}{NARROW}")
