@@ -10,7 +10,9 @@ Recovery: the number of seconds after the attack ends (its stop; requests of the
 finish) until the first sliding 10 s window [t, t + 10 s), t on a 0.25 s grid, whose normal requests (those running
 at some moment of it: started before its end and finished after its start) have a p95 latency at most the quiet p95.
 The window must lie within the after phase and hold at least one request; none such: not recovered (None). The p95,
-not every request: even in the quiet phase one request in twenty is slower than the quiet p95 by definition.
+not every request: even in the quiet phase one request in twenty is slower than the quiet p95 by definition. For the
+criteria (this p95, the quiet p95 and the attack's p95) a request that was not answered counts as never answered
+(an infinite latency), so fast refusals cannot make a p95 look good; the table's p50/p95/max are of the answered.
 
 The criteria of the issue are printed with pass or fail: normal p95 during the attack <= 3 s, recovery <= 10 s, no
 "Queue is full" seen by anyone, every refusal of the attacker carries a sentence (a message, neither "Queue is full"
@@ -78,9 +80,11 @@ def message_of(text: str) -> str:
     return text.strip()
 
 
-def call(http: httpx.Client, url: str, api: str, data: list) -> dict:
+def call(http: httpx.Client, url: str, api: str, data: list, limit_s: float = 600) -> dict:
     """One request: {"outcome": "complete" | "error" (the answer's message) | "http" (status, message of the body) |
-    "exception" (what the client raised) | "no_result" (the stream ended without an answer)}."""
+    "exception" (what the client raised) | "no_result" (the stream ended without an answer, or none came within
+    limit_s, checked at each line: the server sends a heartbeat every 15 s)}."""
+    began = time.monotonic()
     try:
         posted = http.post(f"{url}gradio_api/call/{api}", json={"data": data})
         if posted.status_code != 200:
@@ -90,6 +94,8 @@ def call(http: httpx.Client, url: str, api: str, data: list) -> dict:
                 return {"outcome": "http", "status": stream.status_code, "message": message_of(stream.read().decode())}
             event = None
             for line in stream.iter_lines():
+                if time.monotonic() - began > limit_s:
+                    return {"outcome": "no_result", "message": f"no answer within {limit_s:.0f} s"}
                 if line.startswith("event: "):
                     event = line[7:].strip()
                 elif line.startswith("data: ") and event in ("complete", "error"):
@@ -150,11 +156,16 @@ def recovery(normal: list, attack_end: float, run_end: float, quiet_p95: float) 
     t = 0.0
     while attack_end + t + WINDOW_S <= run_end + 1e-9:
         start, end = attack_end + t, attack_end + t + WINDOW_S
-        inside = [r["latency"] for r in normal if r["start"] < end and r["start"] + r["latency"] > start]
+        inside = [waited(r) for r in normal if r["start"] < end and r["start"] + r["latency"] > start]
         if inside and percentile(inside, 0.95) <= quiet_p95:
             return t
         t += GRID_S
     return None
+
+
+def waited(record: dict) -> float:
+    """How long a normal client waited for its answer: a request not answered (refused, failed) never got one."""
+    return record["latency"] if record["outcome"] == "complete" else math.inf
 
 
 def refusal_has_sentence(record: dict) -> bool:
@@ -190,12 +201,12 @@ def hostile_load(url: str, streams: int = 96, attack_s: float = 60, quiet_s: flo
     def now() -> float:
         return time.monotonic() - began
 
-    def loop(who: str, source: str, api: str, make, stop: threading.Event, pause: float, read_s: float):
-        with client(source, read_s) as http:
+    def loop(who: str, source: str, api: str, make, stop: threading.Event, pause: float, limit_s: float):
+        with client(source, 60) as http:
             n = 0
             while not stop.is_set():
                 start = now()
-                out = call(http, url, api, make(n))
+                out = call(http, url, api, make(n), limit_s)
                 out.update(client=who, address=source, start=round(start, 3), latency=round(now() - start, 3))
                 with lock:
                     records.append(out)
@@ -212,7 +223,7 @@ def hostile_load(url: str, streams: int = 96, attack_s: float = 60, quiet_s: flo
 
     normal_threads = [threading.Thread(target=loop, daemon=True,
                                        args=(f"normal-{c}", source, "compare", normal_request(c), stop_all, pause_s,
-                                             120))
+                                             60))
                       for c, source in enumerate(NORMAL)]
     attack_threads = [threading.Thread(target=loop, daemon=True,
                                        args=(f"attacker-{s}", ATTACKER, "generate", attack_request(s), stop_attack, 0,
@@ -270,18 +281,19 @@ def report(records: list, attack_start: float, attack_end: float, run_end: float
     phases = {}
     for name in ("quiet", "attack", "after"):
         mine = [r for r in normal if r["phase"] == name]
-        latencies = [r["latency"] for r in mine]
+        latencies = [r["latency"] for r in mine if r["outcome"] == "complete"]
         failed = [r for r in mine if r["outcome"] != "complete"]
         phases[name] = {"count": len(mine), "p50_s": percentile(latencies, 0.5), "p95_s": percentile(latencies, 0.95),
                         "max_s": max(latencies, default=None), "failures": len(failed),
+                        "p95_s_failures_unanswered": percentile([waited(r) for r in mine], 0.95),
                         "failure_messages": dict(Counter(label(r) for r in failed).most_common())}
-    quiet_p95 = phases["quiet"]["p95_s"]
+    quiet_p95 = phases["quiet"]["p95_s_failures_unanswered"]
     recovered = recovery(normal, attack_end, run_end, quiet_p95) if quiet_p95 is not None else None
     refusals = [r for r in attacker if r["outcome"] != "complete"]
     queue_full = [r for r in records if QUEUE_FULL in r.get("message", "").lower()]
     criteria = {
-        f"normal p95 during the attack <= {GOAL_ATTACK_P95_S:.0f} s": (phases["attack"]["p95_s"] or 0)
-        <= GOAL_ATTACK_P95_S,
+        f"normal p95 during the attack <= {GOAL_ATTACK_P95_S:.0f} s": phases["attack"]["count"] > 0
+        and phases["attack"]["p95_s_failures_unanswered"] <= GOAL_ATTACK_P95_S,
         f"back to the quiet p95 within {GOAL_RECOVERY_S:.0f} s after the attack": recovered is not None
         and recovered <= GOAL_RECOVERY_S,
         "no 'Queue is full' seen by anyone": not queue_full,
@@ -307,17 +319,18 @@ def table(out: dict) -> str:
     def s(x):
         return "-" if x is None else f"{x:.2f}"
 
-    lines = [f"{'phase':<7} {'normal n':>8} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'failures':>8}"]
+    lines = [f"{'phase':<7} {'normal n':>8} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'failures':>8} {'p95* s':>7}"]
     for name, p in out["normal"].items():
         lines.append(f"{name:<7} {p['count']:>8} {s(p['p50_s']):>7} {s(p['p95_s']):>7} {s(p['max_s']):>7} "
-                     f"{p['failures']:>8}")
+                     f"{p['failures']:>8} {s(p['p95_s_failures_unanswered']):>7}")
         lines += [f"        {n} x {text}" for text, n in p["failure_messages"].items()]
+    lines.append("(p50, p95, max: of the answered requests; p95*: a failure counted as never answered)")
     recovered = out["recovery_s"]
     lines.append(f"recovery: {'not within the after phase' if recovered is None else f'{recovered:.2f} s'} after the "
                  f"attack (first 10 s window whose normal p95 <= the quiet p95, {s(out['quiet_p95_s'])} s)")
     a = out["attacker"]
     lines.append(f"attacker ({out['attack']['streams']} streams from {out['attack']['address']}): {a['requests']} "
-                 f"requests answered, {a['unfinished_at_the_end']} unfinished at the end")
+                 f"requests ended (done or refused), {a['unfinished_at_the_end']} still running at the end")
     lines += [f"  {n:>6} x {text}" for text, n in a["outcomes"].items()]
     lines.append(f"'Queue is full' seen: {out['queue_full']['count']} {out['queue_full']['by_client_kind'] or ''}")
     if out["server_rss"]:
