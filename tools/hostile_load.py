@@ -1,7 +1,10 @@
 """Hostile load test, loopback only: one address (127.0.0.2) runs STREAMS parallel loops of expensive /generate
 requests (a ~3,980-character prompt, 64 new tokens, each request a new session, sent again as soon as the previous
-one ends or is refused) while 5 normal clients on 127.0.0.3-127.0.0.7 send short /compare requests back to back.
-Raw HTTP, as the observed attack: POST /gradio_api/call/<api> then GET /gradio_api/call/<api>/<event_id> (SSE).
+one ends or is refused) while 5 normal clients on 127.0.0.3-127.0.0.7 send short /compare requests back to back,
+each in a session of its own. Raw HTTP, as the observed attack: POST /gradio_api/call/<api> {"data": [...],
+"session_hash": ...} then GET /gradio_api/call/<api>/<event_id> (SSE). A normal request not answered within 60 s is a
+failure; an attacker's request still running 300 s on, or when the test ends (the after phase and a drain_s wait for
+its requests under way), is dropped (counted as still running).
 
 Phases: quiet (the normal clients alone), attack (the attacker too), after (the normal clients alone again). A
 normal request belongs to the phase it started in; any answer of a normal client other than `complete` is a failure.
@@ -34,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -80,13 +84,13 @@ def message_of(text: str) -> str:
     return text.strip()
 
 
-def call(http: httpx.Client, url: str, api: str, data: list, limit_s: float = 600) -> dict:
+def call(http: httpx.Client, url: str, api: str, data: list, session: str, limit_s: float = 600) -> dict:
     """One request: {"outcome": "complete" | "error" (the answer's message) | "http" (status, message of the body) |
     "exception" (what the client raised) | "no_result" (the stream ended without an answer, or none came within
-    limit_s, checked at each line: the server sends a heartbeat every 15 s)}."""
+    limit_s, checked at each line: the server sends a heartbeat every 15 s)}. session: its Gradio session hash."""
     began = time.monotonic()
     try:
-        posted = http.post(f"{url}gradio_api/call/{api}", json={"data": data})
+        posted = http.post(f"{url}gradio_api/call/{api}", json={"data": data, "session_hash": session})
         if posted.status_code != 200:
             return {"outcome": "http", "status": posted.status_code, "message": message_of(posted.text)}
         with http.stream("GET", f"{url}gradio_api/call/{api}/{posted.json()['event_id']}") as stream:
@@ -142,7 +146,8 @@ def wait_until_ready(url: str, info: dict, limit_s: float = 900):
                 if time.monotonic() - began > limit_s:
                     raise RuntimeError(f"the server is not ready after {limit_s:.0f} s: {out}")
                 time.sleep(2)
-        call(http, url, "generate", arguments(info, "generate", text=long_prompt(0), max_new_tokens=MAX_NEW_TOKENS))
+        call(http, url, "generate", arguments(info, "generate", text=long_prompt(0), max_new_tokens=MAX_NEW_TOKENS),
+             uuid.uuid4().hex)
 
 
 def percentile(values: list, q: float) -> float | None:
@@ -201,12 +206,13 @@ def hostile_load(url: str, streams: int = 96, attack_s: float = 60, quiet_s: flo
     def now() -> float:
         return time.monotonic() - began
 
-    def loop(who: str, source: str, api: str, make, stop: threading.Event, pause: float, limit_s: float):
+    def loop(who: str, source: str, api: str, make, stop: threading.Event, pause: float, limit_s: float,
+             new_sessions: bool):
         with client(source, 60) as http:
-            n = 0
+            n, session = 0, uuid.uuid4().hex
             while not stop.is_set():
                 start = now()
-                out = call(http, url, api, make(n), limit_s)
+                out = call(http, url, api, make(n), uuid.uuid4().hex if new_sessions else session, limit_s)
                 out.update(client=who, address=source, start=round(start, 3), latency=round(now() - start, 3))
                 with lock:
                     records.append(out)
@@ -223,11 +229,11 @@ def hostile_load(url: str, streams: int = 96, attack_s: float = 60, quiet_s: flo
 
     normal_threads = [threading.Thread(target=loop, daemon=True,
                                        args=(f"normal-{c}", source, "compare", normal_request(c), stop_all, pause_s,
-                                             60))
+                                             60, False))
                       for c, source in enumerate(NORMAL)]
     attack_threads = [threading.Thread(target=loop, daemon=True,
                                        args=(f"attacker-{s}", ATTACKER, "generate", attack_request(s), stop_attack, 0,
-                                             300))
+                                             300, True))
                       for s in range(streams)]
     peak = [0.0]
 
@@ -301,8 +307,8 @@ def report(records: list, attack_start: float, attack_end: float, run_end: float
         "every normal request answered": not any(p["failures"] for p in phases.values()),
     }
     return {
-        "attack": {"start_s": round(attack_start, 2), "end_s": round(attack_end, 2), "streams": streams,
-                   "address": ATTACKER},
+        "attack": {"start_s": round(attack_start, 2), "end_s": round(attack_end, 2), "after_end_s": round(run_end, 2),
+                   "streams": streams, "address": ATTACKER},
         "normal": phases, "quiet_p95_s": quiet_p95, "recovery_s": recovered,
         "attacker": {"requests": len(attacker), "unfinished_at_the_end": unfinished,
                      "outcomes": dict(Counter(label(r) for r in attacker).most_common())},
