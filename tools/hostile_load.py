@@ -18,9 +18,9 @@ criteria (this p95, the quiet p95 and the attack's p95) a request that was not a
 (an infinite latency), so fast refusals cannot make a p95 look good; the table's p50/p95/max are of the answered.
 
 The criteria of the issue are printed with pass or fail: normal p95 during the attack <= 3 s, recovery <= 10 s, no
-"Queue is full" seen by anyone, every refusal of the attacker carries a sentence (a message, neither "Queue is full"
-nor the blank "Something went wrong"). The exit status is 1 when a normal client failed, anyone saw "Queue is full"
-or a refusal carried no sentence (what does not depend on the machine's speed), else 0.
+"Queue is full" seen by anyone, the attacker is refused and every refusal carries a sentence (a message, neither
+"Queue is full" nor the blank "Something went wrong"). The exit status is 1 when a normal client failed, anyone saw
+"Queue is full" or a refusal carried no sentence (what does not depend on the machine's speed), else 0.
 
     python tools/hostile_load.py                            # starts python app.py --preset embedded on a free port
     python tools/hostile_load.py --streams 96 --attack-s 30 --json /tmp/hostile.json
@@ -303,7 +303,8 @@ def report(records: list, attack_start: float, attack_end: float, run_end: float
         f"back to the quiet p95 within {GOAL_RECOVERY_S:.0f} s after the attack": recovered is not None
         and recovered <= GOAL_RECOVERY_S,
         "no 'Queue is full' seen by anyone": not queue_full,
-        "every refusal of the attacker carries a sentence": all(refusal_has_sentence(r) for r in refusals),
+        "the attacker is refused, every refusal with a sentence": bool(refusals)
+        and all(refusal_has_sentence(r) for r in refusals),
         "every normal request answered": not any(p["failures"] for p in phases.values()),
     }
     return {
@@ -316,7 +317,7 @@ def report(records: list, attack_start: float, attack_end: float, run_end: float
                                                                                  for r in queue_full))},
         "server_rss": rss, "criteria": criteria,
         "failed": not criteria["every normal request answered"] or bool(queue_full)
-        or not criteria["every refusal of the attacker carries a sentence"],
+        or not all(refusal_has_sentence(r) for r in refusals),
         "records": sorted(records, key=lambda r: r["start"]),
     }
 
