@@ -1,11 +1,9 @@
-"""A short hostile load (tools/hostile_load.py, in-process, a short attack) against `python app.py --preset embedded`
-as the current code serves it: 96 parallel /generate streams from 127.0.0.2, as in the attack observed (more than the
+"""A short hostile load (tools/hostile_load.py, in-process, a short attack) against `python app.py --preset embedded`:
+96 parallel /generate streams from 127.0.0.2, as in the attack observed (more than the
 32 model slots and 64 places in the queue hold together; 24 would fit and test nothing), while 5 normal clients on
 other loopback addresses send /compare. Only what no busy machine can make flaky is asserted, never a latency: nobody
-is told "Queue is full", every normal request is answered, and every refusal of the attacker says why.
-
-Until the server admits requests per address (being built), these assertions are expected to fail on the current
-code: the attacker's new sessions fill the queue, and everyone is told "Queue is full"."""
+is told "Queue is full", every normal request is answered, and every refusal of the attacker says why. (Before the
+limits per address, the attacker's new sessions filled the queue and everyone was told "Queue is full".)"""
 import os
 
 from tools.hostile_load import QUEUE_FULL, hostile_load, refusal_has_sentence, started_app
