@@ -43,8 +43,8 @@ class LaunchSettings:
         return {"default_concurrency_limit": self.default_concurrency, "max_size": self.queue_size}
 
     def launch(self) -> dict:
-        return {"max_file_size": self.max_file_size, "show_error": False,
-                "state_session_capacity": self.state_sessions}  # tracebacks stay in the server's log
+        # show_error off: tracebacks stay in the server's log
+        return {"max_file_size": self.max_file_size, "show_error": False, "state_session_capacity": self.state_sessions}
 
 
 SETTINGS = LaunchSettings()
