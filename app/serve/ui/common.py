@@ -82,6 +82,22 @@ class Page(gr.Blocks):
             return await super().process_api(block_fn, inputs, *args, **kwargs)
         except Exception as error:
             raise as_message(error) from None
+        finally:
+            self.forget_if_untouched(kwargs.get("session_hash"), kwargs.get("state"))
+
+    def forget_if_untouched(self, session_hash, state):
+        """Drops a session's state that still is the page's defaults (no value kept, no component changed): Gradio
+        keeps one per session, a copy of the whole page's config (~0.3 MB here), and every raw HTTP call is a new
+        session; one made again when next asked for is the same."""
+        default = self.default_config
+        if state is None or state.state_data or len(state.blocks_config.fns) != len(default.fns) or any(
+                state.blocks_config.blocks.get(key) is not block for key, block in default.blocks.items()):
+            return
+        holder = self.state_holder
+        with holder.lock:
+            if holder.session_data.get(session_hash) is state:
+                del holder.session_data[session_hash]
+                holder.time_last_used.pop(session_hash, None)
 
 
 def admit(queue):
