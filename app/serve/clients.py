@@ -2,8 +2,10 @@
 else: a raw HTTP call gets a new Gradio session every time, so the limits are kept per address (the socket's peer, or
 behind trusted proxies the address they forwarded), never per session.
 
-Three limits, each refused at once with a sentence that says when to try again:
-- requests waiting or running in the queue (checked before a request joins it, app.serve.ui.admission);
+Four limits, each refused at once with a sentence that says when to try again:
+- requests sent to the page's API, a rate (checked before Gradio reads a request, app.serve.ui.admission: a new
+  session costs Gradio a copy of the page's config, so a flood of refused requests must cost next to nothing);
+- requests waiting or running in the queue (checked there too, before a request joins);
 - requests running on the models at once;
 - a budget of model time: every call the scheduler runs is charged to the addresses it served (a batched call split
   among them), and an address whose budget is spent waits until it refills. A 64-token generation over a long prompt
@@ -28,13 +30,16 @@ class Policy:
     budget_s: float = 60.0  # seconds of model time an address may use in a burst
     refill: float = 0.5  # seconds of model time per second it earns back: half the models' time, sustained
     trusted_proxies: int = 0  # proxies in front of the server whose X-Forwarded-For is believed (a Space: 1)
+    requests_per_s: float = 10.0  # POSTs to the API an address may send, sustained (a page sends a few per click)
+    request_burst: int = 40  # ... and at once (a page sends about ten as it opens)
 
 
 @dataclass
 class Account:
     running: int = 0
-    balance: float = 0.0
-    at: float = 0.0  # when balance was last brought up to date (time.monotonic)
+    balance: float = 0.0  # seconds of model time left
+    requests: float = 0.0  # requests left of the burst
+    at: float = 0.0  # when both were last brought up to date (time.monotonic)
 
 
 @dataclass(frozen=True)
@@ -81,12 +86,24 @@ class Clients:
             return "unknown"
 
     def _account(self, address: str, now: float) -> Account:
-        account = self._accounts.get(address)
+        policy, account = self.policy, self._accounts.get(address)
         if account is None:
-            account = self._accounts[address] = Account(0, self.policy.budget_s, now)
-        account.balance = min(self.policy.budget_s, account.balance + (now - account.at) * self.policy.refill)
+            account = self._accounts[address] = Account(0, policy.budget_s, policy.request_burst, now)
+        account.balance = min(policy.budget_s, account.balance + (now - account.at) * policy.refill)
+        account.requests = min(policy.request_burst, account.requests + (now - account.at) * policy.requests_per_s)
         account.at = now
         return account
+
+    def request_refusal(self, address: str) -> str | None:
+        """Counts a request of this address against its rate; the sentence when it has sent too many, else None."""
+        with self._lock:
+            account = self._account(address, time.monotonic())
+            if account.requests < 1:
+                return (f"your address has sent more than {self.policy.requests_per_s:g} requests a second: try again "
+                        "in a second")
+            account.requests -= 1
+            self._forget_idle()
+            return None
 
     @contextmanager
     def admitted(self, address: str):
@@ -132,5 +149,6 @@ class Clients:
             return
         now = time.monotonic()
         for address in [a for a, acc in self._accounts.items() if not acc.running
-                        and acc.balance + (now - acc.at) * self.policy.refill >= self.policy.budget_s]:
+                        and acc.balance + (now - acc.at) * self.policy.refill >= self.policy.budget_s
+                        and acc.requests + (now - acc.at) * self.policy.requests_per_s >= self.policy.request_burst]:
             del self._accounts[address]

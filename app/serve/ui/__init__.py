@@ -1,11 +1,13 @@
 """The Gradio 6 page and API: one settings row that every tab reads, one module per tab (layout, handlers and
 wiring together), and the plain-JSON endpoints. All numbers come from the engine."""
 import gradio as gr  # noqa: I001 (the hand-wrapped import below)
+from starlette.middleware import Middleware
 
 from ..engine import Engine
 from . import (api, compare_tab, cost_tab, generate_tab, imitation_tab, memory_tab, models_panel, neighbours_tab,
                score_tab, settings_row, teach_tab, visitors)
 from . import batch_tab, which_memory_tab
+from .admission import Admission
 from .common import Page
 from .launch_settings import SETTINGS
 
@@ -65,7 +67,8 @@ def build(engine: Engine) -> gr.Blocks:
 
 def launch_options() -> dict:
     """What Blocks.launch takes from the app: theme, style, and the settings for a public Space."""
-    return {"theme": THEME, "css": CSS, "head": HEAD + visitors.VISITOR_JS, **SETTINGS.launch()}
+    return {"theme": THEME, "css": CSS, "head": HEAD + visitors.VISITOR_JS, **SETTINGS.launch(),
+            "app_kwargs": {"middleware": [Middleware(Admission)]}}
 
 
 def launch(engine: Engine, **options):

@@ -1,9 +1,8 @@
 """What every tab's handlers share: every failure answered with a sentence (a Gradio error), the datastore's progress
-bar, a GPU for the calls that run models on ZeroGPU Spaces, and each client address's limits (app.serve.clients): on
-requests in the queue, checked before one joins it, and on model calls running and model time spent."""
+bar, a GPU for the calls that run models on ZeroGPU Spaces, and each client address's limits (app.serve.clients) on
+model calls running and model time spent (those on requests sent and queued: app.serve.ui.admission)."""
 import functools
 import logging
-from collections import Counter
 
 import gradio as gr
 from gradio.context import LocalContext
@@ -64,14 +63,7 @@ def shown(fn):
 
 class Page(gr.Blocks):
     """gr.Blocks whose every event, handler or not, fails with a sentence: what goes wrong before or after a handler
-    (a value that does not fit its field, a file named by its path on the server) becomes a gr.Error too; and whose
-    queue lets an address in only while it has fewer than its most requests waiting or running there."""
-
-    def queue(self, *args, **kwargs):
-        super().queue(*args, **kwargs)
-        admit(self._queue)
-        return self
-
+    (a value that does not fit its field, a file named by its path on the server) becomes a gr.Error too."""
     async def process_api(self, block_fn, inputs, *args, **kwargs):
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
         if not fn.batch and isinstance(inputs, list) and len(inputs) < len(fn.inputs):
@@ -98,31 +90,6 @@ class Page(gr.Blocks):
             if holder.session_data.get(session_hash) is state:
                 del holder.session_data[session_hash]
                 holder.time_last_used.pop(session_hash, None)
-
-
-def admit(queue):
-    """Wraps the Gradio queue's push (where a request joins it) so that a request of an address that has
-    CLIENTS.policy.queued of its own waiting, running or joining already is refused there, with a sentence (HTTP 400),
-    and never takes a place in the queue that others wait for."""
-    push, joining = queue.push, Counter()  # joining: pushes under way, not in the queue's lists yet
-
-    async def push_admitted(body, request, username):
-        address = CLIENTS.address(request)
-        events = [event for line in queue.event_queue_per_concurrency_id.values() for event in line.queue]
-        events += [event for job in queue.active_jobs if job for event in job]
-        mine = joining[address] + sum(CLIENTS.address(event.request) == address for event in events)
-        refusal = CLIENTS.queue_refusal(mine)
-        if refusal:
-            return False, refusal, "error"
-        joining[address] += 1
-        try:
-            return await push(body, request, username)
-        finally:
-            joining[address] -= 1
-            if not joining[address]:
-                del joining[address]
-
-    queue.push = push_admitted
 
 
 def limited(fn):
