@@ -98,3 +98,12 @@ def test_a_round_takes_an_equal_share_from_each_address():
     # calls of one key in a round are one batched call, in the order they came
     assert ran == ["a0", "a1", "b0", "b1", "a2", "a3", "a4", "a5"]
     assert set(spent) == {"10.0.0.2", "10.0.0.3"} and all(seconds >= 0 for seconds in spent.values())
+
+
+def test_requests_per_address_are_a_rate(clock):
+    limits = Clients(Policy(requests_per_s=2, request_burst=3))
+    assert [limits.request_refusal("10.0.0.2") for _ in range(3)] == [None] * 3
+    assert "more than 2 requests a second" in limits.request_refusal("10.0.0.2")
+    assert limits.request_refusal("10.0.0.3") is None  # another address has its own
+    clock[0] += 0.5  # one request earned back
+    assert limits.request_refusal("10.0.0.2") is None and limits.request_refusal("10.0.0.2") is not None
