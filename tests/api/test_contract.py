@@ -19,6 +19,16 @@ from hypothesis import strategies as st
 
 from app.serve.contract import LIMITS, MAX_CHARS
 from app.serve.ui.common import UNEXPECTED
+from tests.support.visitors import behind_a_proxy, new_address
+
+
+@pytest.fixture(autouse=True)
+def proxied():
+    """Every raw call a visitor at an address of its own (tests.support.visitors): thousands of bad requests from one
+    address would be refused for its rate, which is not what this module tests."""
+    with behind_a_proxy():
+        yield
+
 
 BLANK = "upstream Gradio app has raised an exception"
 RAW_1E400 = "__1e400__"  # sent as the JSON number 1e400, which Python reads as infinity
@@ -69,8 +79,8 @@ def body(data: list) -> str:
 
 def call(server: str, endpoint: str, data: list) -> tuple[str, object]:
     """("complete", output list) or ("error", message or None) from the raw HTTP API."""
-    posted = httpx.post(f"{server}gradio_api/call/{endpoint}", content=body(data),
-                        headers={"content-type": "application/json"}, timeout=60)
+    posted = httpx.post(f"{server}gradio_api/call/{endpoint}", content=body(data), timeout=60,
+                        headers={"content-type": "application/json", "X-Forwarded-For": new_address()})
     assert posted.status_code == 200, posted.text
     stream = httpx.get(f"{server}gradio_api/call/{endpoint}/{posted.json()['event_id']}", timeout=120).text
     event = [line[len("event: "):] for line in stream.splitlines() if line.startswith("event: ")][-1]
