@@ -12,6 +12,8 @@ import argparse
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # the app runs without network
+# Gradio keeps this many finished events' timings for its analytics page (10,000 by default, about 1 KB each)
+os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
 
 from app.serve.cli import engine_from, engine_options  # noqa: E402
 from app.serve.engine import InputError  # noqa: E402

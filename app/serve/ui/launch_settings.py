@@ -28,7 +28,7 @@ class LaunchSettings:
         "MEMDEC_TRUSTED_PROXIES") or 0)))
     # sessions whose page state (a comparison, a generation) is kept in memory; the oldest are dropped beyond it, so
     # that many short sessions (every raw HTTP call is one) cannot grow the server's memory (Gradio's default: 10,000)
-    state_sessions: int = 100
+    state_sessions: int = 64
     # builds of visitors' memories (an upload, a restore) running at once; one address has at most one of them
     # (app.serve.memories), so another address's build never waits behind a second of its
     build_slots: int = 2
