@@ -186,9 +186,7 @@ class Engine:
     def memory(self, domain, owner: str | None = None) -> tuple[str, Memory]:
         """A memory served to everyone (None: the first), or one of the owner's own that the visitors' registry finds
         by its name. Another visitor's is refused as a name never served is: the refusal does not say it exists."""
-        # a name only: anything else (a list, a number) is refused by contract.choice below
-        own = (self.visitors.find(domain, owner) if self.visitors and owner and isinstance(domain, str)
-               and domain not in self.memories else None)
+        own = self._own(domain, owner) if owner else None
         if own is not None:
             return domain, own
         domain = contract.choice("memory", domain, self.memories)
@@ -197,9 +195,15 @@ class Engine:
     def _served(self, domain) -> tuple[str, Memory]:
         """(name, memory) of a name a request has been allowed already (resolve), or a store's build asks for,
         whoever owns it; no visitor's name reaches here unchecked."""
-        own = (self.visitors.find(domain) if self.visitors and isinstance(domain, str) and domain not in self.memories
-               else None)
+        own = self._own(domain, None)
         return (domain, own) if own is not None else self.memory(domain)
+
+    def _own(self, domain, owner: str | None) -> Memory | None:
+        """The visitor's memory of this name from their registry (owner None: whoever's), else None."""
+        # a name only: anything else (a list, a number) is refused by contract.choice in memory()
+        if self.visitors is None or not isinstance(domain, str) or domain in self.memories:
+            return None
+        return self.visitors.find(domain, owner)
 
     def add_memory(self, name: str, memory: Memory, family: str | None = None):
         """Serves a memory made while running (an operator's, or an upload shared with every visitor)."""
@@ -239,8 +243,8 @@ class Engine:
         """A request's choices, the one way in for the page, the API and the CLI: names chosen (a visitor's own
         memory only for its owner), everything left out defaulted from the memory's own settings for the base,
         everything checked before a model loads, then the pair loaded."""
-        domain = self.memory(domain, owner)[0]
-        tuned = self.defaults(base, domain, owner)
+        domain, memory = self.memory(domain, owner)
+        tuned = memory.defaults(self.base_name(base))
         weights = Weights.chosen(tuned, alpha, knn_lambda, lock_alpha)
         k = check("k", tuned.k if k is None else k, int)
         temperature = check("temperature", tuned.temperature if temperature is None else temperature)

@@ -64,6 +64,7 @@ def shown(fn):
 class Page(gr.Blocks):
     """gr.Blocks whose every event, handler or not, fails with a sentence: what goes wrong before or after a handler
     (a value that does not fit its field, a file named by its path on the server) becomes a gr.Error too."""
+
     async def process_api(self, block_fn, inputs, *args, **kwargs):
         fn = self.fns[block_fn] if isinstance(block_fn, int) else block_fn
         if not fn.batch and isinstance(inputs, list) and len(inputs) < len(fn.inputs):
