@@ -519,9 +519,8 @@ class Memories:
     def _sweep_every(self):
         while True:
             time.sleep(SWEEP_EVERY_S)
-            try:
-                with self.lock:
-                    self.sweep()
+            try:  # not under the registry's lock: deleting gigabytes would hold every visitor's build and quota check
+                self.sweep()
             except Exception:  # the next sweep tries again; serving goes on
                 log.exception("sweeping the memories failed")
 

@@ -49,7 +49,7 @@ def about_text(engine: Engine, base: str, domain: str, owner: str | None = None)
     """What the memory knows and its defaults for this base, under the memory menu. A memory made here speaks of its
     own text only."""
     name, memory = engine.memory(domain, owner)
-    d = engine.defaults(base, name, owner)
+    d = memory.defaults(engine.base_name(base))
     tuned = (f"α = {d.alpha:g} (Memory Decoder), λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM)"
              if memory.decoder else f"λ = {d.knn_lambda:g}, T = {d.temperature:g}, k = {d.k} (kNN-LM)")
     if memory.store_root is not None:  # a memory made here: its label names it, what it knows says the rest
