@@ -10,11 +10,8 @@ Prints the server's RSS every STEP requests and the growth over the run; exits n
 import argparse
 import ipaddress
 import json
-import os
 import sys
-import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -23,7 +20,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.serving import app_process  # noqa: E402
+from tools.hostile_load import started_app, wait_until_ready  # noqa: E402
 
 COMPARE = ["The protein binds to the receptor and", "large", "biomed", None, None, None, 5, None, False, False]
 VIEW = ["The protein binds to the receptor and", "large", "biomed", 0.5, 0.5, False, 8, 1.0, 5, False]
@@ -37,19 +34,6 @@ def ask(client: httpx.Client, url: str, endpoint: str, data: list) -> str:
     lines = client.get(f"{url}gradio_api/call/{endpoint}/{posted.json()['event_id']}").text.splitlines()
     events = [line[7:] for line in lines if line.startswith("event: ")]
     return "complete" if events and events[-1] == "complete" else "\n".join(lines)[-300:]
-
-
-def wait_for_store(url: str, limit_s: float = 900):
-    """Until the biomed store is built (answers before it are partial, and cheaper)."""
-    deadline = time.monotonic() + limit_s
-    with httpx.Client(timeout=120) as client:
-        while True:
-            event = client.post(f"{url}gradio_api/call/compare", json={"data": COMPARE}).json()["event_id"]
-            if '"knn_building": true' not in client.get(f"{url}gradio_api/call/compare/{event}").text:
-                return
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the store was not ready after {limit_s:.0f} s")
-            time.sleep(2)
 
 
 def run(url: str, pid: int, requests: int, clients: int, step: int) -> dict:
@@ -95,13 +79,10 @@ def main():
     parser.add_argument("--most-mb", type=float, default=100, help="the growth allowed over the run")
     parser.add_argument("--json", help="write the report here too")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        env = {**os.environ, "MEMDEC_CACHE": os.environ.get("MEMDEC_CACHE", str(ROOT / ".cache"))}
-        with app_process(["--preset", "embedded"], ROOT, env, Path(folder) / "app.log", limit_s=900) as url:
-            pid = next(p.pid for p in psutil.Process().children() if "app.py" in " ".join(p.cmdline()))
-            wait_for_store(url)
-            run(url, pid, args.warm_up, args.clients, args.warm_up)
-            report = run(url, pid, args.requests, args.clients, args.step)
+    with started_app("embedded") as (url, pid):
+        wait_until_ready(url, httpx.get(f"{url}gradio_api/info", timeout=60).json())  # partial answers are cheaper
+        run(url, pid, args.warm_up, args.clients, args.warm_up)
+        report = run(url, pid, args.requests, args.clients, args.step)
     print(json.dumps({k: v for k, v in report.items() if k != "rss_mb"}, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
