@@ -9,6 +9,7 @@ import itertools
 import statistics
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -74,13 +75,15 @@ class Scheduler:
     def _round(self) -> list:
         """The calls of this round, taken out of the waiting list: an equal share per address, oldest first (calls
         without an address, from the command line or a background build, count as one address)."""
-        by_client = {}
+        def address(call):
+            return call.client and call.client.address
+
+        share, taken = min(Counter(map(address, self._waiting)).values()), Counter()
+        round_, later = [], []
         for call in self._waiting:
-            by_client.setdefault(call.client and call.client.address, []).append(call)
-        share = min(len(calls) for calls in by_client.values())
-        taken = {id(call) for calls in by_client.values() for call in calls[:share]}
-        round_ = [call for call in self._waiting if id(call) in taken]
-        self._waiting = [call for call in self._waiting if id(call) not in taken]
+            taken[address(call)] += 1
+            (round_ if taken[address(call)] <= share else later).append(call)
+        self._waiting = later
         return round_
 
     @staticmethod
