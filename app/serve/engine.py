@@ -140,7 +140,7 @@ class Engine:
         # visitors' own memories are kept by their registry (app.serve.memories), which sets itself here: the engine
         # asks it for a name it does not serve to everyone, and never lists what it holds
         self.visitors = None
-        self.public = False  # --public (MEMDEC_PUBLIC=1): nothing of a visitor's shown to others (shown_paths)
+        self.public = False  # --public (MEMDEC_PUBLIC=1): nothing of a visitor's shown to others (the Models panel)
         self.lock = threading.RLock()  # guards the caches of loaded models and stores
         self.scheduler = Scheduler()  # every model call of a request goes through it (app.serve.batched)
         self.builds = None  # once serving: the datastores built in the background (app.serve.builds)

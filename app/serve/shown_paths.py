@@ -70,12 +70,6 @@ def scrubbed(value):
     return value
 
 
-def public(engine) -> bool:
-    """Whether the engine serves a public Space (--public, MEMDEC_PUBLIC=1): then nothing of a visitor's is shown to
-    others, not even that it exists."""
-    return bool(getattr(engine, "public", False))
-
-
 def named(engine, folder) -> str:
     """A model as a visitor may see it: the name of the base it is, else shown() (a decoder: models/memdec-law)."""
     return next((name for name, path in list(engine.bases.items()) if str(path) == str(folder)), shown(folder))

@@ -6,7 +6,7 @@ import gradio as gr
 import psutil
 
 from ..engine import PRIVATE, Engine
-from ..shown_paths import public, shown
+from ..shown_paths import shown
 
 
 def panel_text(engine: Engine) -> str:
@@ -14,7 +14,7 @@ def panel_text(engine: Engine) -> str:
     lines = [f"**Serving** {', '.join(families)} · bases: {', '.join(engine.bases)} · memories: "
              + ", ".join(f"{name} ({memory.knows or shown(memory.decoder)})"
                          for name, memory in list(engine.memories.items())), ""]
-    loaded = [item for item in engine.loaded() if not (public(engine) and item["id"] == PRIVATE)]
+    loaded = [item for item in engine.loaded() if not (engine.public and item["id"] == PRIVATE)]
     if loaded:
         lines += ["| loaded | id | size | runs on |", "|---|---|---|---|"]
         for item in loaded:
