@@ -67,6 +67,11 @@ def targets_folder(domain: str, family: str = EMBEDDED) -> Path:
     return family_folder(CACHE / "targets", family) / domain
 
 
+def key_targets_folder(domain: str, family: str = EMBEDDED) -> Path:
+    """The key model's own next-token distributions over a domain's train split (the plain-distillation control)."""
+    return family_folder(CACHE / "key-targets", family) / domain
+
+
 def predictions_folder(model: str, domain: str, split: str) -> Path:
     """p(next token) of one model (a base with its kNN-LM, a decoder, a control) on one split, as evaluated."""
     return CACHE / "predictions" / f"{model}__{domain}__{split}"

@@ -31,6 +31,9 @@ class Settings:
     decoder_shape: dict | None = None
     dapt: bool = True  # DAPT of the key model as a control (too slow to train for a 135M base on a CPU)
     ablation: bool = True  # KL-only decoders beside KL + CE and CE only
+    # the decoders every table compares the Memory Decoder with (app.make.pipeline.LOSSES): CE only, and distilled
+    # from the key model's own distribution
+    controls: tuple = ("ce", "distil")
     # corpora (characters) and tokenizer
     train_chars: int = 500_000
     eval_chars: int = 60_000
@@ -56,6 +59,15 @@ class Settings:
     memdec_warmup: int = 50
     batch_size: int = 16
     seeds: tuple = (0, 1, 2)
+    # DAPT's learning rate: the one of these whose seed-0 model is best on validation at memdec_steps, then used for
+    # every seed and budget
+    dapt_lrs: tuple = (3e-4, 1e-3, 3e-3)
+    # longer budgets: these losses and DAPT again at more steps, on budget_domains with budget_seeds (what 2 cores
+    # allow: a 3,200-step DAPT run of the key model takes about 45 minutes), to see which comparisons hold as they train
+    budgets: tuple = (800, 3200)
+    budget_losses: tuple = ("memdec", "distil", "ce")
+    budget_domains: tuple = ("law",)
+    budget_seeds: tuple = (0,)
     # evaluation: sliding windows of `block` tokens every `eval_stride`, so each scored token has half a window
     eval_stride: int = 64
     # tuning grids on validation: the mixing weight (extended when its best is at an edge) and the kNN temperature
@@ -85,7 +97,7 @@ def smollm2_settings() -> Settings:
     allow beside the keys and targets of its 135M parameters."""
     return Settings(family="smollm2", bases={smollm2.NAME: smollm2.base_folder()}, key=smollm2.NAME,
                     init="", decoder_shape=SMOLLM2_DECODER, dapt=False, ablation=False, seeds=(0,), memdec_steps=200,
-                    memdec_lr=3e-3, memdec_warmup=30)
+                    memdec_lr=3e-3, memdec_warmup=30, controls=("ce",), budgets=())
 
 
 FAMILIES = {paths.EMBEDDED: Settings, "smollm2": smollm2_settings}

@@ -32,12 +32,11 @@ from ..core.settings import Settings
 from ..core.tokens import blocks, encode_file
 from . import targets
 from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
-from .train_memdec import decoder_loss, make_batches, memdec_recipe
+from .train_memdec import VALIDATION_BLOCKS, decoder_loss, make_batches, memdec_recipe
 from .trainer import TrainConfig, train
 from .windows import sliding_windows
 
 CHECKPOINTS = 20  # per run: what a cancel can lose, and how often the curve gains validation points
-VALIDATION_BLOCKS = 64  # the validation KL and CE at each checkpoint read at most this many blocks (8k tokens)
 
 
 class Cancelled(BaseException):

@@ -1,9 +1,11 @@
-"""Perplexity with 95% bootstrap intervals over documents, and seeds.
+"""Perplexity with 95% hierarchical bootstrap intervals: documents, and seeds where there are several.
 
 Tokens of one document are not independent, so the unit resampled is the document: each resample draws the
 split's documents with replacement and recomputes exp(total NLL / total tokens). A system trained with several
-seeds is scored as the mean over seeds of its log-perplexity, inside each resample, so its interval holds both
-sources of variation. Two systems are compared on the same resamples (paired), which is what decides an order.
+seeds is scored as the mean over seeds of its log-perplexity; inside each resample its seeds are drawn with
+replacement too, so the interval holds both sources of variation (with 3 seeds the seed level is a rough one: a
+bootstrap of three values). Two systems are compared on the same resamples (paired): the same documents, and the
+same seed draws, which pairs runs that saw the same batches. That comparison is what decides an order.
 """
 import math
 
@@ -26,13 +28,25 @@ def resample_weights(n_documents: int, seed: int = 0) -> np.ndarray:
     return np.stack([np.bincount(row, minlength=n_documents) for row in draws]).astype(np.float64)
 
 
+def seed_draws(n_seeds: int, resamples: int) -> np.ndarray:
+    """(resamples, n_seeds): the runs drawn in each resample; one table per seed count, so that every system with
+    as many seeds is drawn alike (paired by seed)."""
+    if n_seeds == 1:
+        return np.zeros((resamples, 1), dtype=np.int64)
+    return np.random.default_rng([1, n_seeds]).integers(0, n_seeds, size=(resamples, n_seeds))
+
+
 def log_ppl(runs: list, documents: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Mean over runs (seeds) of log-perplexity: one value, or one per resample when weights are given."""
-    out = []
+    """Mean over runs (seeds) of log-perplexity: one value; or, given the document weights, one per resample with
+    the seeds drawn again in each."""
+    per_run = []
     for p in runs:
         nll, count = document_totals(p, documents)
-        out.append(nll.sum() / count.sum() if weights is None else (weights @ nll) / (weights @ count))
-    return np.mean(out, axis=0)
+        per_run.append(nll.sum() / count.sum() if weights is None else (weights @ nll) / (weights @ count))
+    if weights is None:
+        return np.mean(per_run)
+    per_run = np.stack(per_run, axis=1)  # (resamples, seeds)
+    return np.take_along_axis(per_run, seed_draws(len(runs), len(per_run)), axis=1).mean(axis=1)
 
 
 def summary(runs: list, documents: np.ndarray, weights: np.ndarray) -> dict:

@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 
 from ..core import datastore, paths, recipe, sealed, smollm2
-from ..core.cards import decoder_card, read_card, write_card
-from ..core.distributions import mix
+from ..core.cards import decoder_card, write_card
+from ..core.distributions import mix, perplexity
 from ..core.documents import read_documents, write_documents
 from ..core.files import read_json, write_json, write_text
 from ..core.models import file_digest, load_lm, load_tokenizer, model_fingerprint, tokenizer_fingerprint
 from ..core.paths import DOMAINS, SPLITS, corpus_path
 from ..core.settings import FAMILIES, Settings
 from ..core.tokens import encode_file
-from . import corpora, targets
+from . import corpora, key_targets, targets
 from .decoder_start import build_start
 from .evaluate import knn_label_probs, label_probs, mixture_perplexity, tune_alpha, tune_knn
 from .intervals import paired_ratio, resample_weights, summary
@@ -196,30 +196,40 @@ def targets_step(domain: str, s: Settings) -> tuple[targets.SparseTargets, bool]
 
 @dataclass(frozen=True)
 class Loss:
-    """A decoder trained on beta * KL + (1 - beta) * CE, and its names in the tables: each table is drawn from
-    LOSSES, so a loss added there is trained, tuned and shown."""
+    """A decoder trained on beta * KL(teacher || decoder) + (1 - beta) * CE, and its names in the tables: each table
+    is drawn from LOSSES, so a loss added there is trained, tuned and shown."""
     beta: float | None  # None: the family's (s.beta)
     ablation: str  # its row of the loss ablation
     # its name as a control of the evaluation table: its own column and the Memory Decoder's change against it;
     # None: the ablation alone shows it (and --skip-ablation leaves it out)
     control: str | None = None
+    teacher: str = "knn"  # whose distribution the KL term imitates: "knn" (the kNN-LM) or "key" (the key model)
 
 
 MEMDEC = "memdec"  # the Memory Decoder, the one every other loss is a control of
 # The decoders and controls by loss, the Memory Decoder first (trained first); the tables show the controls in this
-# order, then the Memory Decoder they are compared with.
-LOSSES = {MEMDEC: Loss(None, "KL + CE"), "kl": Loss(1.0, "KL only"), "ce": Loss(0.0, "CE only", control="CE-only")}
+# order, then the Memory Decoder they are compared with. "distil" has the Memory Decoder's loss, start, data and steps,
+# with the key model's own next-token distribution in place of the kNN-LM's: what imitating the retriever adds
+# beyond distilling the larger model it searches with.
+LOSSES = {MEMDEC: Loss(None, "KL + CE"), "kl": Loss(1.0, "KL only"), "ce": Loss(0.0, "CE only", control="CE-only"),
+          "distil": Loss(None, "KL to the key model + CE", control="distilled", teacher="key")}
 
 
-def decoder_folder(domain: str, loss: str, seed: int, s: Settings) -> Path:
+def run_name(name: str, seed: int, steps: int, s: Settings) -> str:
+    """loss-seed0, or loss-800steps-seed0 for a run at a longer budget than the family's."""
+    return f"{name}-seed{seed}" if steps == s.memdec_steps else f"{name}-{steps}steps-seed{seed}"
+
+
+def decoder_folder(domain: str, loss: str, seed: int, s: Settings, steps: int | None = None) -> Path:
     """The served decoder is the Memory Decoder of seed 0; every other run lives in the cache."""
-    if loss == MEMDEC and seed == 0:
+    steps = steps or s.memdec_steps
+    if loss == MEMDEC and seed == 0 and steps == s.memdec_steps:
         return paths.model_folder("memdec", domain, s.family)
-    return paths.control_folder(domain, f"{loss}-seed{seed}", s.family)
+    return paths.control_folder(domain, run_name(loss, seed, steps, s), s.family)
 
 
-def dapt_folder(domain: str, seed: int, s: Settings) -> Path:
-    return paths.control_folder(domain, f"dapt-seed{seed}", s.family)
+def dapt_folder(domain: str, seed: int, s: Settings, lr: float, steps: int | None = None) -> Path:
+    return paths.control_folder(domain, run_name(f"dapt-lr{lr:g}", seed, steps or s.memdec_steps, s), s.family)
 
 
 def decoder_start_step(s: Settings):
@@ -231,26 +241,84 @@ def decoder_start_step(s: Settings):
         say(f"decoder start: {'built' if run['worked'] else 'current'} ({s.decoder_shape})")
 
 
+def teacher_step(domain: str, teacher: str, s: Settings) -> targets.SparseTargets:
+    """The distributions a decoder imitates: the kNN-LM's (with the validation kNN-LM that sets T) or the key
+    model's own."""
+    if teacher == "knn":
+        with timed(f"datastore and kNN targets ({domain})", s) as run:
+            found, run["worked"] = targets_step(domain, s)
+        return found
+    with timed(f"key model targets ({domain})", s) as run:
+        found, run["worked"] = key_targets.load_or_build(s.bases[s.key], corpus_path(domain, "train"), s.block, s.k,
+                                                         paths.key_targets_folder(domain, s.family), announce=say)
+        if not run["worked"]:
+            say(f"key model targets {domain}: current")
+    return found
+
+
+def train_step(domain: str, s: Settings, **run):
+    """One training run into decoder_folder / dapt_folder's out, timed; skipped when current."""
+    with timed(f"train {run['out'].name} ({domain})", s) as timing:
+        timing["worked"] = distil(domain, s=s, announce=say, **run)
+        if not timing["worked"]:
+            say(f"{domain} {run['out'].name}: current")
+
+
+def train_decoder(domain: str, loss: str, seed: int, steps: int, s: Settings, teachers: dict):
+    """One decoder of LOSSES[loss]; teachers caches the domain's targets by teacher across calls."""
+    about = LOSSES[loss]
+    beta = s.beta if about.beta is None else about.beta
+    if beta > 0 and about.teacher not in teachers:
+        teachers[about.teacher] = teacher_step(domain, about.teacher, s)
+    train_step(domain, s, knn=teachers.get(about.teacher) if beta > 0 else None, beta=beta, steps=steps,
+               out=decoder_folder(domain, loss, seed, s, steps), seed=seed)
+
+
+def train_dapt(domain: str, seed: int, steps: int, lr: float, s: Settings):
+    """DAPT: the key model fine-tuned with CE on the domain, on the decoders' token budget."""
+    train_step(domain, s, knn=None, beta=0.0, steps=steps, out=dapt_folder(domain, seed, s, lr, steps), seed=seed,
+               init=s.key, lr=lr)
+
+
 def memdec_step(domain: str, s: Settings, losses=tuple(LOSSES)):
     """The domain's decoders for every loss and seed, and DAPT of the key model, all at one token budget."""
-    knn = None
+    teachers = {}
     for loss in losses:
-        beta = s.beta if LOSSES[loss].beta is None else LOSSES[loss].beta
-        if beta > 0 and knn is None:
-            with timed(f"datastore and kNN targets ({domain})", s) as run:  # with the validation kNN-LM that sets T
-                knn, run["worked"] = targets_step(domain, s)
         for seed in s.seeds:
-            out = decoder_folder(domain, loss, seed, s)
-            with timed(f"train {out.name} ({domain})", s) as run:
-                run["worked"] = distil(domain, knn, s, beta, s.memdec_steps, out, announce=say, seed=seed)
-                if not run["worked"]:
-                    say(f"{domain} {out.name}: current")
-    for seed in s.seeds if s.dapt else ():
-        out = dapt_folder(domain, seed, s)
-        with timed(f"train {out.name} ({domain})", s) as run:
-            run["worked"] = distil(domain, None, s, 0.0, s.memdec_steps, out, announce=say, seed=seed, init=s.key)
-            if not run["worked"]:
-                say(f"{domain} {out.name}: current")
+            train_decoder(domain, loss, seed, s.memdec_steps, s, teachers)
+    if s.dapt:
+        lr = dapt_lr_step(domain, s)
+        for seed in s.seeds:
+            train_dapt(domain, seed, s.memdec_steps, lr, s)
+
+
+def budgets_step(domain: str, s: Settings, losses=tuple(LOSSES)):
+    """The budget losses and DAPT again at each longer budget, with the budget seeds (after every domain's
+    memdec_step: the longer runs are the ones a short session can leave for later)."""
+    teachers, lr = {}, dapt_lr_step(domain, s) if s.dapt else None
+    for steps in s.budgets:
+        for seed in s.budget_seeds:
+            for loss in (loss for loss in s.budget_losses if loss in losses):
+                train_decoder(domain, loss, seed, steps, s, teachers)
+            if s.dapt:
+                train_dapt(domain, seed, steps, lr, s)
+
+
+def dapt_lr_step(domain: str, s: Settings) -> float:
+    """DAPT's learning rate: seed 0 trained at each rate of s.dapt_lrs; the one whose model is best on the domain's
+    validation split (perplexity of the DAPT model itself, its only use)."""
+    return min(dapt_lr_grid(domain, s, train=True).items(), key=lambda item: item[1])[0]
+
+
+def dapt_lr_grid(domain: str, s: Settings, train: bool = False) -> dict:
+    """{lr: validation perplexity} of the seed-0 DAPT model at each rate of the grid (trained first when train)."""
+    grid = {}
+    for lr in s.dapt_lrs:
+        out = dapt_folder(domain, 0, s, lr)
+        if train:
+            train_dapt(domain, 0, s.memdec_steps, lr, s)
+        grid[lr] = perplexity(model_probs(out, domain, "validation", s))
+    return grid
 
 
 def weight_grid(s: Settings, p_base: np.ndarray, p_others) -> tuple:
@@ -268,14 +336,15 @@ def weight_grid(s: Settings, p_base: np.ndarray, p_others) -> tuple:
 
 def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
     """The results table and the loss ablation of one domain: every number a test perplexity with a 95% bootstrap
-    interval over documents; weights tuned on validation, per seed."""
-    folder = s.bases[s.key]
-    docs = split_windows(load_tokenizer(folder), domain, "test", s).documents
-    resamples = resample_weights(int(docs.max()) + 1)
+    interval over documents and seeds; weights tuned on validation, per seed."""
+    docs, resamples = test_documents(domain, s)
     dec = {loss: [{split: model_probs(decoder_folder(domain, loss, seed, s), domain, split, s)
                    for split in ("validation", "test")} for seed in s.seeds] for loss in LOSSES if loss in losses}
     controls = [loss for loss in dec if LOSSES[loss].control]  # the evaluation table's, in LOSSES order
-    dapt = [model_probs(dapt_folder(domain, seed, s), domain, "test", s) for seed in s.seeds] if s.dapt else None
+    if s.dapt:
+        grid = dapt_lr_grid(domain, s)
+        lr = min(grid, key=grid.get)
+        dapt = [model_probs(dapt_folder(domain, seed, s, lr), domain, "test", s) for seed in s.seeds]
     rows, ablation, tuned = [], [], {}
     for size in s.bases:
         val, test = (predictions(size, domain, split, s) for split in ("validation", "test"))
@@ -297,22 +366,31 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
         if size == s.key:
             row["alone"] = summary(memdec_alone, docs, resamples)
             row["memdec_vs_alone"] = paired_ratio(runs[MEMDEC], memdec_alone, docs, resamples)
-        if size == s.key and dapt:
+        if size == s.key and s.dapt:
             row["dapt"] = summary(dapt, docs, resamples)
             row["memdec_vs_dapt"] = paired_ratio(runs[MEMDEC], dapt, docs, resamples)
-            # the ablation, when every loss was trained: the controls, then the Memory Decoder
+            row["dapt_lr"], row["dapt_lr_validation"] = lr, {f"{rate:g}": ppl for rate, ppl in grid.items()}
+            # the ablation, when every loss was trained: the controls, then the Memory Decoder; alone and mixed with
+            # the key model (the paper's column), each compared with the Memory Decoder's, paired
             for loss in [*(loss for loss in dec if loss != MEMDEC), MEMDEC] if dec.keys() == LOSSES.keys() else ():
                 alone = [d["test"] for d in dec[loss]]
                 ablation.append({"domain": domain, "loss": LOSSES[loss].ablation,
                                  "alone": summary(alone, docs, resamples),
                                  "with_key": summary(runs[loss], docs, resamples),
-                                 "alone_vs_memdec": paired_ratio(alone, memdec_alone, docs, resamples)})
+                                 "alone_vs_memdec": paired_ratio(alone, memdec_alone, docs, resamples),
+                                 "with_key_vs_memdec": paired_ratio(runs[loss], runs[MEMDEC], docs, resamples)})
         rows.append(row)
         say(f"{domain} base-{size}: base {row['base_only']['ppl']:.1f}, +kNN-LM {row['knn']['ppl']:.1f}, "
             + "".join(f"+{LOSSES[loss].control} {row[loss]['ppl']:.1f}, " for loss in controls)
             + f"+MemDec {row[MEMDEC]['ppl']:.1f}")
     write_card(paths.model_folder("memdec", domain, s.family), memdec_card(domain, s, tuned, dec[MEMDEC][0]))
     return rows, ablation
+
+
+def test_documents(domain: str, s: Settings) -> tuple[np.ndarray, np.ndarray]:
+    """The document of every scored test position, and the bootstrap's document weights."""
+    docs = split_windows(load_tokenizer(s.bases[s.key]), domain, "test", s).documents
+    return docs, resample_weights(int(docs.max()) + 1)
 
 
 def memdec_card(domain: str, s: Settings, tuned: dict, seed0: dict) -> dict:
@@ -341,28 +419,94 @@ def evaluate_step(s: Settings, losses=tuple(LOSSES)) -> tuple[list, list]:
     return rows, ablation
 
 
-def general_step(s: Settings) -> list:
-    """What plugging each memory costs outside its domain: the key model alone and with each domain's Memory Decoder
-    at the alpha tuned on that domain's validation split, on held-out general text (intervals over its documents)."""
+def general_step(s: Settings, rows: list) -> list:
+    """What a memory costs outside its domain, against what DAPT costs there: on held-out general text (intervals over
+    its documents and seeds), every base alone and with each domain's Memory Decoders at the alphas tuned on that
+    domain's validation split, seed by seed (the evaluation rows'); and each domain's DAPT models against the key model
+    they were fine-tuned from."""
     with timed("evaluate general text", s) as run:
         before = COMPUTED["predictions"]
-        folder = s.bases[s.key]
-        docs = split_windows(load_tokenizer(folder), GENERAL, "test", s).documents
-        resamples = resample_weights(int(docs.max()) + 1)
-        base = [model_probs(folder, GENERAL, "test", s)]
-        rows = []
-        for domain in s.domains:
-            card = read_card(paths.model_folder("memdec", domain, s.family))
-            alpha = card["alpha_by_base"][s.key]
-            mixed = [mix(base[0], model_probs(decoder_folder(domain, MEMDEC, 0, s), GENERAL, "test", s), alpha)]
-            rows.append({"memory": domain, "base": s.key, "alpha": alpha, "base_only": summary(base, docs, resamples),
-                         "memdec": summary(mixed, docs, resamples),
-                         "memdec_vs_base": paired_ratio(mixed, base, docs, resamples)})
-            say(f"general text, {domain} memory at alpha {alpha:g}: base {rows[-1]['base_only']['ppl']:.2f}, "
-                f"+MemDec {rows[-1]['memdec']['ppl']:.2f}")
+        docs, resamples = test_documents(GENERAL, s)
+        out = []
+        for r in rows:
+            base = [model_probs(s.bases[r["base"]], GENERAL, "test", s)]
+            memories = [model_probs(decoder_folder(r["domain"], MEMDEC, seed, s), GENERAL, "test", s)
+                        for seed in s.seeds]
+            systems = {"Memory Decoder": [mix(base[0], p, a) for p, a in zip(memories, r["alpha"])]}
+            if "dapt" in r:
+                systems["DAPT"] = [model_probs(dapt_folder(r["domain"], seed, s, r["dapt_lr"]), GENERAL, "test", s)
+                                   for seed in s.seeds]
+            for system, runs in systems.items():
+                out.append({"memory": r["domain"], "base": r["base"], "system": system,
+                            "alpha": r["alpha"] if system == "Memory Decoder" else None,
+                            "base_only": summary(base, docs, resamples), "with_memory": summary(runs, docs, resamples),
+                            "change": paired_ratio(runs, base, docs, resamples)})
+                say(f"general text, {r['domain']} {system} on {r['base']}: base {out[-1]['base_only']['ppl']:.2f}, "
+                    f"with it {out[-1]['with_memory']['ppl']:.2f}")
         run["worked"] = COMPUTED["predictions"] > before
-    write_results("general", rows, general_table(rows), s)
-    return rows
+    write_results("general", out, general_table(out), s)
+    return out
+
+
+def evaluate_budgets(s: Settings, rows: list, losses=tuple(LOSSES)) -> list:
+    """The comparisons at each budget (the family's, then the longer ones), on the budget domains with the budget
+    seeds alone at every budget, so that budgets compare like for like: the key model with each budget loss's
+    decoder, DAPT, the Memory Decoder against each (paired), and DAPT's cost on held-out general text; and the
+    training curves of those runs (assets/results/budget_curves.csv, drawn by tools/budget_curves.py)."""
+    out, curves = [], []
+    domains = [d for d in s.budget_domains if d in s.domains] if s.budgets else []
+    for domain in domains:
+        with timed(f"evaluate budgets ({domain})", s) as run:
+            before = COMPUTED["predictions"]
+            docs, resamples = test_documents(domain, s)
+            general_docs, general_resamples = test_documents(GENERAL, s)
+            key_general = [model_probs(s.bases[s.key], GENERAL, "test", s)]
+            val, test = (predictions(s.key, domain, split, s) for split in ("validation", "test"))
+            lr = next(r["dapt_lr"] for r in rows if r["domain"] == domain and "dapt_lr" in r) if s.dapt else None
+            for steps in (s.memdec_steps, *s.budgets):
+                row = {"domain": domain, "steps": steps, "tokens": steps * s.batch_size * s.block,
+                       "seeds": list(s.budget_seeds), "base_only": summary([test["base"]], docs, resamples)}
+                runs = {}
+                folders = {loss: [decoder_folder(domain, loss, seed, s, steps) for seed in s.budget_seeds]
+                           for loss in s.budget_losses if loss in losses}
+                for loss, seeds in folders.items():
+                    p_val = [model_probs(f, domain, "validation", s) for f in seeds]
+                    row[f"{loss}_alpha"] = [tune_alpha(val["base"], v, weight_grid(s, val["base"], v)) for v in p_val]
+                    runs[loss] = [mix(test["base"], model_probs(f, domain, "test", s), a)
+                                  for f, a in zip(seeds, row[f"{loss}_alpha"])]
+                if s.dapt:
+                    folders["dapt"] = [dapt_folder(domain, seed, s, lr, steps) for seed in s.budget_seeds]
+                    runs["dapt"] = [model_probs(f, domain, "test", s) for f in folders["dapt"]]
+                    dapt_general = [model_probs(f, GENERAL, "test", s) for f in folders["dapt"]]
+                    row["dapt_lr"] = lr
+                    row["dapt_general"] = summary(dapt_general, general_docs, general_resamples)
+                    row["dapt_general_vs_base"] = paired_ratio(dapt_general, key_general, general_docs,
+                                                               general_resamples)
+                for name, seeds in runs.items():
+                    row[name] = summary(seeds, docs, resamples)
+                    if name != MEMDEC:
+                        row[f"memdec_vs_{name}"] = paired_ratio(runs[MEMDEC], seeds, docs, resamples)
+                out.append(row)
+                curves += training_curve(domain, steps, folders)
+            run["worked"] = COMPUTED["predictions"] > before
+    if out:
+        write_results("budgets", out, budget_table(out), s)
+        write_text(paths.results_folder(s.family) / "budget_curves.csv", pd.DataFrame(curves).to_csv(index=False))
+    return out
+
+
+def training_curve(domain: str, steps: int, folders: dict) -> list:
+    """The validation cross-entropy at every checkpoint of each run, from its loss log (runs trained before the
+    logs held it have no curve)."""
+    points = []
+    for system, outs in folders.items():
+        for out in outs:
+            log = paths.run_folder(out.name, recipe.recorded(out)) / "loss.csv"
+            frame = pd.read_csv(log) if log.exists() else pd.DataFrame()
+            if "val_ce" in frame:
+                points += [{"domain": domain, "budget": steps, "system": system, "run": out.name, "step": int(r.step),
+                            "validation_ce": r.val_ce} for r in frame.dropna(subset=["val_ce"]).itertuples()]
+    return points
 
 
 def ppl_cell(x: dict) -> str:
@@ -399,18 +543,45 @@ def evaluation_table(rows: list) -> str:
         + (optional(r, "memdec_vs_alone", ratio_cell) if alone else "") + "|\n" for r in rows)
 
 
+def alpha_cell(alphas) -> str:
+    return ", ".join(f"{a:g}" for a in alphas) if alphas else "—"
+
+
 def general_table(rows: list) -> str:
-    head = ("| memory | base | α (tuned on its domain) | base alone | base + memory | change |\n"
-            "|---|---|---:|---:|---:|---:|\n")
-    return head + "".join(f"| {r['memory']} | {r['base']} | {r['alpha']:g} | {ppl_cell(r['base_only'])} "
-                          f"| {ppl_cell(r['memdec'])} | {ratio_cell(r['memdec_vs_base'])} |\n" for r in rows)
+    head = ("| memory | base | added | α (tuned on the memory's domain, per seed) | base alone | with it | change |\n"
+            "|---|---|---|---:|---:|---:|---:|\n")
+    return head + "".join(f"| {r['memory']} | {r['base']} | {r['system']} | {alpha_cell(r['alpha'])} "
+                          f"| {ppl_cell(r['base_only'])} | {ppl_cell(r['with_memory'])} | {ratio_cell(r['change'])} |\n"
+                          for r in rows)
 
 
 def ablation_table(rows: list) -> str:
-    head = (f"| domain | loss | decoder alone | key model + decoder | alone vs {LOSSES[MEMDEC].ablation} |\n"
-            "|---|---|---:|---:|---:|\n")
+    memdec = LOSSES[MEMDEC].ablation
+    head = (f"| domain | loss | decoder alone | key model + decoder | alone vs {memdec} | key model + decoder vs "
+            f"key model + {memdec} |\n|---|---|---:|---:|---:|---:|\n")
     return head + "".join(f"| {r['domain']} | {r['loss']} | {ppl_cell(r['alone'])} | {ppl_cell(r['with_key'])} "
-                          f"| {ratio_cell(r['alone_vs_memdec'])} |\n" for r in rows)
+                          f"| {ratio_cell(r['alone_vs_memdec'])} | {ratio_cell(r['with_key_vs_memdec'])} |\n"
+                          for r in rows)
+
+
+def budget_table(rows: list) -> str:
+    """One row per (domain, budget): the key model with each decoder, DAPT, and the Memory Decoder against each."""
+    controls = [loss for loss in LOSSES if loss != MEMDEC and loss in rows[0]]
+    names = {loss: LOSSES[loss].control or LOSSES[loss].ablation for loss in controls}
+    dapt = "dapt" in rows[0]
+    head = ("| domain | steps (tokens) | key model " + "".join(f"| + {names[c]} decoder " for c in controls)
+            + "| + Memory Decoder (α) " + ("| DAPT (lr) " if dapt else "")
+            + "".join(f"| MemDec vs {names[c]} " for c in controls)
+            + ("| MemDec vs DAPT | DAPT on general text vs key model " if dapt else "") + "|\n|---|---|"
+            + "---:|" * (2 + 2 * len(controls) + 3 * dapt) + "\n")
+    return head + "".join(
+        f"| {r['domain']} | {r['steps']:,} ({r['tokens']:,}) | {ppl_cell(r['base_only'])} "
+        + "".join(f"| {ppl_cell(r[c])} " for c in controls)
+        + f"| {ppl_cell(r[MEMDEC])} ({alpha_cell(r[MEMDEC + '_alpha'])}) "
+        + (f"| {ppl_cell(r['dapt'])} ({r['dapt_lr']:g}) " if dapt else "")
+        + "".join(f"| {ratio_cell(r[f'memdec_vs_{c}'])} " for c in controls)
+        + (f"| {ratio_cell(r['memdec_vs_dapt'])} | {ratio_cell(r['dapt_general_vs_base'])} " if dapt else "")
+        + "|\n" for r in rows)
 
 
 def write_results(name: str, rows: list, table: str, s: Settings):
@@ -460,6 +631,8 @@ def main():
     parser.add_argument("--beta", type=float, help="default: the family's")
     parser.add_argument("--seeds", type=int, help="runs of every decoder and control (default: the family's)")
     parser.add_argument("--skip-ablation", action="store_true", help="no KL-only decoders (CE-only and DAPT stay)")
+    parser.add_argument("--budgets", help="comma-separated longer budgets in steps, or none (default: the family's)")
+    parser.add_argument("--budget-domains", help="comma-separated domains trained at the longer budgets")
     args = parser.parse_args()
     s = FAMILIES[args.family]()
     s.domains = tuple(args.domains.split(","))
@@ -468,8 +641,13 @@ def main():
             setattr(s, name, getattr(args, name))
     if args.seeds is not None:
         s.seeds = tuple(range(args.seeds))
+    if args.budgets is not None:
+        s.budgets = () if args.budgets == "none" else tuple(int(b) for b in args.budgets.split(","))
+    if args.budget_domains is not None:
+        s.budget_domains = tuple(args.budget_domains.split(","))
     ablation = s.ablation and not args.skip_ablation
-    losses = tuple(loss for loss, about in LOSSES.items() if ablation or loss == MEMDEC or about.control)
+    losses = tuple(loss for loss, about in LOSSES.items()
+                   if loss == MEMDEC or loss in s.controls or (ablation and about.control is None))
     if args.base:
         s.bases = dict(item.split("=", 1) for item in args.base)
         s.key, s.init = args.key or list(s.bases)[-1], args.init or list(s.bases)[0]
@@ -488,9 +666,11 @@ def main():
     decoder_start_step(s)
     for domain in s.domains:
         memdec_step(domain, s, losses)
-    evaluate_step(s, losses)
-    if s.decoder_shape:  # a family whose base is a real pretrained model: what its memories cost on general text
-        general_step(s)
+    for domain in (d for d in s.domains if d in s.budget_domains):
+        budgets_step(domain, s, losses)
+    rows, _ = evaluate_step(s, losses)
+    general_step(s, rows)
+    evaluate_budgets(s, rows, losses)
 
 
 if __name__ == "__main__":

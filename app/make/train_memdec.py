@@ -18,6 +18,8 @@ from ..core.tokens import blocks, encode_file
 from . import targets
 from .trainer import TrainConfig, train
 
+VALIDATION_BLOCKS = 64  # the training curve's held-out blocks (8,192 tokens of the validation split)
+
 
 def memdec_loss(logits: torch.Tensor, labels: torch.Tensor, target_ids: torch.Tensor | None,
                 target_probs: torch.Tensor | None, beta: float, vocab_size: int):
@@ -60,18 +62,31 @@ def make_batches(inputs: torch.Tensor, labels: torch.Tensor, knn, batch_size: in
 
 
 def memdec_recipe(domain: str, knn: targets.SparseTargets | None, s: Settings, beta: float, steps: int, seed: int = 0,
-                  init: str | None = None) -> dict:
+                  init: str | None = None, lr: float | None = None) -> dict:
     """Everything a decoder depends on; a decoder whose recorded recipe matches this is current. The targets' recipe
     holds the key model's datastore recipe, so a store made another way (model, corpus, index) means a new decoder.
     CE only (beta = 0) reads no targets: it is plain training on the domain text (from the key model, DAPT)."""
     return {"kind": "memdec", "domain": domain, "init": model_fingerprint(s.start(init)), "beta": beta,
-            "steps": steps, "lr": s.memdec_lr, "warmup": warmup(s.memdec_warmup, steps), "batch_size": s.batch_size,
-            "block": s.block, "targets": knn.recipe if beta > 0 else None, "seed": seed}
+            "steps": steps, "lr": lr or s.memdec_lr, "warmup": warmup(s.memdec_warmup, steps),
+            "batch_size": s.batch_size, "block": s.block, "targets": knn.recipe if beta > 0 else None, "seed": seed}
+
+
+def validation_ce(inputs: torch.Tensor, labels: torch.Tensor, vocab_size: int, batch_size: int):
+    """validate(model) for the trainer: the model's cross-entropy on held-out blocks, its training curve."""
+    def validate(model) -> dict:
+        device, total = next(model.parameters()).device, 0.0
+        for start in range(0, len(inputs), batch_size):
+            part = slice(start, start + batch_size)
+            logits = model(input_ids=inputs[part].to(device)).logits[..., :vocab_size].flatten(0, 1).float()
+            total += F.cross_entropy(logits, labels[part].flatten().to(device), reduction="sum").item()
+        return {"ce": total / labels.numel()}
+
+    return validate
 
 
 def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, made_from: dict, steps: int,
                  beta: float, lr: float, batch_size: int, block: int, run_dir: Path | None = None,
-                 stop_after: int | None = None, seed: int = 0):
+                 stop_after: int | None = None, seed: int = 0, validate=None):
     """Starts from init_folder (the smallest base, as in the paper), saves to out_folder with its recipe."""
     tokenizer = load_tokenizer(init_folder)
     model = load_lm(init_folder, torch.device("cpu")).float().requires_grad_(True)
@@ -82,25 +97,31 @@ def train_memdec(init_folder: Path, stream: np.ndarray, knn, out_folder: Path, m
     cfg = TrainConfig(steps=steps, lr=lr, warmup=made_from["warmup"], checkpoint_every=100, seed=seed)
     run_dir = run_dir or paths.run_folder(out_folder.name, made_from)
     model = train(model, make_batches(inputs, labels, knn, batch_size, seed), loss_fn, cfg, run_dir,
-                  desc=out_folder.name, stop_after=stop_after)
+                  desc=out_folder.name, stop_after=stop_after, validate=validate)
     if stop_after is None or stop_after >= steps:
         save_model(model, tokenizer, out_folder, made_from)
     return model
 
 
 def distil(domain: str, knn: targets.SparseTargets | None, s: Settings, beta: float, steps: int, out: Path,
-           announce=print, seed: int = 0, init: str | None = None) -> bool:
+           announce=print, seed: int = 0, init: str | None = None, lr: float | None = None) -> bool:
     """Trains a decoder of the domain (from the base named init, by default the smallest) unless the one in out is
-    current; True when it trained."""
-    made_from = memdec_recipe(domain, knn, s, beta, steps, seed, init)
+    current; True when it trained. Its log holds the cross-entropy on the first VALIDATION_BLOCKS validation blocks
+    at every checkpoint (the curve of its budget)."""
+    made_from = memdec_recipe(domain, knn, s, beta, steps, seed, init, lr)
     if recipe.is_current(out, made_from):
         return False
-    announce(f"{out.name}: training {steps} steps, beta={beta}, seed={seed}")
+    announce(f"{out.name}: training {steps} steps, beta={beta}, seed={seed}, lr={made_from['lr']:g}")
     folder = s.start(init)
     tokenizer = load_tokenizer(folder)
-    stream = encode_file(tokenizer, paths.corpus_path(domain, "train"), tokenizer_fingerprint(tokenizer))
-    train_memdec(folder, stream, knn if beta > 0 else None, out, made_from, steps, beta=beta, lr=s.memdec_lr,
-                 batch_size=s.batch_size, block=s.block, seed=seed)
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    stream = encode_file(tokenizer, paths.corpus_path(domain, "train"), fingerprint)
+    val_inputs, val_labels = blocks(encode_file(tokenizer, paths.corpus_path(domain, "validation"), fingerprint),
+                                    s.block)
+    validate = validation_ce(val_inputs[:VALIDATION_BLOCKS], val_labels[:VALIDATION_BLOCKS], len(tokenizer),
+                             s.batch_size)
+    train_memdec(folder, stream, knn if beta > 0 else None, out, made_from, steps, beta=beta, lr=made_from["lr"],
+                 batch_size=s.batch_size, block=s.block, seed=seed, validate=validate)
     return True
 
 
