@@ -11,9 +11,14 @@ NUM_PERM = 128
 THRESHOLD = 0.7  # estimated Jaccard similarity of word 5-gram sets above which two documents are one
 
 
-def shingles(doc: str, n: int = 5) -> set:
+def word_grams(doc: str, n: int = 5) -> list:
+    """The document's word n-grams in order, repeats included (one when it is shorter than n words)."""
     words = re.findall(r"\w+", doc.lower())
-    return {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+    return [" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))]
+
+
+def shingles(doc: str, n: int = 5) -> set:
+    return set(word_grams(doc, n))
 
 
 def signature(doc: str) -> MinHash:
