@@ -1,0 +1,62 @@
+"""Every figure the README quotes from assets/results/ equals the file's value, so that a retrained model or a new
+measurement cannot leave stale text: tables copied between results markers equal their file, every interval in the
+pipeline's cell formats appears in a results table, and the figures registered in tests/docs/quoted.py render from
+their JSON file to text the README holds. No model is loaded."""
+import json
+import re
+import string
+
+import pytest
+
+from app.core import paths
+from tests.docs.quoted import QUOTES
+from tools import readme_results
+
+README = readme_results.README
+# app.make.pipeline's ppl_cell ("55.45 ± 0.24 [49.93, 60.99]", "56.94 [50.64, 63.26]") and ratio_cell
+# ("-2.6% [-6.2, +1.2]"); the leftmost match wins, so a spread's interval is never read alone
+INTERVALS = (re.compile(r"(?<![\d.])\d+\.\d\d(?: ± \d+\.\d\d)? \[\d+\.\d\d, \d+\.\d\d\]"),
+             re.compile(r"[+-]\d+\.\d% \[[+-]\d+\.\d, [+-]\d+\.\d\]"))
+
+
+class FromFile(string.Formatter):
+    """Fields are dotted paths into one JSON file; !m: seconds as minutes, !k: rounded to the nearest thousand."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def get_field(self, field_name, args, kwargs):
+        value = self.data
+        for key in field_name.split("."):
+            value = value[int(key)] if isinstance(value, list) else value[key]
+        return value, field_name
+
+    def convert_field(self, value, conversion):
+        if conversion == "m":
+            return value / 60
+        if conversion == "k":
+            return round(value, -3)
+        return super().convert_field(value, conversion)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_results_blocks_equal_their_files():
+    assert readme_results.stale(README.read_text()) == []
+
+
+def test_every_interval_in_the_readme_is_in_a_results_table():
+    tables = "\n".join(path.read_text() for path in sorted(paths.RESULTS.rglob("*.md")))
+    missing = [f"README line {number}: {match}" for number, line in enumerate(README.read_text().splitlines(), 1)
+               for pattern in INTERVALS for match in pattern.findall(line) if match not in tables]
+    assert missing == [], "intervals in no assets/results/**/*.md file:\n" + "\n".join(missing)
+
+
+@pytest.mark.parametrize("name", QUOTES)
+def test_quoted_figures_equal_their_result_file(name):
+    readme = one_line(README.read_text())
+    formatter = FromFile(json.loads((paths.RESULTS / name).read_text()))
+    missing = [text for text in (one_line(formatter.format(t)) for t in QUOTES[name]) if text not in readme]
+    assert missing == [], f"the README does not say what {name} holds:\n" + "\n".join(missing)
