@@ -67,6 +67,18 @@ QUOTES = {
         "the server's RSS went from {rss_mb.0.1:.0f} MB to {rss_mb.-1.1:.0f} MB, **+{growth_mb:.1f} MB for "
         "{requests:,} requests ({growth_kb_per_request:.1f} KB each)**, with no failure",
     ],
+    "your_memory.json": [
+        "({corpus.tokens.train:,} train / {corpus.tokens.validation:,} validation)",
+        "(load average {machine.load_average_at_start.0:.1f} at the start, {machine.load_average_at_end.0:.1f} at the "
+        "end): **{total_s:.1f} s, {total_s!m:.1f} minutes, from the file to a usable decoder**: `memory build` "
+        "{build_s:.1f} s",
+        "then `memory distil` {distil_s:.1f} s (kNN temperature {phases_s.kNN temperature on validation:.1f} s, kNN "
+        "targets {phases_s.kNN targets:.1f} s, {steps} training steps {phases_s.training:.1f} s, α "
+        "{phases_s.alpha on validation:.1f} s), against the {estimated_distillation_s} s the page estimates",
+        "base {validation_perplexity.base:.2f}, base + kNN-LM {validation_perplexity.base + kNN-LM:.2f}, base + MemDec "
+        "{validation_perplexity.base + MemDec:.2f} (α = {alpha}), decoder alone "
+        "{validation_perplexity.Memory Decoder alone:.2f}",
+    ],
     "smollm2/startup.json": [
         "(load average {load_average_at_start:.1f};",
         "| page answers | {first_start.page:.1f} s | {later_start.page:.1f} s | |",
