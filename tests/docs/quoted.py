@@ -1,8 +1,10 @@
 """The README's figures that are quoted from a JSON file under assets/results/, as the README writes them.
 
-Each template is a piece of README text with a field for each figure: `{path:format}`, where path names the value in
-the file (keys and list indexes joined by dots; -1 is the last item) and format is Python's format spec; `!m` turns
-seconds into minutes and `!k` rounds to the nearest thousand first. test_readme_quotes renders each template from its
+Each template is a piece of README text with a field for each figure: `{path|function:format}`. The path names the
+value in the file: keys and list indexes joined by dots (-1 is the last item); a key may be a pattern (`*`, `?`),
+which makes it the list of every matching value (`*` on a list: every item; `?` also stands for a `:`, which cannot
+be written in a field). Functions, in order: min, max, sum, minutes (from seconds), thousands (rounded to the nearest
+thousand). Format is Python's format spec. test_readme_quotes renders each template from its
 file and looks for the text in the README, line breaks and runs of spaces counting as one space. After a result file
 changes, rewrite the README's figures (tables between results markers: `python tools/readme_results.py`); when the
 wording changes, change the template here.
@@ -32,7 +34,8 @@ QUOTES = {
         "{ranges.small.base_ms.0:.1f}–{ranges.small.base_ms.1:.1f};",
     ],
     "cost.json": [
-        "({wall_s!m:.1f} minutes; torch and FAISS on one thread",
+        "({wall_s|minutes:.1f} minutes; torch and FAISS on one thread",
+        "the base's step took {rows.*.base_ms|min:.1f}–{rows.*.base_ms|max:.1f} ms",
         "load average {machine.load_average_at_start.0:.1f} at the start, {machine.load_average_at_end.0:.1f} at the "
         "end",
         "median {ratio_memdec:.2f}x; ratios are to the base within each row",
@@ -47,8 +50,8 @@ QUOTES = {
         "({rows.7.recall_at_k:.3f}) | {rows.7.ratio_knn:.2f}x | {rows.8.search_ms:.2f} ({rows.8.recall_at_k:.3f}) | "
         "{rows.8.ratio_knn:.2f}x |",
         "| {rows.9.entries:,} | {rows.9.search_ms:.2f} | {rows.9.ratio_knn:.2f}x |",
-        "by 2x at about **{crossovers.exact.2.entries!k:,} entries** and by 10x at about "
-        "**{crossovers.exact.10.entries!k:,} entries**",
+        "by 2x at about **{crossovers.exact.2.entries|thousands:,} entries** and by 10x at about "
+        "**{crossovers.exact.10.entries|thousands:,} entries**",
     ],
     "hostile_load.json": [
         "| {normal.quiet.count} | {normal.quiet.p50_s:.2f} s | {normal.quiet.p95_s:.2f} s | "
@@ -58,8 +61,10 @@ QUOTES = {
         "| {normal.after.count} | {normal.after.p50_s:.2f} s | {normal.after.p95_s:.2f} s | "
         "{normal.after.max_s:.2f} s | {normal.after.failures} |",
         "Back to the quiet p95 {recovery_s:.1f} s after the attack",
-        "The attacker's {attacker.requests:,} requests:",
-        "{attacker.outcomes.complete} answered; \"Queue is full\" seen by nobody",
+        "The attacker's {attacker.requests:,} requests: {attacker.outcomes.*more than 10 requests a second*|sum:,} "
+        "refused for its rate, {attacker.outcomes.*8 requests waiting*|sum} for its share of the queue, "
+        "{attacker.outcomes.*4 requests running*|sum} for its 4 running, {attacker.outcomes.complete} answered; "
+        "\"Queue is full\" seen by nobody",
     ],
     "session_memory.json": [
         "sends {requests:,} requests, each a new session",
@@ -70,7 +75,7 @@ QUOTES = {
     "your_memory.json": [
         "({corpus.tokens.train:,} train / {corpus.tokens.validation:,} validation)",
         "(load average {machine.load_average_at_start.0:.1f} at the start, {machine.load_average_at_end.0:.1f} at the "
-        "end): **{total_s:.1f} s, {total_s!m:.1f} minutes, from the file to a usable decoder**: `memory build` "
+        "end): **{total_s:.1f} s, {total_s|minutes:.1f} minutes, from the file to a usable decoder**: `memory build` "
         "{build_s:.1f} s",
         "then `memory distil` {distil_s:.1f} s (kNN temperature {phases_s.kNN temperature on validation:.1f} s, kNN "
         "targets {phases_s.kNN targets:.1f} s, {steps} training steps {phases_s.training:.1f} s, α "
@@ -92,7 +97,9 @@ QUOTES = {
         "and {warm.ms_per_token.mix_knn:.1f} ms with the kNN-LM ({warm.ratio_to_base.mix_knn:.2f}x",
     ],
     "smollm2/timings.json": [
-        "(corpora {corpora!m:.1f} min with the source downloads;",
-        "general text {evaluate general text!m:.1f} min)",
+        "the steps in `assets/results/smollm2/timings.json` add up to {*|sum|minutes:.0f} minutes (corpora "
+        "{corpora|minutes:.1f} min with the source downloads; six decoders {train*|min|minutes:.1f}–"
+        "{train*|max|minutes:.1f} min each;",
+        "general text {evaluate general text|minutes:.1f} min)",
     ],
 }

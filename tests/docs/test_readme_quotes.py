@@ -2,6 +2,7 @@
 measurement cannot leave stale text: tables copied between results markers equal their file, every interval in the
 pipeline's cell formats appears in a results table, and the figures registered in tests/docs/quoted.py render from
 their JSON file to text the README holds. No model is loaded."""
+import fnmatch
 import json
 import re
 import string
@@ -19,24 +20,36 @@ INTERVALS = (re.compile(r"(?<![\d.])\d+\.\d\d(?: ± \d+\.\d\d)? \[\d+\.\d\d, \d+
              re.compile(r"[+-]\d+\.\d% \[[+-]\d+\.\d, [+-]\d+\.\d\]"))
 
 
+FUNCTIONS = {"min": min, "max": max, "sum": sum, "minutes": lambda seconds: seconds / 60,
+             "thousands": lambda number: round(number, -3)}
+
+
 class FromFile(string.Formatter):
-    """Fields are dotted paths into one JSON file; !m: seconds as minutes, !k: rounded to the nearest thousand."""
+    """Fields are paths into one JSON file, each followed by the functions of FUNCTIONS it goes through (see
+    tests/docs/quoted.py)."""
 
     def __init__(self, data):
         self.data = data
 
     def get_field(self, field_name, args, kwargs):
-        value = self.data
-        for key in field_name.split("."):
-            value = value[int(key)] if isinstance(value, list) else value[key]
-        return value, field_name
+        path, *functions = field_name.split("|")
+        values = [self.data]
+        for key in path.split("."):
+            values = [child for value in values for child in children(value, key)]
+        if not any(c in path for c in "*?["):
+            if len(values) != 1:
+                raise KeyError(f"{path}: {len(values)} values")
+            values = values[0]
+        for name in functions:
+            values = FUNCTIONS[name](values)
+        return values, field_name
 
-    def convert_field(self, value, conversion):
-        if conversion == "m":
-            return value / 60
-        if conversion == "k":
-            return round(value, -3)
-        return super().convert_field(value, conversion)
+
+def children(value, key: str) -> list:
+    """value[key]: an index of a list (-1 the last, * every item), or the keys of a dict that match the pattern."""
+    if isinstance(value, list):
+        return value if key == "*" else [value[int(key)]]
+    return [value[key]] if key in value else [v for k, v in value.items() if fnmatch.fnmatchcase(k, key)]
 
 
 def one_line(text: str) -> str:
