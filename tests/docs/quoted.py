@@ -4,10 +4,11 @@ Each template is a piece of README text with a field for each figure: `{path|fun
 value in the file: keys and list indexes joined by dots (-1 is the last item); a key may be a pattern (`*`, `?`),
 which makes it the list of every matching value (`*` on a list: every item; `?` also stands for a `:`, which cannot
 be written in a field). Functions, in order: min, max, sum, minutes (from seconds), thousands (rounded to the nearest
-thousand). Format is Python's format spec. test_readme_quotes renders each template from its
-file and looks for the text in the README, line breaks and runs of spaces counting as one space. After a result file
-changes, rewrite the README's figures (tables between results markers: `python tools/readme_results.py`); when the
-wording changes, change the template here.
+thousand), change (a ratio as a percent change: +5.5 for 1.055), fall (the same, down: 2.9 for 0.971). Format is
+Python's format spec. test_readme_quotes renders each template from its file and looks for the text in the README,
+line breaks and runs of spaces counting as one space. After a result file changes, rewrite the README's figures
+(tables between results markers: `python tools/readme_results.py`); when the wording changes, change the template
+here.
 """
 
 QUOTES = {
@@ -95,6 +96,21 @@ QUOTES = {
         "a generated token takes {warm.ms_per_token.base:.1f} ms with the base alone, "
         "{warm.ms_per_token.mix_memdec:.1f} ms with the Memory Decoder (**{warm.ratio_to_base.mix_memdec:.3f}x**",
         "and {warm.ms_per_token.mix_knn:.1f} ms with the kNN-LM ({warm.ratio_to_base.mix_knn:.2f}x",
+    ],
+    "smollm2/evaluation.json": [  # the rows of biomed, finance and law
+        "| base + Memory Decoder no more than 3% above base + kNN-LM | {0.memdec_vs_knn.ratio|change:+.1f}% | "
+        "{1.memdec_vs_knn.ratio|change:+.1f}% | {2.memdec_vs_knn.ratio|change:+.1f}% |",
+        "| the mixture at least 10% below the decoder alone | {0.memdec_vs_alone.ratio|change:.1f}% | "
+        "{1.memdec_vs_alone.ratio|change:.1f}% | {2.memdec_vs_alone.ratio|change:.1f}% | met |",
+        "| tuned alpha strictly inside its grid | {0.alpha.0} | {1.alpha.0} | {2.alpha.0} |",
+        "(test perplexity {*.alone.ppl|min:.0f}–{*.alone.ppl|max:.0f})",
+        "beats the CE-only control of the same budget by only {2.memdec_vs_ce.ratio|fall:.1f}% (law), "
+        "{1.memdec_vs_ce.ratio|fall:.1f}% (finance) and {0.memdec_vs_ce.ratio|fall:.1f}% (biomed)",
+    ],
+    "smollm2/general.json": [  # biomed, finance, law
+        "The biomed memory, mixed at the largest alpha ({0.alpha}), costs {0.memdec_vs_base.ratio|change:.1f}% on "
+        "general text",
+        "the law memory, at alpha {2.alpha}, even lowers general perplexity by {2.memdec_vs_base.ratio|fall:.1f}%",
     ],
     "smollm2/timings.json": [
         "the steps in `assets/results/smollm2/timings.json` add up to {*|sum|minutes:.0f} minutes (corpora "

@@ -21,7 +21,8 @@ INTERVALS = (re.compile(r"(?<![\d.])\d+\.\d\d(?: ± \d+\.\d\d)? \[\d+\.\d\d, \d+
 
 
 FUNCTIONS = {"min": min, "max": max, "sum": sum, "minutes": lambda seconds: seconds / 60,
-             "thousands": lambda number: round(number, -3)}
+             "thousands": lambda number: round(number, -3), "change": lambda ratio: 100 * (ratio - 1),
+             "fall": lambda ratio: 100 * (1 - ratio)}
 
 
 class FromFile(string.Formatter):
