@@ -33,6 +33,8 @@ QUOTES = {
         "ms per token: large {ranges.large.base_ms.0:.1f}–{ranges.large.base_ms.1:.1f}, medium "
         "{ranges.medium.base_ms.0:.1f}–{ranges.medium.base_ms.1:.1f}, small "
         "{ranges.small.base_ms.0:.1f}–{ranges.small.base_ms.1:.1f};",
+        # in the Cost section: the stores the app serves
+        "The current stores ({rows.*.entries|min:,}–{rows.*.entries|max:,} entries)",
     ],
     "cost.json": [
         "({wall_s|minutes:.1f} minutes; torch and FAISS on one thread",
@@ -55,6 +57,8 @@ QUOTES = {
         "**{crossovers.exact.10.entries|thousands:,} entries**",
     ],
     "hostile_load.json": [
+        "One address ({attack.address}) runs {attack.streams} parallel loops",
+        "| quiet ({attack.start_s:.0f} s) |",
         "| {normal.quiet.count} | {normal.quiet.p50_s:.2f} s | {normal.quiet.p95_s:.2f} s | "
         "{normal.quiet.max_s:.2f} s | {normal.quiet.failures} |",
         "| {normal.attack.count} | {normal.attack.p50_s:.2f} s | **{normal.attack.p95_s:.2f} s** | "
