@@ -42,6 +42,9 @@ def main():
     args = parser.parse_args()
     text = README.read_text()
     differ = stale(text)
+    missing = [line for line in differ if line.endswith("does not exist")]
+    if missing:
+        sys.exit("\n".join(["results blocks whose file does not exist:", *missing]))
     if args.check:
         print("\n".join(["stale results blocks:", *differ] if differ else ["every results block is current"]))
         sys.exit(1 if differ else 0)
