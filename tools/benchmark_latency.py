@@ -48,14 +48,14 @@ def ranges(rows: list) -> dict:
                    for field in ("base_ms", "ratio_memdec", "ratio_knn")} for base in bases}
 
 
-def table(results: dict, parameters: dict) -> str:
+def table(results: dict) -> str:
     """The README's table: per base, the ratios' range over the domains; the stores' sizes in the header."""
     entries = ", ".join(f"{row['domain']} {row['entries']:,}" for row in results["rows"]
                         if row["base"] == results["rows"][0]["base"])
     lines = [f"| base | + MemDec | + kNN-LM (exact search; {entries} entries) |", "|---|---:|---:|"]
     for base, spread in results["ranges"].items():
         memdec, knn = spread["ratio_memdec"], spread["ratio_knn"]
-        lines.append(f"| {base} ({parameters[base] / 1e6:.1f}M) | {memdec[0]:.2f}–{memdec[1]:.2f}x | "
+        lines.append(f"| {base} ({results['parameters'][base] / 1e6:.1f}M) | {memdec[0]:.2f}–{memdec[1]:.2f}x | "
                      f"{knn[0]:.2f}–{knn[1]:.2f}x |")
     return "\n".join(lines) + "\n"
 
@@ -65,7 +65,7 @@ def write(results: dict, out: Path):
     results["ranges"] = ranges(results["rows"])
     results["parameters"] = {base: parameter_count(str(paths.model_folder("base", base))) for base in results["ranges"]}
     out.write_text(json.dumps(results, indent=1) + "\n")
-    out.with_suffix(".md").write_text(table(results, results["parameters"]))
+    out.with_suffix(".md").write_text(table(results))
     print(f"wrote {out} and {out.with_suffix('.md')}")
 
 

@@ -66,4 +66,4 @@ def catch_rate(docs: list, key=None, seed: int = 0) -> dict:
             caught += str(i) in lsh.query(signature(variant))
             key_caught += key is not None and key(variant) == key(doc)
     return {"documents": len(docs), "variants": total, "caught": caught} | (
-        {"key_caught": key_caught} if key else {})
+        {"key_caught": key_caught} if key is not None else {})
