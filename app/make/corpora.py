@@ -22,7 +22,7 @@ import zstandard
 
 from ..core import paths, recipe
 from ..core.documents import sections, write_documents
-from ..core.files import write_text
+from ..core.files import write_json, write_text
 from ..core.paths import SPLITS, corpus_path
 from ..core.settings import Settings
 from . import near_duplicates
@@ -319,17 +319,40 @@ def write_attribution():
     write_text(paths.CORPORA / "ATTRIBUTION.md", "\n".join(lines))
 
 
+def near_duplicate_results(sample_size: int = 300) -> dict:
+    """MinHash against the bottom-8 sketch key on the licence texts: how many of the known variants of a seeded
+    sample of them each catches, and how many texts each keeps of the whole set."""
+    texts = list(law(fetch_sources()))
+    kept = near_duplicates.dedupe(texts)
+    sample = random.Random(0).sample(kept, min(sample_size, len(kept)))
+    rate = near_duplicates.catch_rate(sample, key=near_duplicate_key)
+
+    def percent(caught: int) -> float:
+        return round(100 * caught / rate["variants"], 1)
+
+    return {"what": "known variants (another year, another copyright holder, a changed header line) of licence texts "
+                    "caught as near-copies of their text: MinHash with LSH banding against the bottom-8 sketch key; "
+                    "and the licence texts each keeps",
+            "minhash": {"threshold": near_duplicates.THRESHOLD, "num_perm": near_duplicates.NUM_PERM},
+            "licences": rate["documents"], "variants": rate["variants"],
+            "minhash_caught": rate["caught"], "minhash_caught_percent": percent(rate["caught"]),
+            "sketch_caught": rate["key_caught"], "sketch_caught_percent": percent(rate["key_caught"]),
+            "licence_texts": len(texts), "minhash_kept": len(kept), "sketch_kept": len(sketch_dedupe(texts))}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-chars", type=int, default=Settings.train_chars)
     parser.add_argument("--eval-chars", type=int, default=Settings.eval_chars)
     parser.add_argument("--general-chars", type=int, default=Settings.general_chars)
     parser.add_argument("--near-duplicates", action="store_true",
-                        help="only measure how many known variants of 300 licence texts MinHash catches")
+                        help="only measure how many known variants of 300 licence texts MinHash catches, and write "
+                             "assets/results/near_duplicates.json")
     args = parser.parse_args()
     if args.near_duplicates:
-        docs = near_duplicates.dedupe(law(fetch_sources()))
-        return print(near_duplicates.catch_rate(random.Random(0).sample(docs, min(300, len(docs)))))
+        results = near_duplicate_results()
+        write_json(paths.RESULTS / "near_duplicates.json", results)
+        return print(json.dumps(results, indent=1))
     stats = build(args.train_chars, args.eval_chars, args.general_chars)
     print(json.dumps(stats, indent=1))
 

@@ -11,9 +11,14 @@ NUM_PERM = 128
 THRESHOLD = 0.7  # estimated Jaccard similarity of word 5-gram sets above which two documents are one
 
 
-def shingles(doc: str, n: int = 5) -> set:
+def word_grams(doc: str, n: int = 5) -> list:
+    """The document's word n-grams in order, repeats included (one when it is shorter than n words)."""
     words = re.findall(r"\w+", doc.lower())
-    return {" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+    return [" ".join(words[i:i + n]) for i in range(max(1, len(words) - n + 1))]
+
+
+def shingles(doc: str, n: int = 5) -> set:
+    return set(word_grams(doc, n))
 
 
 def signature(doc: str) -> MinHash:
@@ -47,16 +52,18 @@ def variants(doc: str, rng: random.Random) -> list:
     return [year, holder, header]
 
 
-def catch_rate(docs: list, seed: int = 0) -> dict:
-    """Of each document's known variants, how many the index recognises as near-copies; and how many distinct
-    documents it wrongly takes for copies of each other (the deduplicated set, against itself, leave-one-out)."""
+def catch_rate(docs: list, key=None, seed: int = 0) -> dict:
+    """Of each document's known variants, how many the index recognises as near-copies of it; with key (a function
+    of a document, as an exact-match key), also how many have the document's own key."""
     rng = random.Random(seed)
     lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
     for i, doc in enumerate(docs):
         lsh.insert(str(i), signature(doc))
-    caught = total = 0
+    caught = key_caught = total = 0
     for i, doc in enumerate(docs):
         for variant in variants(doc, rng):
             total += 1
             caught += str(i) in lsh.query(signature(variant))
-    return {"documents": len(docs), "variants": total, "caught": caught}
+            key_caught += key is not None and key(variant) == key(doc)
+    return {"documents": len(docs), "variants": total, "caught": caught} | (
+        {"key_caught": key_caught} if key is not None else {})
