@@ -4,8 +4,6 @@ assets/results/base_curves.png through headless Chromium, for the README.
     python tools/base_curves.py
 """
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +12,7 @@ import plotly.graph_objects as go
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.core import paths  # noqa: E402
 from app.core.settings import BASE_SIZES  # noqa: E402
-from tests.support.browser import chromium  # noqa: E402
+from tools.png import write_png  # noqa: E402
 
 
 def figure() -> go.Figure:
@@ -34,18 +32,7 @@ def figure() -> go.Figure:
 
 
 def main():
-    out = paths.RESULTS / "base_curves.png"
-    with tempfile.TemporaryDirectory() as tmp:
-        page = Path(tmp) / "curves.html"
-        figure().write_html(page, include_plotlyjs=True, full_html=True, config={"displayModeBar": False})
-        browser = chromium(940, 640)
-        try:
-            browser.get(page.as_uri())
-            time.sleep(2)
-            browser.save_screenshot(str(out))
-        finally:
-            browser.quit()
-    print(f"wrote {out}")
+    write_png(figure(), paths.RESULTS / "base_curves.png", 940, 640)
 
 
 if __name__ == "__main__":

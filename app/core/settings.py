@@ -62,9 +62,11 @@ class Settings:
     # DAPT's learning rate: the one of these whose seed-0 model is best on validation at memdec_steps, then used for
     # every seed and budget
     dapt_lrs: tuple = (3e-4, 1e-3, 3e-3)
-    # longer budgets: these losses and DAPT again at more steps, on budget_domains with budget_seeds (what 2 cores
-    # allow: a 3,200-step DAPT run of the key model takes about 45 minutes), to see which comparisons hold as they train
+    # longer budgets: these losses again at more steps, and DAPT at dapt_budgets, on budget_domains with budget_seeds,
+    # to see which comparisons hold as they train. What 2 cores allow: the budget runs take about 2 hours on law
+    # alone; a 3,200-step DAPT run of the key model would add 40 minutes on two threads (74 on one)
     budgets: tuple = (800, 3200)
+    dapt_budgets: tuple = (800,)
     budget_losses: tuple = ("memdec", "distil", "ce")
     budget_domains: tuple = ("law",)
     budget_seeds: tuple = (0,)

@@ -300,7 +300,7 @@ def budgets_step(domain: str, s: Settings, losses=tuple(LOSSES)):
         for seed in s.budget_seeds:
             for loss in (loss for loss in s.budget_losses if loss in losses):
                 train_decoder(domain, loss, seed, steps, s, teachers)
-            if s.dapt:
+            if s.dapt and steps in s.dapt_budgets:
                 train_dapt(domain, seed, steps, lr, s)
 
 
@@ -474,7 +474,7 @@ def evaluate_budgets(s: Settings, rows: list, losses=tuple(LOSSES)) -> list:
                     row[f"{loss}_alpha"] = [tune_alpha(val["base"], v, weight_grid(s, val["base"], v)) for v in p_val]
                     runs[loss] = [mix(test["base"], model_probs(f, domain, "test", s), a)
                                   for f, a in zip(seeds, row[f"{loss}_alpha"])]
-                if s.dapt:
+                if s.dapt and (steps == s.memdec_steps or steps in s.dapt_budgets):
                     folders["dapt"] = [dapt_folder(domain, seed, s, lr, steps) for seed in s.budget_seeds]
                     runs["dapt"] = [model_probs(f, domain, "test", s) for f in folders["dapt"]]
                     dapt_general = [model_probs(f, GENERAL, "test", s) for f in folders["dapt"]]
@@ -565,22 +565,25 @@ def ablation_table(rows: list) -> str:
 
 
 def budget_table(rows: list) -> str:
-    """One row per (domain, budget): the key model with each decoder, DAPT, and the Memory Decoder against each."""
+    """One row per (domain, budget): the key model with each decoder, DAPT (where it was trained at that budget), and
+    the Memory Decoder against each."""
     controls = [loss for loss in LOSSES if loss != MEMDEC and loss in rows[0]]
     names = {loss: LOSSES[loss].control or LOSSES[loss].ablation for loss in controls}
-    dapt = "dapt" in rows[0]
     head = ("| domain | steps (tokens) | key model " + "".join(f"| + {names[c]} decoder " for c in controls)
-            + "| + Memory Decoder (α) " + ("| DAPT (lr) " if dapt else "")
-            + "".join(f"| MemDec vs {names[c]} " for c in controls)
-            + ("| MemDec vs DAPT | DAPT on general text vs key model " if dapt else "") + "|\n|---|---|"
-            + "---:|" * (2 + 2 * len(controls) + 3 * dapt) + "\n")
+            + "| + Memory Decoder (α) | DAPT (lr) " + "".join(f"| MemDec vs {names[c]} " for c in controls)
+            + "| MemDec vs DAPT | DAPT on general text vs key model |\n|---|---|"
+            + "---:|" * (5 + 2 * len(controls)) + "\n")
+
+    def optional(r, name, cell):
+        return f"| {cell(r[name]) if name in r else '—'} "
+
     return head + "".join(
         f"| {r['domain']} | {r['steps']:,} ({r['tokens']:,}) | {ppl_cell(r['base_only'])} "
         + "".join(f"| {ppl_cell(r[c])} " for c in controls)
         + f"| {ppl_cell(r[MEMDEC])} ({alpha_cell(r[MEMDEC + '_alpha'])}) "
-        + (f"| {ppl_cell(r['dapt'])} ({r['dapt_lr']:g}) " if dapt else "")
+        + optional(r, "dapt", lambda d: f"{ppl_cell(d)} ({r['dapt_lr']:g})")
         + "".join(f"| {ratio_cell(r[f'memdec_vs_{c}'])} " for c in controls)
-        + (f"| {ratio_cell(r['memdec_vs_dapt'])} | {ratio_cell(r['dapt_general_vs_base'])} " if dapt else "")
+        + optional(r, "memdec_vs_dapt", ratio_cell) + optional(r, "dapt_general_vs_base", ratio_cell)
         + "|\n" for r in rows)
 
 

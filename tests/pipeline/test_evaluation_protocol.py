@@ -90,3 +90,18 @@ def test_bootstrap_intervals_cover_the_estimate_and_separate_only_real_differenc
     # documents that gain and documents that lose, by as much: no difference on average, only noise
     noisy = p * np.exp(np.resize([-0.1, 0.1], 60))[docs]
     assert not paired_ratio([noisy], [p], docs, weights)["separated"]
+
+
+def test_seeds_are_resampled_too_so_their_spread_widens_intervals_and_can_undo_an_order():
+    rng = np.random.default_rng(1)
+    docs = np.repeat(np.arange(60), 50)
+    p = rng.uniform(0.01, 0.5, len(docs))
+    weights = resample_weights(60)
+    agreeing, spread = summary([p, p, p], docs, weights), summary([p * 0.9, p, p / 0.9], docs, weights)
+    assert spread["ppl"] == pytest.approx(agreeing["ppl"])  # the same mean log-perplexity
+    assert spread["hi"] - spread["lo"] > 2 * (agreeing["hi"] - agreeing["lo"])
+    # a uniform 3% gain is certain between two runs, not between three runs that differ by 10% and one system
+    assert paired_ratio([p], [p * 1.03], docs, weights)["separated"]
+    assert not paired_ratio([p * 0.9, p, p / 0.9], [p * 1.03] * 3, docs, weights)["separated"]
+    # systems with as many seeds draw the same seeds in each resample: a constant difference per seed stays certain
+    assert paired_ratio([p * 0.9, p, p / 0.9], [p * 0.9 * 1.03, p * 1.03, p / 0.9 * 1.03], docs, weights)["separated"]

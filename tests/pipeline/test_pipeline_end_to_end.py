@@ -6,9 +6,10 @@ import pytest
 
 from app.core import paths, recipe
 from app.core.documents import read_documents, write_documents
-from app.core.models import model_fingerprint
+from app.core.models import load_lm, load_tokenizer, model_fingerprint
 from app.core.settings import Settings
-from app.make import pipeline
+from app.core.tokens import blocks, encode_file
+from app.make import key_targets, pipeline
 
 SENTENCES = [
     "The licensee shall retain this notice in all copies of the software.",
@@ -29,10 +30,13 @@ def toy(tmp_path, monkeypatch, tiny_family):
     _, bases = tiny_family(tmp_path / "hub", docs, {"tiny": (1, 32), "wide": (2, 48)}, vocab=320)
     return Settings(domains=("toy",), bases=bases, key="wide", init="tiny", memdec_steps=40, memdec_lr=1e-2,
                     batch_size=8, k=8, block=16, eval_stride=8, seeds=(0, 1), dapt_lrs=(1e-3, 1e-2), budgets=(60,),
-                    budget_domains=("toy",), general_eval_chars=2000)
+                    dapt_budgets=(60,), budget_domains=("toy",), general_eval_chars=2000)
 
 
 def test_pipeline_trains_controls_evaluates_with_intervals_and_skips_current_steps(toy, capsys):
+    """The whole pipeline on one domain: every loss and seed, DAPT with its learning rate chosen, the evaluation and
+    the ablation, then the longer budgets, the cost on general text and the training curves."""
+    write_documents(paths.general_corpus(), [f"{a} {b}" for a in SENTENCES[::-1] for b in SENTENCES] * 2)
     pipeline.memdec_step("toy", toy)
     out = paths.model_folder("memdec", "toy")
     made_from = recipe.recorded(out)
@@ -89,36 +93,11 @@ def test_pipeline_trains_controls_evaluates_with_intervals_and_skips_current_ste
     for folder in (paths.store_folder(toy.bases["wide"], "toy"), paths.targets_folder("toy"),
                    paths.predictions_folder("base-wide", "toy", "validation"), out):
         assert recipe.recorded(folder), folder
-
-
-def test_key_model_targets_are_its_own_top_k_distribution_at_every_training_position(toy):
-    from app.core.models import load_lm, load_tokenizer
-    from app.core.tokens import blocks, encode_file
-    from app.make import key_targets
-
-    corpus = paths.corpus_path("toy", "train")
-    found, built = key_targets.load_or_build(toy.bases["wide"], corpus, toy.block, toy.k, tmp := paths.CACHE / "kt")
-    assert built and not key_targets.load_or_build(toy.bases["wide"], corpus, toy.block, toy.k, tmp)[1]
-    tokenizer, model = load_tokenizer(toy.bases["wide"]), load_lm(toy.bases["wide"])
-    inputs, _ = blocks(encode_file(tokenizer, corpus, "toy"), toy.block)
-    assert len(found) == inputs.numel()
-    block = 3  # block b, column c is row b * block + c, as in the kNN targets
-    logits = model(input_ids=inputs[block: block + 1]).logits[0, :, :len(tokenizer)]
-    for column in (0, 7, toy.block - 1):
-        row = found.row(block * toy.block + column)
-        top = logits[column].softmax(-1).topk(toy.k)
-        assert list(row) == top.indices.tolist() and sum(row.values()) == pytest.approx(1, abs=1e-2)
-        assert row[top.indices[0].item()] == pytest.approx((top.values[0] / top.values.sum()).item(), rel=1e-2)
-
-
-def test_longer_budgets_cost_on_general_text_and_training_curves(toy):
-    write_documents(paths.general_corpus(), [f"{a} {b}" for a in SENTENCES[::-1] for b in SENTENCES] * 2)
-    pipeline.memdec_step("toy", toy)
+    # the longer budgets, the cost on general text and the training curves
     pipeline.budgets_step("toy", toy)
     for loss in toy.budget_losses:
         assert recipe.recorded(pipeline.decoder_folder("toy", loss, 0, toy, 60))["steps"] == 60
         assert not pipeline.decoder_folder("toy", loss, 1, toy, 60).exists()  # the budget seeds alone
-    rows, _ = pipeline.evaluate_step(toy)
     general = pipeline.general_step(toy, rows)
     # each base alone and with the memory (its seeds at their own alphas), and DAPT against the key model
     assert [(g["base"], g["system"]) for g in general] == [("tiny", "Memory Decoder"), ("wide", "Memory Decoder"),
@@ -140,6 +119,22 @@ def test_longer_budgets_cost_on_general_text_and_training_curves(toy):
     # every run logs its validation cross-entropy at its last step (runs this short checkpoint once)
     assert set(zip(curves.budget, curves.system, curves.step)) >= {(60, name, 60) for name in ("memdec", "ce", "distil",
                                                                                                "dapt")}
+
+
+def test_key_model_targets_are_its_own_top_k_distribution_at_every_training_position(toy):
+    corpus = paths.corpus_path("toy", "train")
+    found, built = key_targets.load_or_build(toy.bases["wide"], corpus, toy.block, toy.k, tmp := paths.CACHE / "kt")
+    assert built and not key_targets.load_or_build(toy.bases["wide"], corpus, toy.block, toy.k, tmp)[1]
+    tokenizer, model = load_tokenizer(toy.bases["wide"]), load_lm(toy.bases["wide"])
+    inputs, _ = blocks(encode_file(tokenizer, corpus, "toy"), toy.block)
+    assert len(found) == inputs.numel()
+    block = 3  # block b, column c is row b * block + c, as in the kNN targets
+    logits = model(input_ids=inputs[block: block + 1]).logits[0, :, :len(tokenizer)]
+    for column in (0, 7, toy.block - 1):
+        row = found.row(block * toy.block + column)
+        top = logits[column].softmax(-1).topk(toy.k)
+        assert list(row) == top.indices.tolist() and sum(row.values()) == pytest.approx(1, abs=1e-2)
+        assert row[top.indices[0].item()] == pytest.approx((top.values[0] / top.values.sum()).item(), rel=1e-2)
 
 
 def test_a_changed_setting_redoes_only_what_depends_on_it(toy, capsys):

@@ -4,6 +4,8 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
 from app.core import paths
 from app.core.cards import CARD, decoder_card, read_card, write_card
 from app.core.documents import sections
@@ -48,12 +50,12 @@ def test_an_uploads_card_is_the_pipelines_less_its_label_and_the_app_reads_it(tm
     assert read_card(tmp_path / "none") is None
 
 
-def test_the_committed_tables_come_back_from_their_rows():
-    for folder in (RESULTS, RESULTS / "smollm2"):
-        rows = json.loads((folder / "evaluation.json").read_text())
-        assert pipeline.evaluation_table(rows) == (folder / "evaluation.md").read_text()
-    ablation = json.loads((RESULTS / "ablation.json").read_text())
-    assert pipeline.ablation_table(ablation) == (RESULTS / "ablation.md").read_text()
+@pytest.mark.parametrize("table", ["evaluation", "ablation", "general", "budgets", "smollm2/evaluation",
+                                   "smollm2/general"])
+def test_the_committed_tables_come_back_from_their_rows(table):
+    rows = json.loads((RESULTS / f"{table}.json").read_text())
+    draw = getattr(pipeline, f"{table.rsplit('/', 1)[-1].removesuffix('s')}_table")
+    assert draw(rows) == (RESULTS / f"{table}.md").read_text()
 
 
 def test_a_control_added_to_losses_is_a_column_of_the_evaluation_table(monkeypatch):

@@ -31,14 +31,24 @@ def gain_html(summary: dict) -> str:
             "probability than the base; red: less (up to ±3 bits). Hover a token for its numbers.</small></p></div>")
 
 
+def change(ppl: float | None, base: float | None) -> str:
+    """A mixture's perplexity against the base's: negative helps; on text outside the memory's domain a positive
+    change is what plugging the memory in costs there."""
+    if ppl is None or base is None:
+        return "—"
+    return f"{100 * (ppl / base - 1):+.1f}%"
+
+
 def perplexity_text(summary: dict) -> str:
     p = summary["perplexity"]
-    rows = "".join(f"| {plots.NAMES[n]} | {'∞' if p[n] is None else f'{p[n]:.2f}'} |\n" for n in p)
+    rows = "".join(f"| {plots.NAMES[n]} | {'∞' if p[n] is None else f'{p[n]:.2f}'} "
+                   f"| {change(p[n], p['base']) if n.startswith('mix_') else ''} |\n" for n in p)
     knows = f"The {summary['domain']} memory knows {summary['knows']}. " if summary["knows"] else ""
     weights_used = (f"both at α = {summary['alpha']:.2f}" if summary["lock_alpha"] else
                     f"MemDec at α = {summary['alpha']:.2f}, kNN-LM at λ = {summary['knn_lambda']:.2f}")
-    text = (f"{knows}{presets.NARROW}\n\n| predictor | perplexity |\n|---|---|\n{rows}\n"
-            f"{len(summary['tokens'])} tokens, {weights_used}")
+    text = (f"{knows}{presets.NARROW}\n\n| predictor | perplexity | vs base alone |\n|---|---|---|\n{rows}\n"
+            "Score text outside the memory's domain to see what it costs there: a mixture above the base alone is "
+            f"worse than no memory.\n\n{len(summary['tokens'])} tokens, {weights_used}")
     if summary["knn_coverage"] is None:
         return f"{text}. No kNN-LM in this answer: {summary['knn_unavailable']}"
     return (f"{text}; some neighbour predicts the actual token for {summary['knn_coverage']:.0%} of them. A passage "
