@@ -112,9 +112,9 @@ QUOTES = {
         "{1.memdec_vs_ce.ratio|fall:.1f}% (finance) and {0.memdec_vs_ce.ratio|fall:.1f}% (biomed)",
     ],
     "smollm2/general.json": [  # biomed, finance, law
-        "The biomed memory, mixed at the largest alpha ({0.alpha}), costs {0.memdec_vs_base.ratio|change:.1f}% on "
+        "The biomed memory, mixed at the largest alpha ({0.alpha.0}), costs {0.change.ratio|change:.1f}% on "
         "general text",
-        "the law memory, at alpha {2.alpha}, even lowers general perplexity by {2.memdec_vs_base.ratio|fall:.1f}%",
+        "the law memory, at alpha {2.alpha.0}, even lowers general perplexity by {2.change.ratio|fall:.1f}%",
     ],
     "smollm2/timings.json": [
         "the steps in `assets/results/smollm2/timings.json` add up to {*|sum|minutes:.0f} minutes (corpora "
