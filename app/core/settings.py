@@ -62,6 +62,7 @@ class Settings:
     # DAPT's learning rate: the one of these whose seed-0 model is best on validation at memdec_steps, then used for
     # every seed and budget
     dapt_lrs: tuple = (3e-4, 1e-3, 3e-3)
+    dapt_lr_edge: float = 1e-2  # tried too when the grid's best is its largest rate
     # longer budgets: these losses again at more steps, and DAPT at dapt_budgets, on budget_domains with budget_seeds,
     # to see which comparisons hold as they train. What 2 cores allow beside the 200-step runs: 800 steps on law
     # (an hour); `--budgets 800,3200` adds 3,200-step decoders (25 minutes each on one core), and a 3,200-step DAPT

@@ -311,13 +311,19 @@ def dapt_lr_step(domain: str, s: Settings) -> float:
 
 
 def dapt_lr_grid(domain: str, s: Settings, train: bool = False) -> dict:
-    """{lr: validation perplexity} of the seed-0 DAPT model at each rate of the grid (trained first when train)."""
+    """{lr: validation perplexity} of the seed-0 DAPT model at each rate of the grid, and at s.dapt_lr_edge when the
+    grid's best is its largest rate (each trained first when train)."""
     grid = {}
-    for lr in s.dapt_lrs:
-        out = dapt_folder(domain, 0, s, lr)
+
+    def score(lr: float):
         if train:
             train_dapt(domain, 0, s.memdec_steps, lr, s)
-        grid[lr] = perplexity(model_probs(out, domain, "validation", s))
+        grid[lr] = perplexity(model_probs(dapt_folder(domain, 0, s, lr), domain, "validation", s))
+
+    for lr in s.dapt_lrs:
+        score(lr)
+    if min(grid, key=grid.get) == max(s.dapt_lrs):
+        score(s.dapt_lr_edge)
     return grid
 
 
