@@ -29,8 +29,9 @@ def toy(tmp_path, monkeypatch, tiny_family):
         write_documents(paths.corpus_path("toy", split), part)
     _, bases = tiny_family(tmp_path / "hub", docs, {"tiny": (1, 32), "wide": (2, 48)}, vocab=320)
     return Settings(domains=("toy",), bases=bases, key="wide", init="tiny", memdec_steps=40, memdec_lr=1e-2,
-                    batch_size=8, k=8, block=16, eval_stride=8, seeds=(0, 1), dapt_lrs=(1e-3, 1e-2), budgets=(60,),
-                    dapt_budgets=(60,), budget_domains=("toy",), general_eval_chars=2000)
+                    batch_size=8, k=8, block=16, eval_stride=8, seeds=(0, 1), dapt_lrs=(1e-3, 1e-2),
+                    dapt_lr_edge=3e-2, budgets=(60,), dapt_budgets=(60,), budget_domains=("toy",),
+                    general_eval_chars=2000)
 
 
 def test_pipeline_trains_controls_evaluates_with_intervals_and_skips_current_steps(toy, capsys):
@@ -50,9 +51,11 @@ def test_pipeline_trains_controls_evaluates_with_intervals_and_skips_current_ste
     dapt = recipe.recorded(pipeline.dapt_folder("toy", 1, toy, lr))
     assert dapt["init"] == model_fingerprint(toy.bases["wide"]) and dapt["beta"] == 0.0 and dapt["targets"] is None
     assert dapt["steps"] == made_from["steps"] and dapt["batch_size"] == made_from["batch_size"] and dapt["lr"] == lr
-    other = 1e-2 if lr == 1e-3 else 1e-3  # the grid's loser trains seed 0 alone
-    assert recipe.recorded(pipeline.dapt_folder("toy", 0, toy, other))["lr"] == other
-    assert not pipeline.dapt_folder("toy", 1, toy, other).exists()
+    # the grid (and its edge, 3e-2, only when 1e-2 is best): every other rate trains seed 0 alone
+    assert list(lr_grid) == ([1e-3, 1e-2, 3e-2] if min([1e-3, 1e-2], key=lr_grid.get) == 1e-2 else [1e-3, 1e-2])
+    for other in set(lr_grid) - {lr}:
+        assert recipe.recorded(pipeline.dapt_folder("toy", 0, toy, other))["lr"] == other
+        assert not pipeline.dapt_folder("toy", 1, toy, other).exists()
     # the distilled control: the Memory Decoder's recipe with the key model's distribution as its targets
     distilled = recipe.recorded(pipeline.decoder_folder("toy", "distil", 0, toy))
     assert distilled["targets"]["kind"] == "key model distribution" and distilled["beta"] == made_from["beta"]
