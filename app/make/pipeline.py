@@ -534,8 +534,8 @@ def evaluation_table(rows: list) -> str:
             + "".join(f"| + {LOSSES[loss].control} decoder " for loss in controls) + "| + Memory Decoder (α, seed 0) "
             + ("| DAPT (key model) " if dapt else "") + ("| decoder alone " if alone else "") + "| MemDec vs kNN-LM "
             + "".join(f"| MemDec vs {LOSSES[loss].control} " for loss in controls)
-            + ("| MemDec vs decoder alone " if alone else "") + "|\n|---|---|"
-            + "---:|" * (4 + 2 * len(controls) + dapt + 2 * alone) + "\n")
+            + ("| MemDec vs decoder alone " if alone else "") + ("| MemDec vs DAPT " if dapt else "") + "|\n|---|---|"
+            + "---:|" * (4 + 2 * len(controls) + 2 * dapt + 2 * alone) + "\n")
 
     def optional(r, name, cell):
         return f"| {cell(r[name]) if name in r else '—'} "
@@ -546,7 +546,8 @@ def evaluation_table(rows: list) -> str:
         + "".join(f"| {ppl_cell(r[loss])} " for loss in controls) + f"| {ppl_cell(r[MEMDEC])} ({r['alpha'][0]:g}) "
         + (optional(r, "dapt", ppl_cell) if dapt else "") + (optional(r, "alone", ppl_cell) if alone else "")
         + "".join(f"| {ratio_cell(r[f'memdec_vs_{name}'])} " for name in ("knn", *controls))
-        + (optional(r, "memdec_vs_alone", ratio_cell) if alone else "") + "|\n" for r in rows)
+        + (optional(r, "memdec_vs_alone", ratio_cell) if alone else "")
+        + (optional(r, "memdec_vs_dapt", ratio_cell) if dapt else "") + "|\n" for r in rows)
 
 
 def alpha_cell(alphas) -> str:

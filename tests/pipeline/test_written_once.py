@@ -64,6 +64,6 @@ def test_a_control_added_to_losses_is_a_column_of_the_evaluation_table(monkeypat
     for row in rows:
         row["half"], row["memdec_vs_half"] = row["ce"], row["memdec_vs_ce"]
     head, rule, first = pipeline.evaluation_table(rows).splitlines()[:3]
-    assert "| + CE-only decoder | + quarter-KL decoder | + Memory Decoder" in head
-    assert "| MemDec vs CE-only | MemDec vs quarter-KL |" in head
+    assert "| + CE-only decoder | + distilled decoder | + quarter-KL decoder | + Memory Decoder" in head
+    assert "| MemDec vs CE-only | MemDec vs distilled | MemDec vs quarter-KL |" in head
     assert head.count("|") == rule.count("|") == first.count("|")
