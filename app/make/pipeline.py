@@ -307,7 +307,8 @@ def budgets_step(domain: str, s: Settings, losses=tuple(LOSSES)):
 def dapt_lr_step(domain: str, s: Settings) -> float:
     """DAPT's learning rate: seed 0 trained at each rate of s.dapt_lrs; the one whose model is best on the domain's
     validation split (perplexity of the DAPT model itself, its only use)."""
-    return min(dapt_lr_grid(domain, s, train=True).items(), key=lambda item: item[1])[0]
+    grid = dapt_lr_grid(domain, s, train=True)
+    return min(grid, key=grid.get)
 
 
 def dapt_lr_grid(domain: str, s: Settings, train: bool = False) -> dict:
@@ -344,8 +345,8 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
     """The results table and the loss ablation of one domain: every number a test perplexity with a 95% bootstrap
     interval over documents and seeds; weights tuned on validation, per seed."""
     docs, resamples = test_documents(domain, s)
-    dec = {loss: [{split: model_probs(decoder_folder(domain, loss, seed, s), domain, split, s)
-                   for split in ("validation", "test")} for seed in s.seeds] for loss in LOSSES if loss in losses}
+    dec = {loss: [split_probs(decoder_folder(domain, loss, seed, s), domain, s) for seed in s.seeds]
+           for loss in LOSSES if loss in losses}
     controls = [loss for loss in dec if LOSSES[loss].control]  # the evaluation table's, in LOSSES order
     if s.dapt:
         grid = dapt_lr_grid(domain, s)
@@ -358,9 +359,7 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
         runs = {"base_only": [test["base"]], "knn": [mix(test["base"], test["knn"][t], lam)]}
         alphas = {}
         for loss, seeds in dec.items():
-            alphas[loss] = [tune_alpha(val["base"], d["validation"], weight_grid(s, val["base"], d["validation"]))
-                            for d in seeds]
-            runs[loss] = [mix(test["base"], d["test"], a) for d, a in zip(seeds, alphas[loss])]
+            alphas[loss], runs[loss] = tuned_mixtures(val["base"], test["base"], seeds, s)
         tuned[size] = {"alpha": alphas[MEMDEC][0], "lambda": lam, "temperature": t, "validation": val["base"]}
         row = {"domain": domain, "base": size, "knn_temperature": t, "knn_lambda": lam, "alpha": alphas[MEMDEC],
                **{f"{loss}_alpha": alphas[loss] for loss in controls}}
@@ -391,6 +390,17 @@ def evaluate_domain(domain: str, s: Settings, losses=tuple(LOSSES)) -> tuple[lis
             + f"+MemDec {row[MEMDEC]['ppl']:.1f}")
     write_card(paths.model_folder("memdec", domain, s.family), memdec_card(domain, s, tuned, dec[MEMDEC][0]))
     return rows, ablation
+
+
+def split_probs(folder: Path, domain: str, s: Settings) -> dict:
+    """{split: p(next token)} of a decoder on the validation and test splits."""
+    return {split: model_probs(folder, domain, split, s) for split in ("validation", "test")}
+
+
+def tuned_mixtures(val_base: np.ndarray, test_base: np.ndarray, decoders: list, s: Settings) -> tuple[list, list]:
+    """Each decoder (its split_probs) mixed with a base at the alpha best on validation: (alphas, test mixtures)."""
+    alphas = [tune_alpha(val_base, d["validation"], weight_grid(s, val_base, d["validation"])) for d in decoders]
+    return alphas, [mix(test_base, d["test"], a) for d, a in zip(decoders, alphas)]
 
 
 def test_documents(domain: str, s: Settings) -> tuple[np.ndarray, np.ndarray]:
@@ -461,12 +471,13 @@ def evaluate_budgets(s: Settings, rows: list, losses=tuple(LOSSES)) -> list:
     training curves of those runs (assets/results/budget_curves.csv, drawn by tools/budget_curves.py)."""
     out, curves = [], []
     domains = [d for d in s.budget_domains if d in s.domains] if s.budgets else []
+    if domains and s.dapt:
+        general_docs, general_resamples = test_documents(GENERAL, s)
+        key_general = [model_probs(s.bases[s.key], GENERAL, "test", s)]
     for domain in domains:
         with timed(f"evaluate budgets ({domain})", s) as run:
             before = COMPUTED["predictions"]
             docs, resamples = test_documents(domain, s)
-            general_docs, general_resamples = test_documents(GENERAL, s)
-            key_general = [model_probs(s.bases[s.key], GENERAL, "test", s)]
             val, test = (predictions(s.key, domain, split, s) for split in ("validation", "test"))
             lr = next(r["dapt_lr"] for r in rows if r["domain"] == domain and "dapt_lr" in r) if s.dapt else None
             for steps in (s.memdec_steps, *s.budgets):
@@ -476,10 +487,8 @@ def evaluate_budgets(s: Settings, rows: list, losses=tuple(LOSSES)) -> list:
                 folders = {loss: [decoder_folder(domain, loss, seed, s, steps) for seed in s.budget_seeds]
                            for loss in s.budget_losses if loss in losses}
                 for loss, seeds in folders.items():
-                    p_val = [model_probs(f, domain, "validation", s) for f in seeds]
-                    row[f"{loss}_alpha"] = [tune_alpha(val["base"], v, weight_grid(s, val["base"], v)) for v in p_val]
-                    runs[loss] = [mix(test["base"], model_probs(f, domain, "test", s), a)
-                                  for f, a in zip(seeds, row[f"{loss}_alpha"])]
+                    row[f"{loss}_alpha"], runs[loss] = tuned_mixtures(
+                        val["base"], test["base"], [split_probs(f, domain, s) for f in seeds], s)
                 if s.dapt and (steps == s.memdec_steps or steps in s.dapt_budgets):
                     folders["dapt"] = [dapt_folder(domain, seed, s, lr, steps) for seed in s.budget_seeds]
                     runs["dapt"] = [model_probs(f, domain, "test", s) for f in folders["dapt"]]
@@ -537,9 +546,6 @@ def evaluation_table(rows: list) -> str:
             + ("| MemDec vs decoder alone " if alone else "") + ("| MemDec vs DAPT " if dapt else "") + "|\n|---|---|"
             + "---:|" * (4 + 2 * len(controls) + 2 * dapt + 2 * alone) + "\n")
 
-    def optional(r, name, cell):
-        return f"| {cell(r[name]) if name in r else '—'} "
-
     return head + "".join(
         f"| {r['domain']} | {r['base']} | {ppl_cell(r['base_only'])} "
         f"| {ppl_cell(r['knn'])} ({r['knn_temperature']:g}, {r['knn_lambda']:g}) "
@@ -548,6 +554,11 @@ def evaluation_table(rows: list) -> str:
         + "".join(f"| {ratio_cell(r[f'memdec_vs_{name}'])} " for name in ("knn", *controls))
         + (optional(r, "memdec_vs_alone", ratio_cell) if alone else "")
         + (optional(r, "memdec_vs_dapt", ratio_cell) if dapt else "") + "|\n" for r in rows)
+
+
+def optional(r: dict, name: str, cell) -> str:
+    """A table cell drawn from r[name], or a dash where the row has none."""
+    return f"| {cell(r[name]) if name in r else '—'} "
 
 
 def alpha_cell(alphas) -> str:
@@ -580,10 +591,6 @@ def budget_table(rows: list) -> str:
             + "| + Memory Decoder (α) | DAPT (lr) " + "".join(f"| MemDec vs {names[c]} " for c in controls)
             + "| MemDec vs DAPT | DAPT on general text vs key model |\n|---|---|"
             + "---:|" * (5 + 2 * len(controls)) + "\n")
-
-    def optional(r, name, cell):
-        return f"| {cell(r[name]) if name in r else '—'} "
-
     return head + "".join(
         f"| {r['domain']} | {r['steps']:,} ({r['tokens']:,}) | {ppl_cell(r['base_only'])} "
         + "".join(f"| {ppl_cell(r[c])} " for c in controls)
